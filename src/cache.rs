@@ -1,0 +1,748 @@
+//! [`Cache`]: lock-striped shards behind one handle.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::RandomState;
+
+use crate::builder::{CacheBuilder, Weigher};
+use crate::expiry::{Clock, Expiration, duration_nanos};
+use crate::metrics::CacheStats;
+use crate::notify::{Listener, Removed};
+use crate::policy::{EvictionPolicy, Lru, ShardContext};
+use crate::shard::{Inserted, Lookup, Shard};
+use crate::shim::{AtomicU64, Ordering, RwLock};
+
+/// Retries of `retain` on a shard that was written to while the predicate ran.
+const RETAIN_RETRIES: usize = 4;
+
+/// Keeps each shard's lock and counters on cache lines of their own.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+pub(crate) struct Parts<K, V, P, S> {
+    pub(crate) capacity: u64,
+    pub(crate) shards: usize,
+    pub(crate) policy: P,
+    pub(crate) hasher: S,
+    pub(crate) seed: u64,
+    pub(crate) expiration: Expiration,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) listener: Option<Listener<K, V>>,
+}
+
+struct Inner<K, V, P: EvictionPolicy, S> {
+    shards: Box<[Padded<RwLock<Shard<K, V, P>>>]>,
+    mask: usize,
+    hasher: S,
+    capacity: u64,
+    clock: Arc<dyn Clock>,
+    /// Set once any entry may carry a deadline; until then writes skip reading the clock.
+    may_expire: AtomicU64,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+}
+
+/// A concurrent, sharded, bounded cache with a pluggable [`EvictionPolicy`].
+///
+/// `Cache` is `Send + Sync` and cheap to clone: clones share the same storage. Keys are hashed
+/// once per operation with a randomly seeded `ahash`; the hash picks the shard (from its upper
+/// 32 bits) and, within the shard, the table bucket (from the lower 32 bits, which each entry
+/// stores so the table can grow without calling `Hash`). Each shard is a `parking_lot::RwLock`
+/// around a hash table, a slab of entries and the policy.
+///
+/// # Reads return clones
+///
+/// [`get`](Self::get) clones the value out under the shard's shared lock. For large values,
+/// store `Arc<T>` (a clone is then one atomic increment) and keep the value's `Clone` cheap:
+/// it is, with the key's `Eq`, the only user code that runs under a shard lock.
+///
+/// # Example
+///
+/// ```
+/// use aside::Cache;
+/// use std::sync::Arc;
+///
+/// let cache: Cache<u64, Arc<String>> = Cache::new(10_000);
+/// let handle = cache.clone();
+/// std::thread::spawn(move || handle.insert(1, Arc::new("one".into()))).join().unwrap();
+/// assert_eq!(cache.get(&1).as_deref().map(String::as_str), Some("one"));
+/// ```
+pub struct Cache<K, V, P: EvictionPolicy = Lru, S = RandomState> {
+    inner: Arc<Inner<K, V, P, S>>,
+}
+
+impl<K, V, P: EvictionPolicy, S> Clone for Cache<K, V, P, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> Cache<K, V> {
+    /// A builder with every setting at its default; see [`CacheBuilder`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<&str, u32> =
+    ///     aside::Cache::builder().max_capacity(100).build().unwrap();
+    /// # let _ = cache;
+    /// ```
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::new()
+    }
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq,
+    V: Clone,
+{
+    /// An LRU cache holding at most `capacity` entries, with default settings.
+    ///
+    /// # Panics
+    ///
+    /// Never: the default configuration is valid.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(100);
+    /// assert_eq!(cache.capacity(), 100);
+    /// ```
+    #[must_use]
+    pub fn new(capacity: u64) -> Self {
+        Self::builder()
+            .max_capacity(capacity)
+            .build()
+            .expect("the default configuration is valid")
+    }
+}
+
+impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
+    pub(crate) fn from_parts(parts: Parts<K, V, P, S>) -> Self {
+        let n = parts.shards as u64;
+        let shards = (0..parts.shards)
+            .map(|i| {
+                let i64 = i as u64;
+                // Split the capacity exactly: the first `capacity % n` shards get one more.
+                let capacity = parts.capacity / n + u64::from(i64 < parts.capacity % n);
+                let ctx = ShardContext {
+                    index: i,
+                    capacity,
+                    seed: parts.seed.wrapping_add(i64.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                };
+                Padded(RwLock::new(Shard::new(
+                    parts.policy.clone(),
+                    ctx,
+                    parts.expiration,
+                )))
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                shards,
+                mask: parts.shards - 1,
+                hasher: parts.hasher,
+                capacity: parts.capacity,
+                clock: parts.clock,
+                may_expire: AtomicU64::new(u64::from(parts.expiration.has_default())),
+                weigher: parts.weigher,
+                listener: parts.listener,
+            }),
+        }
+    }
+
+    /// The configured capacity: entries, or total weight with a weigher.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(aside::Cache::<u32, u32>::new(5).capacity(), 5);
+    /// ```
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// The number of shards.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(aside::Cache::<u32, u32>::new(1_000_000).shard_count().is_power_of_two());
+    /// ```
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The number of entries stored, including expired ones not yet reclaimed. Never exceeds
+    /// the capacity (without a weigher) once an insert has returned.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.0.read().len()).sum()
+    }
+
+    /// Whether the cache holds no entries.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(aside::Cache::<u32, u32>::new(10).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.inner.shards.iter().all(|s| s.0.read().len() == 0)
+    }
+
+    /// The total weight stored (the entry count without a weigher).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.weighted_size(), 1);
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.0.read().weight()).sum()
+    }
+
+    /// A snapshot of the counters, summed over shards.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.get(&1);
+    /// assert_eq!(cache.stats().misses, 1);
+    /// ```
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        for s in self.inner.shards.iter() {
+            let shard = s.0.read();
+            stats.add_shard(&shard.reads, shard.write_counters());
+        }
+        stats
+    }
+
+    /// Bytes allocated by the cache's own tables and slabs (excluding what keys and values
+    /// allocate themselves, and the policies' side structures).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u64, u64> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// assert!(cache.allocated_bytes() > 0);
+    /// ```
+    pub fn allocated_bytes(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.0.read().allocated_bytes())
+            .sum()
+    }
+
+    /// Checks every internal invariant of every shard: table, slab and policy structure agree,
+    /// weights add up, no shard is over capacity. O(n); for tests, fuzzers and debugging.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first broken invariant, prefixed with the shard index.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// cache.validate().unwrap();
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, s) in self.inner.shards.iter().enumerate() {
+            let mut shard = s.0.write();
+            shard.drain();
+            shard.validate().map_err(|e| format!("shard {i}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on shard `index` (tests only).
+    #[cfg(test)]
+    pub(crate) fn with_shard<R>(&self, index: usize, f: impl FnOnce(&mut Shard<K, V, P>) -> R) -> R {
+        f(&mut self.inner.shards[index].0.write())
+    }
+}
+
+impl<K, V, P, S> Cache<K, V, P, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    P: EvictionPolicy,
+    S: BuildHasher,
+{
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (&RwLock<Shard<K, V, P>>, u32) {
+        let hash = self.inner.hasher.hash_one(key);
+        let shard = &self.inner.shards[(hash >> 32) as usize & self.inner.mask].0;
+        (shard, hash as u32)
+    }
+
+    /// The clock reading for a write, or 0 while no entry can carry a deadline.
+    #[inline]
+    fn write_now(&self, ttl: Option<u64>) -> u64 {
+        if ttl.is_some() {
+            self.inner.may_expire.store(1, Ordering::Relaxed);
+        } else if self.inner.may_expire.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.inner.clock.now_nanos()
+    }
+
+    fn notify(&self, removed: Removed<K, V>) {
+        removed.notify(self.inner.listener.as_ref());
+    }
+
+    #[inline]
+    fn lookup<Q>(&self, key: &Q, access: bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (lock, fragment) = self.locate(key);
+        let shard = lock.read();
+        match shard.get(fragment, key, &*self.inner.clock, access) {
+            Lookup::Hit { value, drain } => {
+                let value = value.clone();
+                if access {
+                    shard.reads.hit();
+                }
+                drop(shard);
+                if drain && let Some(mut shard) = lock.try_write() {
+                    shard.drain();
+                }
+                Some(value)
+            }
+            Lookup::Miss => {
+                if access {
+                    shard.reads.miss();
+                }
+                None
+            }
+            Lookup::Expired => {
+                if access {
+                    shard.reads.miss();
+                }
+                drop(shard);
+                let mut removed = Removed::new();
+                let now = self.inner.clock.now_nanos();
+                lock.write().remove_expired(fragment, key, now, &mut removed);
+                self.notify(removed);
+                None
+            }
+        }
+    }
+
+    /// The value for `key`, cloned, if present and not expired. Counts a hit or a miss,
+    /// tells the policy about the hit and slides a sliding deadline. An expired entry found
+    /// here is removed (passive expiry) and announced with [`RemovalCause::Expired`](crate::RemovalCause::Expired).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<String, u32> = aside::Cache::new(10);
+    /// cache.insert("a".to_string(), 1);
+    /// assert_eq!(cache.get("a"), Some(1)); // borrowed lookups work
+    /// assert_eq!(cache.get("b"), None);
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lookup(key, true)
+    }
+
+    /// Like [`get`](Self::get) but without side effects: no policy update, no sliding, no
+    /// counters, no removal.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.peek(&1), Some(1));
+    /// assert_eq!(cache.stats().hits, 0);
+    /// ```
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lookup(key, false)
+    }
+
+    /// Whether a live entry for `key` exists; no side effects, no clone.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// assert!(cache.contains_key(&1) && !cache.contains_key(&2));
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (lock, fragment) = self.locate(key);
+        matches!(
+            lock.read().get(fragment, key, &*self.inner.clock, false),
+            Lookup::Hit { .. }
+        )
+    }
+
+    fn store(&self, key: K, value: V, ttl: Option<u64>, only_if_absent: bool) -> Inserted<V> {
+        // User code first, outside the lock: hashing and weighing.
+        let (lock, fragment) = self.locate(&key);
+        let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let now = self.write_now(ttl);
+        let mut removed = Removed::new();
+        let result = lock.write().insert(
+            fragment,
+            key,
+            value,
+            weight,
+            ttl,
+            now,
+            only_if_absent,
+            &mut removed,
+        );
+        self.notify(removed);
+        result
+    }
+
+    /// Stores `value` under `key` with the cache's default expiry, replacing any value (which
+    /// is announced with [`RemovalCause::Replaced`](crate::RemovalCause::Replaced)). Evicts as
+    /// needed: once `insert` returns, the shard is within capacity. Rejected or evicted
+    /// entries are dropped, and announced to the listener, after the lock is released.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, &str> = aside::Cache::new(10);
+    /// cache.insert(1, "a");
+    /// cache.insert(1, "b");
+    /// assert_eq!(cache.get(&1), Some("b"));
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        self.store(key, value, None, false);
+    }
+
+    /// Stores `value` under `key`, expiring `ttl` from now (plus the configured jitter),
+    /// whatever the cache's default. A zero TTL stores an entry that is already expired;
+    /// `Duration::MAX` saturates at about 292 years.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = aside::MockClock::new();
+    /// let cache: aside::Cache<u32, u32> =
+    ///     aside::Cache::builder().clock(clock.clone()).build().unwrap();
+    /// cache.insert_with_ttl(1, 1, Duration::from_secs(5));
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.store(key, value, Some(duration_nanos(ttl)), false);
+    }
+
+    /// The value for `key`; on a miss, `init` computes it (outside every lock) and it is
+    /// inserted unless another thread stored one meanwhile, in which case that value is
+    /// returned and `init`'s is dropped.
+    ///
+    /// Concurrent callers that miss together each run `init`: this synchronous helper does not
+    /// coalesce loads. (The async front door's `get_or_load` runs one loader per key.)
+    ///
+    /// # Panics
+    ///
+    /// If `init` panics, the panic propagates and the cache is unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, String> = aside::Cache::new(10);
+    /// let v = cache.get_or_insert_with(7, || "seven".to_string());
+    /// assert_eq!(v, "seven");
+    /// let v = cache.get_or_insert_with(7, || unreachable!("cached"));
+    /// assert_eq!(v, "seven");
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.get(&key) {
+            return v;
+        }
+        let value = init();
+        match self.store(key, value.clone(), None, true) {
+            Inserted::Stored => value,
+            Inserted::Present(existing) => existing,
+        }
+    }
+
+    /// Removes `key`, returning its value if it was live. The listener sees
+    /// [`RemovalCause::Explicit`](crate::RemovalCause::Explicit) (or `Expired`, when the entry
+    /// had expired, in which case `None` is returned).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 10);
+    /// assert_eq!(cache.remove(&1), Some(10));
+    /// assert_eq!(cache.remove(&1), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (lock, fragment) = self.locate(key);
+        let now = self.write_now(None);
+        let mut removed = Removed::new();
+        let live = lock.write().remove(fragment, key, now, &mut removed);
+        // Announce first, then hand the value back.
+        let value = if live { removed.first_value() } else { None };
+        self.notify(removed);
+        value
+    }
+
+    /// Removes `key` if present, without returning the value: the cache-aside write path
+    /// ("update the database, then invalidate").
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 10);
+    /// cache.invalidate(&1);
+    /// assert!(!cache.contains_key(&1));
+    /// ```
+    pub fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (lock, fragment) = self.locate(key);
+        let now = self.write_now(None);
+        let mut removed = Removed::new();
+        lock.write().remove(fragment, key, now, &mut removed);
+        self.notify(removed);
+    }
+
+    /// Removes every entry, shard by shard (each announced as `Explicit`). Counters are kept.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// cache.invalidate_all();
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn invalidate_all(&self) {
+        for s in self.inner.shards.iter() {
+            let mut removed = Removed::new();
+            s.0.write().clear(&mut removed);
+            self.notify(removed);
+        }
+    }
+
+    /// Keeps only the entries for which `keep` returns `true`; removes the rest explicitly.
+    ///
+    /// The predicate never runs under a shard lock: each shard is snapshotted (keys and values
+    /// cloned), the predicate runs on the snapshot, and the chosen entries are removed if the
+    /// shard saw no insert or replacement meanwhile; otherwise that shard is retried (up to
+    /// four times, after which entries whose key is unchanged are removed even if their value
+    /// was replaced concurrently). Entries inserted while `retain` runs may or may not be seen.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// for i in 0..6 { cache.insert(i, i); }
+    /// cache.retain(|_k, v| v % 2 == 0);
+    /// assert_eq!(cache.len(), 3);
+    /// ```
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool)
+    where
+        K: Clone,
+    {
+        for s in self.inner.shards.iter() {
+            let lock = &s.0;
+            for attempt in 0.. {
+                let now = self.inner.clock.now_nanos();
+                let (generation, snapshot) = {
+                    let shard = lock.read();
+                    (shard.generation(), shard.snapshot(now))
+                };
+                let victims: Vec<_> = snapshot
+                    .into_iter()
+                    .filter(|(_, k, v)| !keep(k, v))
+                    .map(|(id, k, _)| (id, k))
+                    .collect();
+                if victims.is_empty() {
+                    break;
+                }
+                let mut removed = Removed::new();
+                {
+                    let mut shard = lock.write();
+                    if shard.generation() != generation && attempt < RETAIN_RETRIES {
+                        continue;
+                    }
+                    shard.remove_ids(victims, &mut removed);
+                }
+                self.notify(removed);
+                break;
+            }
+        }
+    }
+
+    /// Removes every entry for which `predicate` returns `true`: `retain` with the test
+    /// inverted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<String, u32> = aside::Cache::new(10);
+    /// cache.insert("user:1".into(), 1);
+    /// cache.insert("product:1".into(), 2);
+    /// cache.invalidate_if(|k, _| k.starts_with("user:"));
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool)
+    where
+        K: Clone,
+    {
+        self.retain(|k, v| !predicate(k, v));
+    }
+
+    /// Removes expired entries now, running the Redis-style random-sample sweep on every shard
+    /// (up to 16 rounds of 20 samples each, repeating while over a quarter of a sample had
+    /// expired). Writes already run a short sweep every 16 writes per shard, so calling this
+    /// is optional. Returns how many entries it removed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = aside::MockClock::new();
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::builder()
+    ///     .time_to_live(Duration::from_secs(1))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// for i in 0..10 { cache.insert(i, i); }
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.sweep_expired(), 10);
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn sweep_expired(&self) -> usize {
+        let mut total = 0;
+        for s in self.inner.shards.iter() {
+            let mut removed = Removed::new();
+            let now = self.inner.clock.now_nanos();
+            total += s
+                .0
+                .write()
+                .sweep(crate::expiry::SWEEP_MAX_ROUNDS, now, &mut removed);
+            self.notify(removed);
+        }
+        total
+    }
+
+    /// An iterator over a snapshot of the live entries, taken one shard at a time (keys and
+    /// values cloned under the shard's shared lock, yielded outside it). Weakly consistent:
+    /// writes during iteration may or may not be seen. Touches no policy state.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::Cache<u32, u32> = aside::Cache::new(10);
+    /// for i in 0..3 { cache.insert(i, i * 10); }
+    /// let mut all: Vec<_> = cache.iter().collect();
+    /// all.sort();
+    /// assert_eq!(all, vec![(0, 0), (1, 10), (2, 20)]);
+    /// ```
+    pub fn iter(&self) -> Iter<K, V, P, S>
+    where
+        K: Clone,
+    {
+        Iter {
+            cache: self.clone(),
+            next_shard: 0,
+            current: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl<K, V> Removed<K, V> {
+    /// The value of the first removed entry, cloned (used by `remove`).
+    fn first_value(&self) -> Option<V>
+    where
+        V: Clone,
+    {
+        self.first().map(|(_, v, _)| v.clone())
+    }
+}
+
+/// A snapshot iterator over a cache's entries; see [`Cache::iter`].
+pub struct Iter<K, V, P: EvictionPolicy, S> {
+    cache: Cache<K, V, P, S>,
+    next_shard: usize,
+    current: std::vec::IntoIter<(crate::policy::EntryId, K, V)>,
+}
+
+impl<K, V, P, S> Iterator for Iter<K, V, P, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    P: EvictionPolicy,
+    S: BuildHasher,
+{
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some((_, k, v)) = self.current.next() {
+                return Some((k, v));
+            }
+            let shard = self.cache.inner.shards.get(self.next_shard)?;
+            self.next_shard += 1;
+            let now = self.cache.inner.clock.now_nanos();
+            self.current = shard.0.read().snapshot(now).into_iter();
+        }
+    }
+}
+
+impl<K, V, P: EvictionPolicy, S> fmt::Debug for Cache<K, V, P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.len())
+            .field("capacity", &self.inner.capacity)
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,243 @@
+//! The [`EvictionPolicy`] trait and the built-in policies.
+//!
+//! A shard owns its entries in a slab and keeps a hash table from key to [`EntryId`]; the policy
+//! owns only its ordering structure (a list, a heap, a sample generator) plus a small per-entry
+//! [`EvictionPolicy::State`] that the shard stores inside each entry. The shard calls the policy's
+//! hooks under its lock and asks it for a victim whenever the shard is over capacity. A policy
+//! reaches the entries through the [`Entries`] view and never sees keys or values, so it cannot
+//! run user code.
+//!
+//! | policy | file | hit | evicts | per-entry state |
+//! |---|---|---|---|---|
+//! | [`Lru`] | `lru.rs` | buffered, O(1) move to front | least recently used | 8 bytes |
+//! | [`Lfu`] | `lfu.rs` | buffered, O(log n) | lowest LFU-DA priority, oldest first | 16 bytes |
+//! | [`Fifo`] | `fifo.rs` | nothing | oldest insert | 8 bytes |
+//! | [`SampledTtl`] | `ttl.rs` | nothing | soonest deadline of a random sample | 0 bytes |
+
+use std::fmt;
+
+mod fifo;
+mod lfu;
+mod list;
+mod lru;
+mod ttl;
+
+pub use fifo::Fifo;
+pub use lfu::{Lfu, LfuState};
+pub use list::Links;
+pub use lru::Lru;
+pub use ttl::SampledTtl;
+
+/// The handle of one entry inside a shard: an index into the shard's slab.
+///
+/// Ids are reused after an entry is removed, so a policy must forget an id in
+/// [`EvictionPolicy::on_remove`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId(pub(crate) u32);
+
+impl EntryId {
+    /// The slab index of this entry; dense, starting at zero.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use aside::policy::EntryId;
+    /// fn slot(id: EntryId) -> usize { id.index() }
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Debug for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// How a cache hit involves the policy, and therefore which lock a hit needs.
+///
+/// Every hit runs under the shard's *shared* lock. What happens next depends on this value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitAccess {
+    /// Hits do not concern the policy (FIFO, sampled TTL): nothing is recorded.
+    Ignore,
+    /// [`EvictionPolicy::on_access_shared`] runs under the shared lock; the state must use
+    /// interior mutability (atomics) for what it changes, as CLOCK bits or S3-FIFO counters do.
+    Shared,
+    /// The hit is recorded in a lossy per-shard buffer and replayed later through
+    /// [`EvictionPolicy::on_access`] under the exclusive lock (taken with `try_lock` by the
+    /// reader that fills the buffer, or by the next write). Under contention some hits may be
+    /// dropped, as in Caffeine and moka; a single thread loses none.
+    Exclusive,
+}
+
+/// What a shard tells its policy when the policy is set up for it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ShardContext {
+    /// The shard's index among the cache's shards.
+    pub index: usize,
+    /// The shard's capacity, in entries or in weight units when a weigher is set.
+    pub capacity: u64,
+    /// A seed for any randomness the policy needs, derived from the cache's seed.
+    pub seed: u64,
+}
+
+/// The policy's view of a shard's entries: per-entry state and metadata, never keys or values.
+///
+/// Passed to every [`EvictionPolicy`] hook. All methods are O(1).
+pub trait Entries<S> {
+    /// The policy state of entry `id`.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not a live entry.
+    fn state(&self, id: EntryId) -> &S;
+    /// The mutable policy state of entry `id`.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not a live entry.
+    fn state_mut(&mut self, id: EntryId) -> &mut S;
+    /// The 32-bit hash fragment of the entry's key (for frequency sketches and the like).
+    fn hash(&self, id: EntryId) -> u32;
+    /// The entry's weight (1 per entry when the cache has no weigher).
+    fn weight(&self, id: EntryId) -> u32;
+    /// The instant the entry expires at, in nanoseconds on the cache clock; `None` if never.
+    fn expires_at(&self, id: EntryId) -> Option<u64>;
+    /// Number of live entries.
+    fn len(&self) -> usize;
+    /// Whether there are no live entries.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Whether `id` is a live entry.
+    fn contains(&self, id: EntryId) -> bool;
+    /// A live entry picked from the random number `random` (close to uniform when the slab is
+    /// dense; the slab reuses freed slots first), or `None` when empty.
+    fn random(&self, random: u64) -> Option<EntryId>;
+    /// Every live entry id, in slab order.
+    fn ids(&self) -> impl Iterator<Item = EntryId> + '_;
+}
+
+/// A pluggable eviction policy for one shard.
+///
+/// The shard stores one [`State`](EvictionPolicy::State) inside every entry and calls the hooks
+/// below under its lock; a policy only orders entries and picks victims. Each shard gets its
+/// own clone of the policy value given to the builder, set up with
+/// [`configure`](EvictionPolicy::configure).
+///
+/// Call order for one entry: [`admit`](EvictionPolicy::admit) (only when the shard must make
+/// room for it), [`on_insert`](EvictionPolicy::on_insert), then any number of
+/// [`on_access`](EvictionPolicy::on_access) or [`on_update`](EvictionPolicy::on_update), then
+/// exactly one [`on_remove`](EvictionPolicy::on_remove), called while the entry is still
+/// readable through [`Entries`] and whatever the cause (eviction, expiry, removal, replacement
+/// does not remove). [`victim`](EvictionPolicy::victim) is called only when the shard is over
+/// capacity, and the shard then removes the returned entry (calling `on_remove`).
+///
+/// # Example: a policy written outside the crate
+///
+/// "Most recently inserted goes first" (LIFO), using only the public API:
+///
+/// ```
+/// use aside::policy::{Entries, EntryId, EvictionPolicy, HitAccess};
+/// use aside::Cache;
+///
+/// #[derive(Clone, Default)]
+/// struct Lifo { stack: Vec<EntryId> }
+///
+/// #[derive(Default)]
+/// struct Pos(usize);
+///
+/// impl EvictionPolicy for Lifo {
+///     type State = Pos;
+///     const HIT: HitAccess = HitAccess::Ignore;
+///     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<Pos>) {
+///         entries.state_mut(id).0 = self.stack.len();
+///         self.stack.push(id);
+///     }
+///     fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<Pos>) {
+///         let at = entries.state(id).0;
+///         self.stack.swap_remove(at);
+///         if let Some(&moved) = self.stack.get(at) {
+///             entries.state_mut(moved).0 = at;
+///         }
+///     }
+///     fn victim(&mut self, _: &mut impl Entries<Pos>) -> Option<EntryId> {
+///         self.stack.last().copied()
+///     }
+///     fn clear(&mut self) { self.stack.clear(); }
+/// }
+///
+/// let cache: Cache<u32, u32, Lifo> =
+///     Cache::builder().max_capacity(2).shards(1).policy(Lifo::default()).build().unwrap();
+/// cache.insert(1, 1);
+/// cache.insert(2, 2);
+/// cache.insert(3, 3); // over capacity: the newest (3) goes
+/// assert!(cache.contains_key(&1) && cache.contains_key(&2) && !cache.contains_key(&3));
+/// ```
+pub trait EvictionPolicy: Clone + Send + Sync + 'static {
+    /// Per-entry state, stored inside each entry (keep it small: it is paid per entry).
+    type State: Default + Send + Sync + 'static;
+
+    /// How hits reach the policy; see [`HitAccess`].
+    const HIT: HitAccess;
+
+    /// Set up this policy for one shard. Called once, before any entry exists.
+    fn configure(&mut self, shard: &ShardContext) {
+        let _ = shard;
+    }
+
+    /// Decide whether a *new* entry may enter a shard that must evict to make room for it.
+    /// Returning `false` rejects the newcomer (it is dropped and counted as a capacity
+    /// eviction) and keeps the current entries: the hook for admission policies such as
+    /// TinyLFU. `hash` is the newcomer's hash fragment, `weight` its weight.
+    fn admit(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<Self::State>) -> bool {
+        let _ = (hash, weight, entries);
+        true
+    }
+
+    /// A new entry was stored; its state is `State::default()`.
+    fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>);
+
+    /// A hit, replayed under the exclusive lock (only when [`HIT`](Self::HIT) is
+    /// [`HitAccess::Exclusive`]). The entry may have been replaced since the hit, never removed.
+    fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>) {
+        let _ = (id, entries);
+    }
+
+    /// A hit under the shared lock (only when [`HIT`](Self::HIT) is [`HitAccess::Shared`]).
+    fn on_access_shared(&self, state: &Self::State) {
+        let _ = state;
+    }
+
+    /// The value of an existing entry was replaced. The default treats it as an access.
+    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>) {
+        self.on_access(id, entries);
+    }
+
+    /// The entry is about to be removed, for any reason; forget `id`.
+    fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>);
+
+    /// Pick the entry to evict. Called only while the shard is over capacity and not empty;
+    /// must return a live entry then (returning `None` stops eviction, leaving the shard over
+    /// capacity, which [`Cache::validate`](crate::Cache::validate) reports).
+    fn victim(&mut self, entries: &mut impl Entries<Self::State>) -> Option<EntryId>;
+
+    /// Every entry was removed at once (without `on_remove` calls); reset the structure.
+    fn clear(&mut self);
+
+    /// Check the policy's structure against the entries; used by tests and fuzzers after every
+    /// operation. The default checks nothing.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first broken invariant.
+    fn validate(&self, entries: &impl Entries<Self::State>) -> Result<(), String> {
+        let _ = entries;
+        Ok(())
+    }
+}

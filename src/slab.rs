@@ -1,0 +1,299 @@
+//! The slab that owns a shard's entries, and the entry layout.
+//!
+//! Entries live in a `Vec<Option<Entry>>` indexed by [`EntryId`]; freed slots are kept on a
+//! free stack and reused first, so the slab stays dense and a random index is a fair sample.
+//! Policies link entries through these `u32` indices, which keeps every list and heap free of
+//! `unsafe` and half the size of pointers.
+//!
+//! `Option<Entry>` costs no tag: the weight is stored as `NonZeroU32` (weight + 1), whose zero
+//! niche encodes `None`.
+
+use std::num::NonZeroU32;
+use crate::shim::{AtomicU64, Ordering};
+
+use crate::expiry::Deadline;
+use crate::policy::{Entries, EntryId};
+
+/// The largest weight one entry can have; a weigher's result is clamped to it.
+pub(crate) const MAX_WEIGHT: u32 = u32::MAX - 1;
+
+/// One cached entry: `size_of::<K>() + size_of::<V>() + 16 + size_of::<S>()` bytes, rounded up
+/// to the alignment of the largest field.
+pub(crate) struct Entry<K, V, S> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    /// [`Deadline`] bits; atomic so that a hit can slide it under the shared lock.
+    deadline: AtomicU64,
+    /// The key's 32-bit hash fragment: the table rehashes from it without calling user code.
+    pub(crate) hash: u32,
+    weight_plus_one: NonZeroU32,
+    pub(crate) state: S,
+}
+
+impl<K, V, S: Default> Entry<K, V, S> {
+    pub(crate) fn new(key: K, value: V, hash: u32, weight: u32, deadline: Deadline) -> Self {
+        Self {
+            key,
+            value,
+            deadline: AtomicU64::new(deadline.raw()),
+            hash,
+            weight_plus_one: weight_nz(weight),
+            state: S::default(),
+        }
+    }
+}
+
+impl<K, V, S> Entry<K, V, S> {
+    #[inline]
+    pub(crate) fn deadline(&self) -> Deadline {
+        Deadline::from_raw(self.deadline.load(Ordering::Relaxed))
+    }
+
+    /// Sets the deadline; `&self` so that a hit under the shared lock can slide it.
+    #[inline]
+    pub(crate) fn set_deadline(&self, deadline: Deadline) {
+        self.deadline.store(deadline.raw(), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight_plus_one.get() - 1
+    }
+
+    #[inline]
+    pub(crate) fn set_weight(&mut self, weight: u32) {
+        self.weight_plus_one = weight_nz(weight);
+    }
+}
+
+#[inline]
+fn weight_nz(weight: u32) -> NonZeroU32 {
+    NonZeroU32::MIN.saturating_add(weight.min(MAX_WEIGHT))
+}
+
+/// A vector of optional entries with a free stack of vacant indices.
+pub(crate) struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Stores `value` and returns its id; reuses the most recently freed slot first.
+    ///
+    /// # Panics
+    ///
+    /// If the slab would exceed `u32::MAX` slots.
+    pub(crate) fn insert(&mut self, value: T) -> EntryId {
+        self.len += 1;
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            debug_assert!(slot.is_none());
+            *slot = Some(value);
+            EntryId(index)
+        } else {
+            let index = u32::try_from(self.slots.len()).expect("a shard holds at most 2^32 entries");
+            self.slots.push(Some(value));
+            EntryId(index)
+        }
+    }
+
+    /// Removes and returns the entry `id`.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is vacant.
+    pub(crate) fn remove(&mut self, id: EntryId) -> T {
+        let value = self.slots[id.index()].take().expect("removing a vacant slot");
+        self.len -= 1;
+        if self.len == 0 {
+            // Start dense again: drop the free stack and the vacant tail.
+            self.slots.clear();
+            self.free.clear();
+        } else {
+            self.free.push(id.0);
+        }
+        value
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: EntryId) -> Option<&T> {
+        self.slots.get(id.index()).and_then(Option::as_ref)
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, id: EntryId) -> Option<&mut T> {
+        self.slots.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// The entry `id`, which the caller knows to be live.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is vacant: a broken invariant of the shard.
+    #[inline]
+    pub(crate) fn at(&self, id: EntryId) -> &T {
+        self.get(id).expect("vacant slab slot")
+    }
+
+    /// The entry `id`, mutably, which the caller knows to be live.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is vacant.
+    #[inline]
+    pub(crate) fn at_mut(&mut self, id: EntryId) -> &mut T {
+        self.get_mut(id).expect("vacant slab slot")
+    }
+
+    /// Every live entry with its id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (EntryId, &T)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| slot.as_ref().map(|t| (EntryId(i as u32), t)))
+    }
+
+    /// A live id near the random index `random % slots`, scanning forward and wrapping.
+    pub(crate) fn random(&self, random: u64) -> Option<EntryId> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = self.slots.len();
+        let start = (random % n as u64) as usize;
+        (start..n)
+            .chain(0..start)
+            .find(|&i| self.slots[i].is_some())
+            .map(|i| EntryId(i as u32))
+    }
+
+    /// Removes every entry, returning them.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + use<T> {
+        self.free.clear();
+        self.len = 0;
+        std::mem::take(&mut self.slots).into_iter().flatten()
+    }
+
+    /// Number of slots, live or vacant.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Number of vacant slots on the free stack.
+    pub(crate) fn vacant(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Bytes allocated by the slab itself (not by keys or values).
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<Option<T>>() + self.free.capacity() * size_of::<u32>()
+    }
+}
+
+impl<K, V, S> Entries<S> for Slab<Entry<K, V, S>> {
+    #[inline]
+    fn state(&self, id: EntryId) -> &S {
+        &self.at(id).state
+    }
+
+    #[inline]
+    fn state_mut(&mut self, id: EntryId) -> &mut S {
+        &mut self.at_mut(id).state
+    }
+
+    #[inline]
+    fn hash(&self, id: EntryId) -> u32 {
+        self.at(id).hash
+    }
+
+    #[inline]
+    fn weight(&self, id: EntryId) -> u32 {
+        self.at(id).weight()
+    }
+
+    #[inline]
+    fn expires_at(&self, id: EntryId) -> Option<u64> {
+        self.at(id).deadline().instant()
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn contains(&self, id: EntryId) -> bool {
+        self.get(id).is_some()
+    }
+
+    #[inline]
+    fn random(&self, random: u64) -> Option<EntryId> {
+        Slab::random(self, random)
+    }
+
+    fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
+        self.iter().map(|(id, _)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type E = Entry<u64, u64, (u32, u32)>;
+
+    #[test]
+    fn option_entry_has_no_tag() {
+        assert_eq!(size_of::<Option<E>>(), size_of::<E>());
+        assert_eq!(size_of::<E>(), 40);
+        assert_eq!(size_of::<Option<Entry<u64, u64, ()>>>(), 32);
+    }
+
+    #[test]
+    fn reuses_slots_and_resets_when_empty() {
+        let mut s = Slab::new();
+        let a = s.insert(1);
+        let b = s.insert(2);
+        assert_eq!(s.remove(a), 1);
+        let c = s.insert(3);
+        assert_eq!(c, a);
+        assert_eq!(s.len(), 2);
+        s.remove(b);
+        s.remove(c);
+        assert_eq!(s.slots(), 0);
+        assert_eq!(s.random(7), None);
+    }
+
+    #[test]
+    fn random_finds_a_live_slot() {
+        let mut s = Slab::new();
+        let ids: Vec<_> = (0..10).map(|i| s.insert(i)).collect();
+        for &id in &ids[..9] {
+            s.remove(id);
+        }
+        for r in 0..20 {
+            assert_eq!(s.random(r), Some(ids[9]));
+        }
+    }
+
+    #[test]
+    fn weight_round_trips_and_clamps() {
+        let mut e: E = Entry::new(1, 2, 3, 0, Deadline::NEVER);
+        assert_eq!(e.weight(), 0);
+        e.set_weight(u32::MAX);
+        assert_eq!(e.weight(), MAX_WEIGHT);
+    }
+}
