@@ -136,7 +136,9 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
                 let ctx = ShardContext {
                     index: i,
                     capacity,
-                    seed: parts.seed.wrapping_add(i64.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    seed: parts
+                        .seed
+                        .wrapping_add(i64.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 };
                 Padded(RwLock::new(Shard::new(
                     parts.policy.clone(),
@@ -278,9 +280,13 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
         Ok(())
     }
 
-    /// Runs `f` on shard `index` (tests only).
-    #[cfg(test)]
-    pub(crate) fn with_shard<R>(&self, index: usize, f: impl FnOnce(&mut Shard<K, V, P>) -> R) -> R {
+    /// Runs `f` on shard `index` under its exclusive lock (tests and fuzzers only).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn with_shard<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut Shard<K, V, P>) -> R,
+    ) -> R {
         f(&mut self.inner.shards[index].0.write())
     }
 }
@@ -341,13 +347,15 @@ where
                 None
             }
             Lookup::Expired => {
-                if access {
-                    shard.reads.miss();
+                if !access {
+                    return None; // `peek` has no side effects
                 }
+                shard.reads.miss();
                 drop(shard);
                 let mut removed = Removed::new();
                 let now = self.inner.clock.now_nanos();
-                lock.write().remove_expired(fragment, key, now, &mut removed);
+                lock.write()
+                    .remove_expired(fragment, key, now, &mut removed);
                 self.notify(removed);
                 None
             }
@@ -664,10 +672,9 @@ where
         for s in self.inner.shards.iter() {
             let mut removed = Removed::new();
             let now = self.inner.clock.now_nanos();
-            total += s
-                .0
-                .write()
-                .sweep(crate::expiry::SWEEP_MAX_ROUNDS, now, &mut removed);
+            total +=
+                s.0.write()
+                    .sweep(crate::expiry::SWEEP_MAX_ROUNDS, now, &mut removed);
             self.notify(removed);
         }
         total

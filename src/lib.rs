@@ -73,6 +73,8 @@ mod shard;
 mod shim;
 mod slab;
 
+#[cfg(any(test, fuzzing))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -93,10 +93,6 @@ impl<K, V> Removed<K, V> {
         self.first.is_none()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-
     /// Hands every entry to the listener (if any) and drops it. A panicking listener does not
     /// stop the others; the first panic is resumed once all entries are handled.
     pub(crate) fn notify(self, listener: Option<&Listener<K, V>>) {

@@ -96,10 +96,6 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.slab.len()
     }
 
-    pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
     pub(crate) fn weight(&self) -> u64 {
         self.weight
     }
@@ -112,6 +108,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.generation
     }
 
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn policy(&self) -> &P {
         &self.policy
     }
@@ -257,7 +254,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         entry.set_weight(weight);
         entry.set_deadline(deadline);
         self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
-        self.volatile = self.volatile - usize::from(was_volatile) + usize::from(!deadline.is_never());
+        self.volatile =
+            self.volatile - usize::from(was_volatile) + usize::from(!deadline.is_never());
         self.writes.updates += 1;
         self.generation += 1;
         self.policy.on_update(id, &mut self.slab);
@@ -293,10 +291,9 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             .slab
             .insert(Entry::new(key, value, fragment, weight, deadline));
         let slab = &self.slab;
-        self.table
-            .insert_unique(table_hash(fragment), id.0, |&i| {
-                table_hash(slab.at(EntryId(i)).hash)
-            });
+        self.table.insert_unique(table_hash(fragment), id.0, |&i| {
+            table_hash(slab.at(EntryId(i)).hash)
+        });
         self.weight += u64::from(weight);
         self.volatile += usize::from(!deadline.is_never());
         self.writes.inserts += 1;
@@ -494,10 +491,16 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             }
         }
         if weight != self.weight {
-            return Err(format!("weights sum to {weight}, shard says {}", self.weight));
+            return Err(format!(
+                "weights sum to {weight}, shard says {}",
+                self.weight
+            ));
         }
         if volatile != self.volatile {
-            return Err(format!("{volatile} entries have deadlines, shard says {}", self.volatile));
+            return Err(format!(
+                "{volatile} entries have deadlines, shard says {}",
+                self.volatile
+            ));
         }
         if self.weight > self.capacity {
             return Err(format!(
@@ -511,11 +514,5 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// Bytes the shard's own structures allocate (table, slab, policy excluded).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.table.allocation_size() + self.slab.allocated_bytes()
-    }
-
-    /// The keys in the policy's order, as the policy exposes it (tests only).
-    #[cfg(test)]
-    pub(crate) fn entries(&self) -> &Slab<Entry<K, V, P::State>> {
-        &self.slab
     }
 }

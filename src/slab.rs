@@ -8,8 +8,8 @@
 //! `Option<Entry>` costs no tag: the weight is stored as `NonZeroU32` (weight + 1), whose zero
 //! niche encodes `None`.
 
-use std::num::NonZeroU32;
 use crate::shim::{AtomicU64, Ordering};
+use std::num::NonZeroU32;
 
 use crate::expiry::Deadline;
 use crate::policy::{Entries, EntryId};
@@ -105,7 +105,8 @@ impl<T> Slab<T> {
             *slot = Some(value);
             EntryId(index)
         } else {
-            let index = u32::try_from(self.slots.len()).expect("a shard holds at most 2^32 entries");
+            let index =
+                u32::try_from(self.slots.len()).expect("a shard holds at most 2^32 entries");
             self.slots.push(Some(value));
             EntryId(index)
         }
@@ -117,7 +118,9 @@ impl<T> Slab<T> {
     ///
     /// If `id` is vacant.
     pub(crate) fn remove(&mut self, id: EntryId) -> T {
-        let value = self.slots[id.index()].take().expect("removing a vacant slot");
+        let value = self.slots[id.index()]
+            .take()
+            .expect("removing a vacant slot");
         self.len -= 1;
         if self.len == 0 {
             // Start dense again: drop the free stack and the vacant tail.

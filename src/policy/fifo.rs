@@ -38,14 +38,6 @@ impl Fifo {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Entry ids from newest to oldest (for tests and diagnostics).
-    pub(crate) fn order<'a>(
-        &self,
-        entries: &'a impl Entries<Links>,
-    ) -> impl Iterator<Item = EntryId> + 'a {
-        self.list.iter(entries)
-    }
 }
 
 impl EvictionPolicy for Fifo {

@@ -108,11 +108,6 @@ impl Lfu {
         Self::default()
     }
 
-    /// The current cache age `L` (the priority of the last evicted entry, rebased).
-    pub(crate) fn age(&self) -> u32 {
-        self.age
-    }
-
     fn next_tick(&mut self, entries: &mut impl Entries<LfuState>) -> u32 {
         if self.tick == u32::MAX {
             // Rebase ticks to 0..n in their current order: heap order is unchanged.

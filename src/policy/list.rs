@@ -92,19 +92,6 @@ impl List {
         *self = Self::default();
     }
 
-    /// The ids from head to tail.
-    pub(crate) fn iter<'a>(
-        &self,
-        entries: &'a impl Entries<Links>,
-    ) -> impl Iterator<Item = EntryId> + 'a {
-        let mut cur = self.head;
-        std::iter::from_fn(move || {
-            let e = id(cur)?;
-            cur = entries.state(e).next;
-            Some(e)
-        })
-    }
-
     /// Walks the list both ways and checks it links exactly the live entries.
     pub(crate) fn validate(&self, entries: &impl Entries<Links>) -> Result<(), String> {
         if self.len != entries.len() {

@@ -41,14 +41,6 @@ impl Lru {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Entry ids from most to least recently used (for tests and diagnostics).
-    pub(crate) fn order<'a>(
-        &self,
-        entries: &'a impl Entries<Links>,
-    ) -> impl Iterator<Item = EntryId> + 'a {
-        self.list.iter(entries)
-    }
 }
 
 impl EvictionPolicy for Lru {
