@@ -1,1 +1,83 @@
-fn main() {}
+//! Get-hit throughput on Zipf-distributed keys, one thread, for each built-in policy and an
+//! unsynchronized `HashMap` as the floor. (The multi-threaded scenarios and the comparison
+//! with moka and quick_cache live in the benchmark suite of the benchmarks issue.)
+//!
+//! Run: `cargo bench --bench get_hit`
+
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+
+use aside::Cache;
+use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const ENTRIES: u64 = 100_000;
+const BATCH: usize = 4096;
+
+/// Zipf(1.0)-distributed keys over `0..n`, seeded.
+fn zipf_keys(n: u64, count: usize) -> Vec<u64> {
+    let mut acc = 0.0;
+    let mut cdf: Vec<f64> = (1..=n)
+        .map(|k| {
+            acc += 1.0 / k as f64;
+            acc
+        })
+        .collect();
+    cdf.iter_mut().for_each(|c| *c /= acc);
+    let mut rng = SmallRng::seed_from_u64(7);
+    (0..count)
+        .map(|_| {
+            let u: f64 = rng.random();
+            cdf.partition_point(|&c| c < u) as u64
+        })
+        .collect()
+}
+
+fn bench_policy<P: EvictionPolicy>(c: &mut Criterion, name: &str, policy: P, keys: &[u64]) {
+    let cache: Cache<u64, u64, P> = Cache::builder()
+        .max_capacity(ENTRIES)
+        .policy(policy)
+        .seed(1)
+        .build()
+        .unwrap();
+    for k in 0..ENTRIES {
+        cache.insert(k, k);
+    }
+    let mut group = c.benchmark_group("get_hit_zipf_100k_1t");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    group.bench_function(BenchmarkId::from_parameter(name), |b| {
+        b.iter(|| {
+            for k in keys {
+                black_box(cache.get(k));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn get_hit(c: &mut Criterion) {
+    let keys = zipf_keys(ENTRIES, BATCH);
+    bench_policy(c, "aside_lru", Lru::new(), &keys);
+    bench_policy(c, "aside_lfu", Lfu::new(), &keys);
+    bench_policy(c, "aside_fifo", Fifo::new(), &keys);
+    bench_policy(c, "aside_sampled_ttl", SampledTtl::new(), &keys);
+
+    let map: HashMap<u64, u64, ahash::RandomState> = (0..ENTRIES).map(|k| (k, k)).collect();
+    let mut group = c.benchmark_group("get_hit_zipf_100k_1t");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    group.bench_function(BenchmarkId::from_parameter("hashmap_floor"), |b| {
+        b.iter(|| {
+            for k in &keys {
+                black_box(map.get(k).copied());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, get_hit);
+criterion_main!(benches);

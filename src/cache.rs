@@ -35,8 +35,11 @@ pub(crate) struct Parts<K, V, P, S> {
     pub(crate) listener: Option<Listener<K, V>>,
 }
 
+/// One shard behind its lock, on cache lines of its own.
+type ShardSlot<K, V, P> = Padded<RwLock<Shard<K, V, P>>>;
+
 struct Inner<K, V, P: EvictionPolicy, S> {
-    shards: Box<[Padded<RwLock<Shard<K, V, P>>>]>,
+    shards: Box<[ShardSlot<K, V, P>]>,
     mask: usize,
     hasher: S,
     capacity: u64,

@@ -211,6 +211,10 @@ fn build<P: EvictionPolicy>(
 /// # Errors
 ///
 /// A description of the first divergence or broken invariant, with the step number.
+///
+/// # Panics
+///
+/// Never for valid setups (the TTL sample size used, 3, is valid).
 pub fn check(setup: Setup, ops: &[Op]) -> Result<(), String> {
     match setup.kind {
         Kind::Lru => Checker::run(Lru::new(), setup, ops),
