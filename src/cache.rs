@@ -143,10 +143,15 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
                         .seed
                         .wrapping_add(i64.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 };
+                let max_entries = match parts.weigher {
+                    Some(_) => usize::MAX,
+                    None => usize::try_from(capacity).unwrap_or(usize::MAX),
+                };
                 Padded(RwLock::new(Shard::new(
                     parts.policy.clone(),
                     ctx,
                     parts.expiration,
+                    max_entries,
                 )))
             })
             .collect();

@@ -72,11 +72,17 @@ pub(crate) struct Shard<K, V, P: EvictionPolicy> {
 }
 
 impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
-    pub(crate) fn new(mut policy: P, ctx: ShardContext, expiration: Expiration) -> Self {
+    /// A shard; `max_entries` bounds its slab's growth (its capacity when entries weigh 1).
+    pub(crate) fn new(
+        mut policy: P,
+        ctx: ShardContext,
+        expiration: Expiration,
+        max_entries: usize,
+    ) -> Self {
         policy.configure(&ctx);
         Self {
             table: HashTable::new(),
-            slab: Slab::new(),
+            slab: Slab::with_limit(max_entries),
             policy,
             buffer: AccessBuffer::new(),
             reads: ReadCounters::default(),
@@ -284,6 +290,9 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             out.push(key, value, RemovalCause::Capacity);
             return;
         }
+        // Make room first, as LFU-DA and Redis do: the newcomer is never its own victim, and
+        // it enters with the age its victims set.
+        self.evict_while(u64::from(weight), now, out);
         let slab = &self.slab;
         self.table
             .reserve(1, |&i| table_hash(slab.at(EntryId(i)).hash));
@@ -299,12 +308,16 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.writes.inserts += 1;
         self.generation += 1;
         self.policy.on_insert(id, &mut self.slab);
-        self.evict_to_fit(now, out);
     }
 
     /// Evicts the policy's victims until the shard fits its capacity.
     fn evict_to_fit(&mut self, now: u64, out: &mut Removed<K, V>) {
-        while self.weight > self.capacity {
+        self.evict_while(0, now, out);
+    }
+
+    /// Evicts the policy's victims until `incoming` more weight fits.
+    fn evict_while(&mut self, incoming: u64, now: u64, out: &mut Removed<K, V>) {
+        while self.weight + incoming > self.capacity {
             let Some(victim) = self.policy.victim(&mut self.slab) else {
                 break;
             };

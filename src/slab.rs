@@ -76,14 +76,24 @@ pub(crate) struct Slab<T> {
     slots: Vec<Option<T>>,
     free: Vec<u32>,
     len: usize,
+    /// The most slots this slab will ever need (the shard's capacity in entries, when known):
+    /// growth stops there instead of doubling past it.
+    limit: usize,
 }
 
 impl<T> Slab<T> {
+    #[cfg(test)]
     pub(crate) const fn new() -> Self {
+        Self::with_limit(usize::MAX)
+    }
+
+    /// A slab whose vector never grows past `limit` slots by doubling.
+    pub(crate) const fn with_limit(limit: usize) -> Self {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
             len: 0,
+            limit,
         }
     }
 
@@ -107,6 +117,12 @@ impl<T> Slab<T> {
         } else {
             let index =
                 u32::try_from(self.slots.len()).expect("a shard holds at most 2^32 entries");
+            let len = self.slots.len();
+            if len == self.slots.capacity() && len < self.limit {
+                // Double, as `Vec` would, but never past the limit.
+                let target = (len * 2).max(4).min(self.limit).max(len + 1);
+                self.slots.reserve_exact(target - len);
+            }
             self.slots.push(Some(value));
             EntryId(index)
         }
@@ -278,6 +294,17 @@ mod tests {
         s.remove(c);
         assert_eq!(s.slots(), 0);
         assert_eq!(s.random(7), None);
+    }
+
+    #[test]
+    fn growth_stops_at_the_limit() {
+        let mut s = Slab::with_limit(100);
+        for i in 0..100 {
+            s.insert(i);
+        }
+        assert_eq!(s.slots.capacity(), 100);
+        s.insert(100);
+        assert!(s.slots.capacity() > 100);
     }
 
     #[test]

@@ -351,19 +351,7 @@ impl<P: EvictionPolicy> Checker<P> {
             want.push((key, value, RemovalCause::Capacity));
             return Ok(());
         }
-        self.model.map.insert(
-            key,
-            ModelEntry {
-                value,
-                deadline,
-                sliding,
-                freq: 0,
-                prio: 0,
-                tick: 0,
-            },
-        );
-        self.model.on_insert(key);
-        while self.model.map.len() > self.model.capacity {
+        while self.model.map.len() >= self.model.capacity {
             let victim = match self.model.victim() {
                 Some(v) => v,
                 None => self.ttl_victim(got.get(want.len()))?,
@@ -376,6 +364,18 @@ impl<P: EvictionPolicy> Checker<P> {
             let e = self.model.remove(victim);
             want.push((victim, e.value, cause));
         }
+        self.model.map.insert(
+            key,
+            ModelEntry {
+                value,
+                deadline,
+                sliding,
+                freq: 0,
+                prio: 0,
+                tick: 0,
+            },
+        );
+        self.model.on_insert(key);
         Ok(())
     }
 

@@ -135,8 +135,9 @@ pub trait Entries<S> {
 /// [`on_access`](EvictionPolicy::on_access) or [`on_update`](EvictionPolicy::on_update), then
 /// exactly one [`on_remove`](EvictionPolicy::on_remove), called while the entry is still
 /// readable through [`Entries`] and whatever the cause (eviction, expiry, removal, replacement
-/// does not remove). [`victim`](EvictionPolicy::victim) is called only when the shard is over
-/// capacity, and the shard then removes the returned entry (calling `on_remove`).
+/// does not remove). [`victim`](EvictionPolicy::victim) is called when a new entry needs room
+/// (before it is stored, so a newcomer is never its own victim) or when a replacement made the
+/// shard too heavy; the shard then removes the returned entry (calling `on_remove`).
 ///
 /// # Example: a policy written outside the crate
 ///
@@ -176,8 +177,8 @@ pub trait Entries<S> {
 ///     Cache::builder().max_capacity(2).shards(1).policy(Lifo::default()).build().unwrap();
 /// cache.insert(1, 1);
 /// cache.insert(2, 2);
-/// cache.insert(3, 3); // over capacity: the newest (3) goes
-/// assert!(cache.contains_key(&1) && cache.contains_key(&2) && !cache.contains_key(&3));
+/// cache.insert(3, 3); // needs room: the newest entry (2) goes
+/// assert!(cache.contains_key(&1) && !cache.contains_key(&2) && cache.contains_key(&3));
 /// ```
 pub trait EvictionPolicy: Clone + Send + Sync + 'static {
     /// Per-entry state, stored inside each entry (keep it small: it is paid per entry).
@@ -222,8 +223,8 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
     /// The entry is about to be removed, for any reason; forget `id`.
     fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>);
 
-    /// Pick the entry to evict. Called only while the shard is over capacity and not empty;
-    /// must return a live entry then (returning `None` stops eviction, leaving the shard over
+    /// Pick the entry to evict. Called only while the shard needs room and is not empty; must
+    /// return a live entry then (returning `None` stops eviction, leaving the shard over
     /// capacity, which [`Cache::validate`](crate::Cache::validate) reports).
     fn victim(&mut self, entries: &mut impl Entries<Self::State>) -> Option<EntryId>;
 
