@@ -324,6 +324,12 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
         self
     }
 
+    /// The clock, already shared (the front door hands its own to the engine).
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Weighs entries: [`max_capacity`](Self::max_capacity) then bounds the total weight.
     /// Weights above `u32::MAX - 1` are clamped; an entry heavier than its shard's capacity
     /// is not stored. The weigher runs outside every lock; if it panics, the insert is

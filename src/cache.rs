@@ -328,6 +328,49 @@ where
         removed.notify(self.inner.listener.as_ref());
     }
 
+    /// Announces and drops entries a `_deferred` write removed; call it with no lock held.
+    pub(crate) fn notify_removed(&self, removed: Removed<K, V>) {
+        self.notify(removed);
+    }
+
+    /// `insert`/`insert_with_ttl` (TTL in nanoseconds) that hands back what it removed instead
+    /// of announcing it, for callers that write under a lock of their own.
+    pub(crate) fn insert_deferred(&self, key: K, value: V, ttl: Option<u64>) -> Removed<K, V> {
+        let (lock, fragment) = self.locate(&key);
+        let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let now = self.write_now(ttl);
+        let mut removed = Removed::new();
+        lock.write()
+            .insert(fragment, key, value, weight, ttl, now, false, &mut removed);
+        removed
+    }
+
+    /// `invalidate` that hands back what it removed.
+    pub(crate) fn invalidate_deferred<Q>(&self, key: &Q) -> Removed<K, V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (lock, fragment) = self.locate(key);
+        let now = self.write_now(None);
+        let mut removed = Removed::new();
+        lock.write().remove(fragment, key, now, &mut removed);
+        removed
+    }
+
+    /// `invalidate_all` that hands back what it removed, per shard.
+    pub(crate) fn invalidate_all_deferred(&self) -> Vec<Removed<K, V>> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                let mut removed = Removed::new();
+                s.0.write().clear(&mut removed);
+                removed
+            })
+            .collect()
+    }
+
     #[inline]
     fn lookup<Q>(&self, key: &Q, access: bool) -> Option<V>
     where
@@ -561,11 +604,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (lock, fragment) = self.locate(key);
-        let now = self.write_now(None);
-        let mut removed = Removed::new();
-        lock.write().remove(fragment, key, now, &mut removed);
-        self.notify(removed);
+        self.notify(self.invalidate_deferred(key));
     }
 
     /// Removes every entry, shard by shard (each announced as `Explicit`). Counters are kept.
@@ -579,9 +618,7 @@ where
     /// assert!(cache.is_empty());
     /// ```
     pub fn invalidate_all(&self) {
-        for s in self.inner.shards.iter() {
-            let mut removed = Removed::new();
-            s.0.write().clear(&mut removed);
+        for removed in self.invalidate_all_deferred() {
             self.notify(removed);
         }
     }

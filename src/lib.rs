@@ -56,12 +56,24 @@
 //! `u64 → u64` under LRU that is 40 + 5.7 to 11.4 bytes, so an overhead of 30 to 36 bytes over
 //! the 16 bytes of payload. `docs/design.md` derives it.
 //!
+//! # Cache-aside front door
+//!
+//! [`AsideCache`] wraps a cache with single-flight loads (with a lease), race-free
+//! invalidation, XFetch early refresh, fail-safe stale serving and negative caching. Its
+//! blocking twins (`get_or_load_blocking`, ...) need no runtime; the async methods need the
+//! `async` feature.
+//!
 //! # Cargo features
 //!
-//! None yet: the synchronous engine has no optional parts and no runtime dependency.
+//! | feature | enables | cost |
+//! |---|---|---|
+//! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
+//!
+//! Without features the crate depends on no runtime.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod aside;
 mod buffer;
 mod builder;
 mod cache;
@@ -78,6 +90,9 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use aside::{
+    AsideBuilder, AsideCache, LatencySummary, LeaseExpiry, LoadError, LoadStats, RefreshMode,
+};
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
 pub use expiry::{Clock, MockClock, SystemClock};

@@ -1,0 +1,1116 @@
+//! The cache-aside front door: [`AsideCache`].
+//!
+//! `AsideCache` wraps a [`Cache`] with the read path of the cache-aside pattern (cache, miss,
+//! load, populate with a TTL) and the safety features around it:
+//!
+//! - **Single flight with a lease.** At most one loader runs per key; concurrent callers wait
+//!   for it and share its value or its error. A waiter stops waiting after the lease and,
+//!   per [`LeaseExpiry`], takes the load over or loads on its own.
+//! - **Race-free invalidation.** [`invalidate`](AsideCache::invalidate) and
+//!   [`put`](AsideCache::put) mark a load in flight for the key stale; a stale load's value is
+//!   returned to its caller but never installed (memcache leases).
+//! - **Early refresh.** XFetch (`now - delta * beta * ln(rand()) >= expiry`, with `delta` the
+//!   measured load time) or a deterministic threshold refreshes hot keys before they expire, in
+//!   the background or by the caller, single-flight.
+//! - **Fail-safe.** Expired values kept for a grace period are served when a reload fails or
+//!   exceeds a soft timeout; retries are throttled.
+//! - **Negative caching** of "not found" with its own TTL, and **metrics** ([`LoadStats`]).
+//!
+//! The async methods (`get_or_load`, `try_get_with`, `get_with`) need the `async` feature and
+//! run on tokio without ever blocking an executor thread; the `_blocking` twins need no runtime.
+//!
+//! # Guarantees
+//!
+//! ## What waiters see when the loader fails
+//! The same error, shared (`LoadError::Loader(Arc<E>)`); nothing is cached (except "not found"
+//! with negative caching on); the next call loads again.
+//!
+//! ## Panic
+//! The panicking caller's own call panics; every waiter resolves at once with
+//! [`LoadError::Panicked`]; the key is no longer in flight and the next call loads again.
+//!
+//! ## Cancellation
+//! If the leading caller's future is dropped at any await point, its load is abandoned and the
+//! first waiter to notice takes it over; no waiter hangs. A waiter that is cancelled or times
+//! out does not cancel the shared load or remove it from the registry.
+//!
+//! ## Timeouts
+//! The hard load timeout (`load_timeout`, async only: a blocking loader cannot be interrupted)
+//! ends a load with [`LoadError::Timeout`] for its caller and its waiters. The lease bounds how
+//! long each waiter waits for someone else's load.
+//!
+//! ## Reentrancy
+//! A loader that calls the front door for the key it is loading gets
+//! [`LoadError::Reentrant`] at once instead of deadlocking; other keys work.
+
+mod error;
+mod flight;
+#[cfg(feature = "async")]
+mod future;
+mod slot;
+mod stats;
+
+use std::convert::Infallible;
+use std::hash::Hash;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+pub use error::LoadError;
+pub use stats::{LatencySummary, LoadStats};
+
+use crate::expiry::{Clock, SystemClock, duration_nanos};
+use crate::policy::{EvictionPolicy, Lru};
+use crate::{Cache, CacheStats, ConfigError};
+use flight::{Join, Lead, Outcome, Registry, SharedError, ThreadLeading};
+use slot::{EarlyRefresh, Freshness, Slot};
+use stats::Counters;
+
+/// What a waiter does when the load it waits on outlives the lease.
+///
+/// # Example
+///
+/// ```
+/// use aside::{AsideCache, LeaseExpiry};
+/// let cache: AsideCache<u32, u32> = AsideCache::builder()
+///     .on_lease_expiry(LeaseExpiry::LoadIndependently)
+///     .build()
+///     .unwrap();
+/// # let _ = cache;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LeaseExpiry {
+    /// One waiter replaces the stalled load with its own (single flight continues; the stalled
+    /// load's result will not be installed). The default.
+    #[default]
+    TakeOver,
+    /// Each waiter runs its own loader and returns its result without installing it, as the
+    /// seeds' Redis client does as a last resort.
+    LoadIndependently,
+}
+
+/// Who performs an early refresh.
+///
+/// # Example
+///
+/// ```
+/// use aside::{AsideCache, RefreshMode};
+/// let cache: AsideCache<u32, u32> =
+///     AsideCache::builder().refresh_mode(RefreshMode::Caller).build().unwrap();
+/// # let _ = cache;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RefreshMode {
+    /// A background task reloads while callers keep getting the current value
+    /// (refresh-ahead / stale-while-revalidate). Needs a tokio runtime; without one (and in
+    /// the blocking twins) the caller refreshes. The default.
+    #[default]
+    Background,
+    /// The caller that triggers the refresh reloads and returns the new value (or the current
+    /// one if the reload fails).
+    Caller,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+struct Settings {
+    ttl: Option<u64>,
+    jitter: u64,
+    negative_ttl: Option<u64>,
+    grace: u64,
+    retry_interval: u64,
+    soft_timeout: Option<Duration>,
+    early: EarlyRefresh,
+    refresh: RefreshMode,
+    lease: Duration,
+    on_lease_expiry: LeaseExpiry,
+    load_timeout: Option<Duration>,
+}
+
+pub(crate) struct Inner<K, V, P: EvictionPolicy> {
+    cache: Cache<K, Slot<V>, P>,
+    registry: Arc<Registry<K, V>>,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    stats: Counters,
+}
+
+/// An async cache-aside front door over a sharded [`Cache`]; see the [module docs](self) for
+/// the guarantees.
+///
+/// Cheap to clone (an `Arc`); every clone shares the cache and the in-flight registry.
+///
+/// # Example
+///
+/// ```
+/// use aside::AsideCache;
+/// use std::time::Duration;
+///
+/// let users: AsideCache<u64, String> = AsideCache::builder()
+///     .max_capacity(10_000)
+///     .time_to_live(Duration::from_secs(300))
+///     .build()?;
+///
+/// // Read: cache, miss, load (once, whatever the concurrency), populate.
+/// let name = users.get_with_blocking(42, || "Alice".to_string()).unwrap();
+/// assert_eq!(name, "Alice");
+///
+/// // Write: update the database, then invalidate (race-free against loads in flight).
+/// users.invalidate(&42);
+/// # Ok::<(), aside::ConfigError>(())
+/// ```
+pub struct AsideCache<K, V, P: EvictionPolicy = Lru> {
+    inner: Arc<Inner<K, V, P>>,
+}
+
+impl<K, V, P: EvictionPolicy> Clone for AsideCache<K, V, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// Builds an [`AsideCache`]; every setting has a default.
+///
+/// | setting | default |
+/// |---|---|
+/// | `max_capacity`, `shards`, `policy`, `seed`, `clock` | as [`CacheBuilder`](crate::CacheBuilder) |
+/// | `time_to_live` (fresh period) / `time_to_idle` (sliding) | none: values stay until evicted or invalidated |
+/// | `ttl_jitter` | none |
+/// | `negative_ttl` | none: "not found" is not cached |
+/// | `fail_safe(grace, retry_interval)` | off |
+/// | `soft_timeout` | none |
+/// | `xfetch_beta` | 1.0 (XFetch on whenever there is a TTL) |
+/// | `refresh_after` | none |
+/// | `refresh_mode` | [`RefreshMode::Background`] |
+/// | `lease` | 5 s |
+/// | `on_lease_expiry` | [`LeaseExpiry::TakeOver`] |
+/// | `load_timeout` | none |
+///
+/// # Example
+///
+/// ```
+/// use aside::AsideCache;
+/// use std::time::Duration;
+///
+/// let products: AsideCache<u64, String> = AsideCache::builder()
+///     .max_capacity(50_000)
+///     .time_to_live(Duration::from_secs(3600))
+///     .ttl_jitter(Duration::from_secs(60))
+///     .negative_ttl(Duration::from_secs(30))
+///     .fail_safe(Duration::from_secs(600), Duration::from_secs(5))
+///     .lease(Duration::from_millis(500))
+///     .build()?;
+/// # let _ = products;
+/// # Ok::<(), aside::ConfigError>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct AsideBuilder<K, V, P = Lru> {
+    max_capacity: u64,
+    shards: Option<usize>,
+    policy: P,
+    seed: Option<u64>,
+    clock: Option<Arc<dyn Clock>>,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    jitter: Option<Duration>,
+    negative_ttl: Option<Duration>,
+    fail_safe: Option<(Duration, Duration)>,
+    soft_timeout: Option<Duration>,
+    beta: Option<f64>,
+    refresh_after: Option<f64>,
+    refresh: RefreshMode,
+    lease: Duration,
+    on_lease_expiry: LeaseExpiry,
+    load_timeout: Option<Duration>,
+    _marker: std::marker::PhantomData<fn(K, V)>,
+}
+
+impl<K, V> AsideCache<K, V> {
+    /// A builder with every setting at its default.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let c: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// # let _ = c;
+    /// ```
+    pub fn builder() -> AsideBuilder<K, V> {
+        AsideBuilder {
+            max_capacity: u64::MAX,
+            shards: None,
+            policy: Lru::new(),
+            seed: None,
+            clock: None,
+            ttl: None,
+            tti: None,
+            jitter: None,
+            negative_ttl: None,
+            fail_safe: None,
+            soft_timeout: None,
+            beta: Some(1.0),
+            refresh_after: None,
+            refresh: RefreshMode::Background,
+            lease: Duration::from_secs(5),
+            on_lease_expiry: LeaseExpiry::TakeOver,
+            load_timeout: None,
+            _marker: std::marker::PhantomData,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident = $value:expr) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$field = $value($name);
+            self
+        }
+    };
+}
+
+impl<K, V, P> AsideBuilder<K, V, P> {
+    setter!(
+        /// Capacity in entries (see [`CacheBuilder::max_capacity`](crate::CacheBuilder::max_capacity)).
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().max_capacity(100);
+        /// # let _ = b;
+        /// ```
+        max_capacity: u64 => max_capacity = |v| v
+    );
+    setter!(
+        /// Shard count, a power of two (see [`CacheBuilder::shards`](crate::CacheBuilder::shards)).
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().shards(4);
+        /// # let _ = b;
+        /// ```
+        shards: usize => shards = Some
+    );
+    setter!(
+        /// A fixed seed for hashing and sampling (reproducible tests).
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().seed(1);
+        /// # let _ = b;
+        /// ```
+        seed: u64 => seed = Some
+    );
+    setter!(
+        /// How long a loaded value is fresh (plus jitter).
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().time_to_live(Duration::from_secs(300));
+        /// # let _ = b;
+        /// ```
+        time_to_live: Duration => ttl = Some
+    );
+    setter!(
+        /// A sliding TTL instead: every hit keeps the value another `time_to_idle` (sessions).
+        /// Early refresh and fail-safe do not apply to sliding entries.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().time_to_idle(Duration::from_secs(1800));
+        /// # let _ = b;
+        /// ```
+        time_to_idle: Duration => tti = Some
+    );
+    setter!(
+        /// Adds `random(0..jitter)` to every TTL so that values loaded together do not expire
+        /// together.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().ttl_jitter(Duration::from_secs(30));
+        /// # let _ = b;
+        /// ```
+        ttl_jitter: Duration => jitter = Some
+    );
+    setter!(
+        /// Caches "not found" (a loader's `Ok(None)`) for this long.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().negative_ttl(Duration::from_secs(30));
+        /// # let _ = b;
+        /// ```
+        negative_ttl: Duration => negative_ttl = Some
+    );
+    setter!(
+        /// With fail-safe on, how long a reload may take before the caller gets the stale value
+        /// (the reload goes on in the background, up to the hard `load_timeout`). Async only.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().soft_timeout(Duration::from_millis(50));
+        /// # let _ = b;
+        /// ```
+        soft_timeout: Duration => soft_timeout = Some
+    );
+    setter!(
+        /// XFetch's `beta` (> 0; larger refreshes earlier). Default 1.0.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().xfetch_beta(2.0);
+        /// # let _ = b;
+        /// ```
+        xfetch_beta: f64 => beta = Some
+    );
+    setter!(
+        /// A deterministic early refresh once this fraction (0 < f < 1) of the TTL has passed.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().refresh_after(0.8);
+        /// # let _ = b;
+        /// ```
+        refresh_after: f64 => refresh_after = Some
+    );
+    setter!(
+        /// Who performs early refreshes.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().refresh_mode(aside::RefreshMode::Caller);
+        /// # let _ = b;
+        /// ```
+        refresh_mode: RefreshMode => refresh = |v| v
+    );
+    setter!(
+        /// How long a waiter waits for another caller's load (the seeds' `PX 500`).
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().lease(Duration::from_millis(500));
+        /// # let _ = b;
+        /// ```
+        lease: Duration => lease = |v| v
+    );
+    setter!(
+        /// What a waiter does when the lease runs out.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// let b = aside::AsideCache::<u32, u32>::builder().on_lease_expiry(aside::LeaseExpiry::TakeOver);
+        /// # let _ = b;
+        /// ```
+        on_lease_expiry: LeaseExpiry => on_lease_expiry = |v| v
+    );
+    setter!(
+        /// The hard limit on one load (async): past it the load fails with
+        /// [`LoadError::Timeout`].
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = aside::AsideCache::<u32, u32>::builder().load_timeout(Duration::from_secs(2));
+        /// # let _ = b;
+        /// ```
+        load_timeout: Duration => load_timeout = Some
+    );
+
+    /// Turns XFetch off (it is on by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = aside::AsideCache::<u32, u32>::builder().no_xfetch();
+    /// # let _ = b;
+    /// ```
+    pub fn no_xfetch(mut self) -> Self {
+        self.beta = None;
+        self
+    }
+
+    /// Fail-safe: keep expired values for `grace` and serve them when a reload fails (or, with
+    /// a soft timeout, is slow), retrying at most every `retry_interval`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = aside::AsideCache::<u32, u32>::builder()
+    ///     .fail_safe(Duration::from_secs(600), Duration::from_secs(5));
+    /// # let _ = b;
+    /// ```
+    pub fn fail_safe(mut self, grace: Duration, retry_interval: Duration) -> Self {
+        self.fail_safe = Some((grace, retry_interval));
+        self
+    }
+
+    /// The clock TTLs, XFetch and load times are measured on (tests pass a
+    /// [`MockClock`](crate::MockClock)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = aside::AsideCache::<u32, u32>::builder().clock(aside::MockClock::new());
+    /// # let _ = b;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The eviction policy of the underlying cache.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = aside::AsideCache::<u32, u32>::builder().policy(aside::policy::Lfu::new());
+    /// # let _ = b;
+    /// ```
+    pub fn policy<P2: EvictionPolicy>(self, policy: P2) -> AsideBuilder<K, V, P2> {
+        AsideBuilder {
+            max_capacity: self.max_capacity,
+            shards: self.shards,
+            policy,
+            seed: self.seed,
+            clock: self.clock,
+            ttl: self.ttl,
+            tti: self.tti,
+            jitter: self.jitter,
+            negative_ttl: self.negative_ttl,
+            fail_safe: self.fail_safe,
+            soft_timeout: self.soft_timeout,
+            beta: self.beta,
+            refresh_after: self.refresh_after,
+            refresh: self.refresh,
+            lease: self.lease,
+            on_lease_expiry: self.on_lease_expiry,
+            load_timeout: self.load_timeout,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// Checks the settings and builds the front door.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the field: `xfetch_beta` not finite and positive,
+    /// `refresh_after` outside (0, 1), a zero `lease` or `load_timeout`, `time_to_idle` with
+    /// `time_to_live`, fail-safe or early refresh without a `time_to_live`, and every error of
+    /// [`CacheBuilder::build`](crate::CacheBuilder::build).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let err = aside::AsideCache::<u32, u32>::builder().refresh_after(1.5).build().unwrap_err();
+    /// assert_eq!(err.field(), "refresh_after");
+    /// ```
+    pub fn build(self) -> Result<AsideCache<K, V, P>, ConfigError>
+    where
+        K: Hash + Eq + Clone,
+        V: Clone,
+        P: EvictionPolicy,
+    {
+        if let Some(b) = self.beta
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(ConfigError::new(
+                "xfetch_beta",
+                format!("must be finite and > 0, got {b}"),
+            ));
+        }
+        if let Some(f) = self.refresh_after
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(ConfigError::new(
+                "refresh_after",
+                format!("must be a fraction of the TTL strictly between 0 and 1, got {f}"),
+            ));
+        }
+        if self.lease.is_zero() {
+            return Err(ConfigError::new("lease", "must be longer than zero"));
+        }
+        if self.load_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new("load_timeout", "must be longer than zero"));
+        }
+        if self.ttl.is_none() && (self.fail_safe.is_some() || self.refresh_after.is_some()) {
+            let field = if self.fail_safe.is_some() {
+                "fail_safe"
+            } else {
+                "refresh_after"
+            };
+            return Err(ConfigError::new(
+                field,
+                "needs a `time_to_live` to measure freshness against",
+            ));
+        }
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(SystemClock::new()) as Arc<dyn Clock>);
+        let mut b = Cache::builder()
+            .max_capacity(self.max_capacity)
+            .shared_clock(Arc::clone(&clock))
+            .policy(self.policy);
+        if let Some(s) = self.shards {
+            b = b.shards(s);
+        }
+        if let Some(seed) = self.seed {
+            b = b.seed(seed);
+        }
+        if let Some(tti) = self.tti {
+            if self.ttl.is_some() {
+                return Err(ConfigError::new(
+                    "time_to_idle",
+                    "cannot be combined with `time_to_live`",
+                ));
+            }
+            b = b.time_to_idle(tti);
+        }
+        let cache = b.build()?;
+        let registry_shards = cache.shard_count().max(16);
+        let (grace, retry_interval) = self
+            .fail_safe
+            .map_or((0, 0), |(g, r)| (duration_nanos(g), duration_nanos(r)));
+        Ok(AsideCache {
+            inner: Arc::new(Inner {
+                cache,
+                registry: Arc::new(Registry::new(registry_shards)),
+                settings: Settings {
+                    ttl: self.ttl.map(duration_nanos),
+                    jitter: self.jitter.map_or(0, duration_nanos),
+                    negative_ttl: self.negative_ttl.map(duration_nanos),
+                    grace,
+                    retry_interval,
+                    soft_timeout: self.soft_timeout,
+                    early: EarlyRefresh {
+                        beta: self.beta.filter(|_| self.ttl.is_some()),
+                        after_fraction: self.refresh_after,
+                    },
+                    refresh: self.refresh,
+                    lease: self.lease,
+                    on_lease_expiry: self.on_lease_expiry,
+                    load_timeout: self.load_timeout,
+                },
+                clock,
+                stats: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// What a lookup in the front door found.
+enum Found<V> {
+    Fresh(Option<V>),
+    RefreshEarly(Option<V>),
+    Stale(Slot<V>),
+    Miss,
+}
+
+impl<K, V, P> Inner<K, V, P>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    P: EvictionPolicy,
+{
+    fn now(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    fn lookup(&self, key: &K) -> Found<V> {
+        let Some(slot) = self.cache.get(key) else {
+            return Found::Miss;
+        };
+        let random: f64 = 1.0 - rand::rng().random::<f64>(); // (0, 1]
+        match slot.freshness(self.now(), &self.settings.early, random) {
+            Freshness::Fresh => {
+                if slot.value.is_none() {
+                    Counters::bump(&self.stats.negative_hits);
+                }
+                Found::Fresh(slot.value)
+            }
+            Freshness::RefreshEarly => Found::RefreshEarly(slot.value),
+            Freshness::StaleThrottled => {
+                Counters::bump(&self.stats.stale_served);
+                Found::Fresh(slot.value)
+            }
+            Freshness::Stale => Found::Stale(slot),
+        }
+    }
+
+    /// The slot and engine TTL for a loaded value, or `None` when it is not to be cached.
+    fn make_slot(&self, value: Option<V>, now: u64, delta: u64) -> Option<(Slot<V>, Option<u64>)> {
+        let s = &self.settings;
+        let (fresh_for, grace) = match (&value, s.negative_ttl) {
+            (None, None) => return None,
+            (None, Some(neg)) => (Some(neg), 0),
+            (Some(_), _) => {
+                let jitter = if s.jitter == 0 {
+                    0
+                } else {
+                    rand::rng().random_range(0..s.jitter)
+                };
+                (s.ttl.map(|t| t.saturating_add(jitter)), s.grace)
+            }
+        };
+        let fresh_until = fresh_for.map_or(u64::MAX, |f| now.saturating_add(f));
+        let engine_ttl = fresh_for.map(|f| f.saturating_add(grace));
+        Some((
+            Slot {
+                value,
+                stored_at: now,
+                fresh_until,
+                delta,
+                retry_after: 0,
+            },
+            engine_ttl,
+        ))
+    }
+
+    /// Writes a slot into the engine; the listener runs after every lock is released.
+    fn store_slot(
+        &self,
+        key: K,
+        slot: Slot<V>,
+        ttl: Option<u64>,
+    ) -> crate::notify::Removed<K, Slot<V>> {
+        self.cache.insert_deferred(key, slot, ttl)
+    }
+
+    /// Completes a successful load: installs it unless the key was invalidated meanwhile.
+    fn finish_loaded(&self, lead: Lead<K, V>, key: &K, value: Option<V>, delta: u64) {
+        let now = self.now();
+        let removed = lead.complete(Outcome::Loaded(value.clone()), |may_install| {
+            if !may_install {
+                Counters::bump(&self.stats.discarded);
+                return None;
+            }
+            self.make_slot(value, now, delta)
+                .map(|(slot, ttl)| self.store_slot(key.clone(), slot, ttl))
+        });
+        if let Some(r) = removed {
+            self.cache.notify_removed(r);
+        }
+    }
+
+    /// Completes a failed load; with a stale slot (fail-safe), re-stores it throttled.
+    fn finish_failed(
+        &self,
+        lead: Lead<K, V>,
+        key: &K,
+        outcome: Outcome<V>,
+        stale: Option<&Slot<V>>,
+    ) {
+        let now = self.now();
+        let removed = lead.complete(outcome, |may_install| {
+            let stale = stale.filter(|_| may_install)?;
+            let remaining = stale
+                .fresh_until
+                .saturating_add(self.settings.grace)
+                .saturating_sub(now);
+            let mut throttled = stale.clone();
+            throttled.retry_after = now.saturating_add(self.settings.retry_interval);
+            Some(self.store_slot(key.clone(), throttled, Some(remaining)))
+        });
+        if let Some(r) = removed {
+            self.cache.notify_removed(r);
+        }
+    }
+
+    fn served_stale(&self, stale: &Slot<V>) -> Option<V> {
+        Counters::bump(&self.stats.stale_served);
+        stale.value.clone()
+    }
+
+    /// Turns a waiter's view of a finished flight into its result; `None`: load again.
+    fn waiter_result<E: Send + Sync + 'static>(
+        &self,
+        outcome: Outcome<V>,
+        stale: Option<&Slot<V>>,
+        accept_none: bool,
+    ) -> Option<Result<Option<V>, LoadError<E>>> {
+        match outcome {
+            Outcome::Loaded(v) if v.is_some() || accept_none => Some(Ok(v)),
+            Outcome::Loaded(_) | Outcome::Abandoned => None,
+            Outcome::Failed(e) => match e.downcast::<E>() {
+                Ok(e) => Some(match stale {
+                    Some(s) => Ok(self.served_stale(s)),
+                    None => Err(LoadError::Loader(e)),
+                }),
+                Err(_) => None, // another error type's loader: load with ours
+            },
+            Outcome::TimedOut => Some(match stale {
+                Some(s) => Ok(self.served_stale(s)),
+                None => Err(LoadError::Timeout),
+            }),
+            Outcome::Panicked => Some(Err(LoadError::Panicked)),
+        }
+    }
+
+    /// Runs a blocking loader as the leader of `lead`'s flight.
+    fn lead_blocking<E: Send + Sync + 'static>(
+        &self,
+        lead: Lead<K, V>,
+        key: &K,
+        loader: impl FnOnce() -> Result<Option<V>, E>,
+        stale: Option<&Slot<V>>,
+    ) -> Result<Option<V>, LoadError<E>> {
+        let t0 = self.now();
+        let started = Instant::now();
+        let result = {
+            let _leading = ThreadLeading::enter(lead.flight().id);
+            catch_unwind(AssertUnwindSafe(loader))
+        };
+        Counters::bump(&self.stats.loads);
+        self.stats.latency.record(started.elapsed());
+        let delta = self.now().saturating_sub(t0);
+        match result {
+            Ok(Ok(value)) => {
+                self.finish_loaded(lead, key, value.clone(), delta);
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                Counters::bump(&self.stats.load_errors);
+                let e = Arc::new(e);
+                self.finish_failed(lead, key, Outcome::Failed(e.clone() as SharedError), stale);
+                match stale {
+                    Some(s) => Ok(self.served_stale(s)),
+                    None => Err(LoadError::Loader(e)),
+                }
+            }
+            Err(panic) => {
+                Counters::bump(&self.stats.panics);
+                self.finish_failed(lead, key, Outcome::Panicked, None);
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    fn load_blocking<E: Send + Sync + 'static>(
+        self: &Arc<Self>,
+        key: K,
+        loader: impl FnOnce() -> Result<Option<V>, E>,
+        accept_none: bool,
+    ) -> Result<Option<V>, LoadError<E>> {
+        let stale = match self.lookup(&key) {
+            Found::Fresh(v) if v.is_some() || accept_none => return Ok(v),
+            Found::RefreshEarly(v) if v.is_some() || accept_none => {
+                // Blocking twins refresh in the caller; a failed refresh keeps the current value.
+                if let Some(f) = self.registry.try_lead(&key) {
+                    Counters::bump(&self.stats.early_refreshes);
+                    let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
+                    return Ok(self.lead_blocking(lead, &key, loader, None).unwrap_or(v));
+                }
+                return Ok(v);
+            }
+            Found::Stale(s) => Some(s),
+            _ => None,
+        };
+        let mut join = self.registry.join(&key);
+        loop {
+            match join {
+                Join::Lead(f) => {
+                    let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
+                    return self.lead_blocking(lead, &key, loader, stale.as_ref());
+                }
+                Join::Wait(f) => {
+                    if flight::is_leading(f.id) {
+                        return Err(LoadError::Reentrant);
+                    }
+                    Counters::bump(&self.stats.coalesced);
+                    match f.wait_until(Instant::now() + self.settings.lease) {
+                        Some(outcome) => {
+                            if let Some(r) =
+                                self.waiter_result(outcome, stale.as_ref(), accept_none)
+                            {
+                                return r;
+                            }
+                            join = self.registry.join(&key);
+                        }
+                        None => {
+                            Counters::bump(&self.stats.timeouts);
+                            match self.settings.on_lease_expiry {
+                                LeaseExpiry::TakeOver => join = self.registry.take_over(&key, &f),
+                                LeaseExpiry::LoadIndependently => {
+                                    Counters::bump(&self.stats.loads);
+                                    return loader().map_err(|e| LoadError::Loader(Arc::new(e)));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<K, V, P> AsideCache<K, V, P>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    P: EvictionPolicy,
+{
+    /// The blocking twin of `get_or_load`: the value for `key`, loading it with `loader` on a
+    /// miss (single-flight: concurrent callers wait for one load and share its result). The
+    /// loader returns `Ok(None)` for "not found" (cached only with a `negative_ttl`).
+    ///
+    /// Never call it on an async executor thread: waiting blocks the thread.
+    ///
+    /// # Errors
+    ///
+    /// See [`LoadError`] and the module-level guarantees.
+    ///
+    /// # Panics
+    ///
+    /// If `loader` panics, the panic propagates to this caller (waiters get
+    /// [`LoadError::Panicked`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, String> = aside::AsideCache::builder().build().unwrap();
+    /// let found = cache.get_or_load_blocking(1, || Ok::<_, std::io::Error>(Some("one".to_string())));
+    /// assert_eq!(found.unwrap().as_deref(), Some("one"));
+    /// let missing = cache.get_or_load_blocking(2, || Ok::<_, std::io::Error>(None));
+    /// assert_eq!(missing.unwrap(), None);
+    /// ```
+    pub fn get_or_load_blocking<E: Send + Sync + 'static>(
+        &self,
+        key: K,
+        loader: impl FnOnce() -> Result<Option<V>, E>,
+    ) -> Result<Option<V>, LoadError<E>> {
+        self.inner.load_blocking(key, loader, true)
+    }
+
+    /// Blocking twin of `try_get_with`: the loader returns `Result<V, E>`.
+    ///
+    /// # Errors
+    ///
+    /// See [`LoadError`].
+    ///
+    /// # Panics
+    ///
+    /// If `loader` panics (waiters get [`LoadError::Panicked`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// assert_eq!(cache.try_get_with_blocking(1, || Ok::<_, String>(7)).unwrap(), 7);
+    /// ```
+    pub fn try_get_with_blocking<E: Send + Sync + 'static>(
+        &self,
+        key: K,
+        loader: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, LoadError<E>> {
+        self.inner
+            .load_blocking(key, || loader().map(Some), false)
+            .map(|v| v.expect("accept_none = false yields values only"))
+    }
+
+    /// Blocking twin of `get_with`: an infallible loader.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Panicked`] when a shared load panicked, [`LoadError::Reentrant`], or
+    /// [`LoadError::Timeout`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// assert_eq!(cache.get_with_blocking(1, || 7).unwrap(), 7);
+    /// assert_eq!(cache.get_with_blocking(1, || unreachable!()).unwrap(), 7);
+    /// ```
+    pub fn get_with_blocking(
+        &self,
+        key: K,
+        loader: impl FnOnce() -> V,
+    ) -> Result<V, LoadError<Infallible>> {
+        self.try_get_with_blocking(key, || Ok::<_, Infallible>(loader()))
+    }
+
+    /// The fresh value for `key`, if cached; never loads. A cached "not found" is `None`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.put(1, 10);
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// ```
+    pub fn get(&self, key: &K) -> Option<V> {
+        match self.inner.lookup(key) {
+            Found::Fresh(v) | Found::RefreshEarly(v) => v,
+            Found::Stale(_) | Found::Miss => None,
+        }
+    }
+
+    /// Delete-on-write: removes `key`, and any load of `key` already in flight will not install
+    /// the (possibly stale) value it read. Call it after writing the source of truth.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.put(1, 10);
+    /// cache.invalidate(&1);
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
+    pub fn invalidate(&self, key: &K) {
+        let removed = self
+            .inner
+            .registry
+            .invalidate_with(key, || self.inner.cache.invalidate_deferred(key));
+        self.inner.cache.notify_removed(removed);
+    }
+
+    /// Update-on-write (write-through): stores `value` for `key` with the configured TTL; a
+    /// load of `key` already in flight will not overwrite it.
+    ///
+    /// # Panics
+    ///
+    /// Never: a value (unlike "not found") is always cacheable.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.put(1, 10);
+    /// assert_eq!(cache.get_with_blocking(1, || 0).unwrap(), 10);
+    /// ```
+    pub fn put(&self, key: K, value: V) {
+        let now = self.inner.now();
+        let removed = self.inner.registry.invalidate_with(&key, || {
+            let (slot, ttl) = self
+                .inner
+                .make_slot(Some(value), now, 0)
+                .expect("values are always cached");
+            self.inner.store_slot(key.clone(), slot, ttl)
+        });
+        self.inner.cache.notify_removed(removed);
+    }
+
+    /// Removes everything; loads in flight will not install.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.put(1, 10);
+    /// cache.invalidate_all();
+    /// assert_eq!(cache.len(), 0);
+    /// ```
+    pub fn invalidate_all(&self) {
+        let removed = self
+            .inner
+            .registry
+            .invalidate_all_with(|| self.inner.cache.invalidate_all_deferred());
+        for r in removed {
+            self.inner.cache.notify_removed(r);
+        }
+    }
+
+    /// Entries stored (including cached "not found" and stale values).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// assert_eq!(cache.len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// Whether nothing is stored.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.inner.cache.is_empty()
+    }
+
+    /// Loads in flight right now (zero whenever the cache is quiet).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.get_with_blocking(1, || 1).unwrap();
+    /// assert_eq!(cache.in_flight(), 0);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// The front door's counters: loads, errors, timeouts, coalesced waiters, early refreshes,
+    /// stale values served, load latency.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// assert_eq!(cache.load_stats().loads, 0);
+    /// ```
+    pub fn load_stats(&self) -> LoadStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// The underlying cache's counters (hits, misses, evictions).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.get_with_blocking(1, || 1).unwrap();
+    /// assert_eq!(cache.cache_stats().misses, 1);
+    /// ```
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Checks the underlying cache's invariants; see [`Cache::validate`].
+    ///
+    /// # Errors
+    ///
+    /// The first broken invariant.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.validate().unwrap();
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        self.inner.cache.validate()
+    }
+}
