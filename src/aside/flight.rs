@@ -97,6 +97,14 @@ impl<V: Clone> Flight<V> {
         }
     }
 
+    /// The outcome, if the flight has finished.
+    pub(crate) fn outcome(&self) -> Option<Outcome<V>> {
+        match &*self.state.lock() {
+            State::Done(outcome) => Some(outcome.clone()),
+            State::Running { .. } => None,
+        }
+    }
+
     /// Publishes the outcome (first call wins) and wakes every waiter.
     fn finish(&self, outcome: Outcome<V>) {
         let wakers = {
@@ -183,6 +191,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
         let mut map = self.shard(key).lock();
         match map.get(key) {
             Some(current) if !Arc::ptr_eq(current, stalled) => Join::Wait(Arc::clone(current)),
+            // Finished just as the lease ran out: its outcome is there to read.
+            None if stalled.outcome().is_some() => Join::Wait(Arc::clone(stalled)),
             _ => {
                 stalled.stale.store(true, Ordering::Release);
                 let f = self.new_flight();

@@ -167,6 +167,14 @@ pub struct AsideCache<K, V, P: EvictionPolicy = Lru> {
     inner: Arc<Inner<K, V, P>>,
 }
 
+impl<K, V, P: EvictionPolicy> std::fmt::Debug for AsideCache<K, V, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsideCache")
+            .field("cache", &self.inner.cache)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K, V, P: EvictionPolicy> Clone for AsideCache<K, V, P> {
     fn clone(&self) -> Self {
         Self {
