@@ -46,11 +46,14 @@ impl AccessBuffer {
     }
 
     /// Replays and clears the recorded hits. Takes `&mut self`: the caller holds the exclusive
-    /// lock, so no push is in flight.
-    pub(crate) fn drain(&mut self, mut apply: impl FnMut(EntryId)) {
-        let n = (*self.claimed.get_mut()).min(ACCESS_BUFFER_LEN);
+    /// lock, so no push is in flight. Returns how many hits were pushed since the last drain,
+    /// including those dropped while the buffer was full: the shard counts its hits this way,
+    /// without a second atomic per hit.
+    pub(crate) fn drain(&mut self, mut apply: impl FnMut(EntryId)) -> u64 {
+        let claimed = *self.claimed.get_mut();
+        let n = claimed.min(ACCESS_BUFFER_LEN);
         if n == 0 {
-            return;
+            return 0;
         }
         for slot in &mut self.slots[..n] {
             let raw = std::mem::take(slot.get_mut());
@@ -59,6 +62,12 @@ impl AccessBuffer {
             }
         }
         *self.claimed.get_mut() = 0;
+        claimed as u64
+    }
+
+    /// Hits pushed since the last drain (readable under the shared lock).
+    pub(crate) fn claimed(&self) -> u64 {
+        self.claimed.load(Ordering::Relaxed) as u64
     }
 
     /// Recorded hits waiting for a drain.
@@ -80,11 +89,12 @@ mod tests {
         assert!(b.push(EntryId(999)));
         assert!(b.push(EntryId(1000)), "overflow asks for a drain");
         let mut seen = Vec::new();
-        b.drain(|id| seen.push(id.0));
+        assert_eq!(b.claimed(), ACCESS_BUFFER_LEN as u64 + 1);
+        assert_eq!(b.drain(|id| seen.push(id.0)), ACCESS_BUFFER_LEN as u64 + 1);
         assert_eq!(seen.len(), ACCESS_BUFFER_LEN);
         assert_eq!(seen[0], 0);
         assert_eq!(*seen.last().unwrap(), 999);
         assert_eq!(b.pending(), 0);
-        b.drain(|_| panic!("empty"));
+        assert_eq!(b.drain(|_| panic!("empty")), 0);
     }
 }

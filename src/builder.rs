@@ -176,7 +176,9 @@ impl<K, V, P> CacheBuilder<K, V, P, RandomState> {
 
 impl<K, V, P, S> CacheBuilder<K, V, P, S> {
     /// The capacity: the number of entries, or the total weight when a
-    /// [`weigher`](Self::weigher) is set. Zero is allowed (nothing is ever stored).
+    /// [`weigher`](Self::weigher) is set. Zero is allowed: nothing is stored, except entries a
+    /// weigher gives weight 0, which (as in Caffeine) take no capacity and are never evicted
+    /// for size.
     ///
     /// # Example
     ///
@@ -291,8 +293,9 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
         self
     }
 
-    /// Adds `random(0..jitter)` to every TTL (default, sliding and per-entry), so that entries
-    /// written together do not expire together.
+    /// Adds `random(0..jitter)` to every TTL (default, sliding and per-entry) when an entry is
+    /// written, so that entries written together do not expire together. (A sliding deadline
+    /// pushed back by a hit gets no new jitter.)
     ///
     /// # Example
     ///

@@ -242,7 +242,7 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
         let mut stats = CacheStats::default();
         for s in self.inner.shards.iter() {
             let shard = s.0.read();
-            stats.add_shard(&shard.reads, shard.write_counters());
+            stats.add_shard(shard.hits(), &shard.reads, shard.write_counters());
         }
         stats
     }
@@ -382,9 +382,6 @@ where
         match shard.get(fragment, key, &*self.inner.clock, access) {
             Lookup::Hit { value, drain } => {
                 let value = value.clone();
-                if access {
-                    shard.reads.hit();
-                }
                 drop(shard);
                 if drain && let Some(mut shard) = lock.try_write() {
                     shard.drain();

@@ -7,7 +7,9 @@
 
 use crate::shim::{AtomicU64, Ordering};
 
-/// Counters a shard updates under its shared lock.
+/// Counters a shard updates under its shared lock. Hits on policies with buffered hits
+/// ([`HitAccess::Exclusive`](crate::policy::HitAccess::Exclusive)) are counted by the access
+/// buffer instead, which already pays one atomic increment per hit.
 #[derive(Default)]
 pub(crate) struct ReadCounters {
     pub(crate) hits: AtomicU64,
@@ -36,6 +38,8 @@ pub(crate) struct WriteCounters {
     pub(crate) expired: u64,
     pub(crate) sweep_expired: u64,
     pub(crate) removed_explicit: u64,
+    /// Hits counted by the access buffer and already drained.
+    pub(crate) buffered_hits: u64,
 }
 
 /// A point-in-time snapshot of a cache's counters, summed over its shards.
@@ -109,8 +113,8 @@ impl CacheStats {
         self.evicted_capacity + self.expired + self.removed_explicit
     }
 
-    pub(crate) fn add_shard(&mut self, reads: &ReadCounters, writes: &WriteCounters) {
-        self.hits += reads.hits.load(Ordering::Relaxed);
+    pub(crate) fn add_shard(&mut self, hits: u64, reads: &ReadCounters, writes: &WriteCounters) {
+        self.hits += hits;
         self.misses += reads.misses.load(Ordering::Relaxed);
         self.inserts += writes.inserts;
         self.updates += writes.updates;

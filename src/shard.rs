@@ -166,8 +166,12 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let mut drain = false;
         if access {
             match P::HIT {
-                HitAccess::Ignore => {}
-                HitAccess::Shared => self.policy.on_access_shared(&entry.state),
+                HitAccess::Ignore => self.reads.hit(),
+                HitAccess::Shared => {
+                    self.reads.hit();
+                    self.policy.on_access_shared(&entry.state);
+                }
+                // The buffer's own counter counts the hit.
                 HitAccess::Exclusive => drain = self.buffer.push(id),
             }
         }
@@ -198,13 +202,21 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             buffer,
             policy,
             slab,
+            writes,
             ..
         } = self;
-        buffer.drain(|id| {
+        writes.buffered_hits += buffer.drain(|id| {
             if slab.contains(id) {
                 policy.on_access(id, slab);
             }
         });
+    }
+
+    /// Hits counted so far (under either lock).
+    pub(crate) fn hits(&self) -> u64 {
+        self.reads.hits.load(crate::shim::Ordering::Relaxed)
+            + self.writes.buffered_hits
+            + self.buffer.claimed()
     }
 
     /// Stores `key → value`. With `only_if_absent`, a live entry for `key` is kept and its
@@ -227,6 +239,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     {
         self.drain();
         self.maybe_sweep(now, out);
+        // One clamp for the entry and the shard's total alike.
+        let weight = weight.min(crate::slab::MAX_WEIGHT);
         let deadline = self.expiration.deadline(now, ttl, self.rng.next_u64());
         if let Some(id) = self.find(fragment, &key) {
             if !self.slab.at(id).deadline().is_expired(now) {

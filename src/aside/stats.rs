@@ -58,8 +58,9 @@ fn bucket_high(b: usize) -> u64 {
     if b < SUB {
         return b as u64;
     }
-    let (log, sub) = (b / SUB, (b % SUB) as u64);
-    ((SUB as u64 + sub + 1) << (log - 2)).saturating_sub(1)
+    let (log, sub) = (b / SUB, (b % SUB) as u128);
+    let high = ((SUB as u128 + sub + 1) << (log - 2)) - 1;
+    u64::try_from(high).unwrap_or(u64::MAX)
 }
 
 impl Latency {

@@ -1,0 +1,555 @@
+//! Eviction policies written outside the crate, using only `aside::policy`'s public items:
+//! an MRU list (buffered exclusive hits), a CLOCK / second-chance queue (shared hits on an
+//! atomic reference bit) and a FIFO behind a doorkeeper admission filter.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aside::policy::{Entries, EntryId, EvictionPolicy, HitAccess, ShardContext};
+use aside::{Cache, RemovalCause};
+
+type Log = Arc<Mutex<Vec<(u32, RemovalCause)>>>;
+
+fn listener(log: &Log) -> impl Fn(&u32, &u32, RemovalCause) + Send + Sync + 'static {
+    let log = Arc::clone(log);
+    move |k, _v, cause| log.lock().unwrap().push((*k, cause))
+}
+
+fn take(log: &Log) -> Vec<(u32, RemovalCause)> {
+    std::mem::take(&mut *log.lock().unwrap())
+}
+
+// ----- MRU: an intrusive doubly linked list, hits replayed under the exclusive lock -----
+
+#[derive(Default)]
+struct MruLinks {
+    prev: Option<EntryId>,
+    next: Option<EntryId>,
+}
+
+/// Most recently used goes first. Head = most recent.
+#[derive(Clone, Default)]
+struct Mru {
+    head: Option<EntryId>,
+    tail: Option<EntryId>,
+    len: usize,
+    capacity: u64,
+    accesses: Arc<AtomicUsize>,
+    contexts: Arc<Mutex<Vec<(usize, u64)>>>,
+}
+
+impl Mru {
+    fn push_front(&mut self, id: EntryId, entries: &mut impl Entries<MruLinks>) {
+        let old = self.head;
+        *entries.state_mut(id) = MruLinks {
+            prev: None,
+            next: old,
+        };
+        match old {
+            Some(h) => entries.state_mut(h).prev = Some(id),
+            None => self.tail = Some(id),
+        }
+        self.head = Some(id);
+        self.len += 1;
+    }
+
+    fn unlink(&mut self, id: EntryId, entries: &mut impl Entries<MruLinks>) {
+        let (prev, next) = {
+            let s = entries.state(id);
+            (s.prev, s.next)
+        };
+        match prev {
+            Some(p) => entries.state_mut(p).next = next,
+            None => self.head = next,
+        }
+        match next {
+            Some(n) => entries.state_mut(n).prev = prev,
+            None => self.tail = prev,
+        }
+        *entries.state_mut(id) = MruLinks::default();
+        self.len -= 1;
+    }
+}
+
+impl EvictionPolicy for Mru {
+    type State = MruLinks;
+    const HIT: HitAccess = HitAccess::Exclusive;
+
+    fn configure(&mut self, shard: &ShardContext) {
+        self.capacity = shard.capacity;
+        self.contexts
+            .lock()
+            .unwrap()
+            .push((shard.index, shard.capacity));
+    }
+
+    fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<MruLinks>) {
+        self.push_front(id, entries);
+    }
+
+    fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<MruLinks>) {
+        self.accesses.fetch_add(1, Ordering::Relaxed);
+        if self.head != Some(id) {
+            self.unlink(id, entries);
+            self.push_front(id, entries);
+        }
+    }
+
+    fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<MruLinks>) {
+        self.unlink(id, entries);
+    }
+
+    fn victim(&mut self, _: &mut impl Entries<MruLinks>) -> Option<EntryId> {
+        self.head
+    }
+
+    fn clear(&mut self) {
+        self.head = None;
+        self.tail = None;
+        self.len = 0;
+    }
+
+    fn validate(&self, entries: &impl Entries<MruLinks>) -> Result<(), String> {
+        if self.len != entries.len() {
+            return Err(format!("list {} vs shard {}", self.len, entries.len()));
+        }
+        if entries.len() as u64 > self.capacity {
+            return Err(format!(
+                "{} entries over capacity {}",
+                entries.len(),
+                self.capacity
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut prev = None;
+        let mut cur = self.head;
+        while let Some(id) = cur {
+            if !entries.contains(id) {
+                return Err(format!("list links vacant {id:?}"));
+            }
+            if !seen.insert(id) {
+                return Err(format!("cycle at {id:?}"));
+            }
+            if entries.state(id).prev != prev {
+                return Err(format!("{id:?}.prev broken"));
+            }
+            prev = cur;
+            cur = entries.state(id).next;
+        }
+        if prev != self.tail {
+            return Err("tail mismatch".into());
+        }
+        if entries.ids().any(|id| !seen.contains(&id)) {
+            return Err("a live entry is not linked".into());
+        }
+        Ok(())
+    }
+}
+
+fn mru_cache(capacity: u64, log: &Log) -> (Cache<u32, u32, Mru>, Mru) {
+    let policy = Mru::default();
+    let cache = Cache::builder()
+        .max_capacity(capacity)
+        .shards(1)
+        .policy(policy.clone())
+        .eviction_listener(listener(log))
+        .build()
+        .unwrap();
+    (cache, policy)
+}
+
+#[test]
+fn mru_evicts_the_most_recently_used() {
+    let log = Log::default();
+    let (cache, _) = mru_cache(3, &log);
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.insert(3, 3);
+    assert_eq!(cache.get(&1), Some(1)); // 1 is now the most recent
+    cache.insert(4, 4);
+    assert_eq!(take(&log), vec![(1, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+
+    assert_eq!(cache.get(&2), Some(2));
+    cache.insert(5, 5);
+    assert_eq!(take(&log), vec![(2, RemovalCause::Capacity)]);
+
+    // An insert makes the newcomer the most recent.
+    cache.insert(6, 6);
+    assert_eq!(take(&log), vec![(5, RemovalCause::Capacity)]);
+
+    // A replacement counts as a use (the default `on_update` calls `on_access`).
+    cache.insert(3, 33);
+    cache.insert(7, 7);
+    assert_eq!(
+        take(&log),
+        vec![(3, RemovalCause::Replaced), (3, RemovalCause::Capacity)]
+    );
+    let mut keys: Vec<_> = cache.iter().map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![4, 6, 7]);
+    cache.validate().unwrap();
+}
+
+#[test]
+fn mru_peek_is_not_a_use() {
+    let log = Log::default();
+    let (cache, policy) = mru_cache(2, &log);
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    assert_eq!(cache.peek(&1), Some(1));
+    assert!(cache.contains_key(&1));
+    cache.insert(3, 3); // 2 is still the most recent
+    assert_eq!(take(&log), vec![(2, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+    assert_eq!(policy.accesses.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn exclusive_hits_from_one_thread_are_all_replayed() {
+    let log = Log::default();
+    let (cache, policy) = mru_cache(10, &log);
+    for k in 0..10 {
+        cache.insert(k, k);
+    }
+    for i in 0..1000 {
+        assert_eq!(cache.get(&(i % 10)), Some(i % 10));
+    }
+    cache.validate().unwrap(); // drains the access buffer
+    assert_eq!(policy.accesses.load(Ordering::Relaxed), 1000);
+    // The last hit was on 9, so 9 goes first.
+    cache.insert(10, 10);
+    assert_eq!(take(&log), vec![(9, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+}
+
+#[test]
+fn configure_sees_each_shard_and_its_share_of_the_capacity() {
+    let policy = Mru::default();
+    let cache: Cache<u32, u32, Mru> = Cache::builder()
+        .max_capacity(10)
+        .shards(4)
+        .policy(policy.clone())
+        .build()
+        .unwrap();
+    let mut contexts = policy.contexts.lock().unwrap().clone();
+    contexts.sort_unstable();
+    assert_eq!(contexts, vec![(0, 3), (1, 3), (2, 2), (3, 2)]);
+    for k in 0..100 {
+        cache.insert(k, k);
+        assert!(cache.len() <= 10);
+    }
+    cache.validate().unwrap();
+}
+
+// ----- CLOCK / second chance: a reference bit set under the shared lock -----
+
+#[derive(Default)]
+struct RefBit(AtomicU8);
+
+#[derive(Clone, Default)]
+struct SecondChance {
+    queue: VecDeque<EntryId>,
+    shared_hits: Arc<AtomicUsize>,
+}
+
+impl EvictionPolicy for SecondChance {
+    type State = RefBit;
+    const HIT: HitAccess = HitAccess::Shared;
+
+    fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<RefBit>) {
+        entries.state(id).0.store(0, Ordering::Relaxed);
+        self.queue.push_back(id);
+    }
+
+    fn on_access(&mut self, _: EntryId, _: &mut impl Entries<RefBit>) {
+        panic!("a Shared policy never gets exclusive hits");
+    }
+
+    fn on_access_shared(&self, state: &RefBit) {
+        self.shared_hits.fetch_add(1, Ordering::Relaxed);
+        state.0.store(1, Ordering::Relaxed);
+    }
+
+    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<RefBit>) {
+        entries.state(id).0.store(1, Ordering::Relaxed);
+    }
+
+    fn on_remove(&mut self, id: EntryId, _: &mut impl Entries<RefBit>) {
+        let at = self.queue.iter().position(|&e| e == id).expect("queued");
+        self.queue.remove(at);
+    }
+
+    fn victim(&mut self, entries: &mut impl Entries<RefBit>) -> Option<EntryId> {
+        // At most one full turn clears every bit; the second turn finds a victim.
+        for _ in 0..=self.queue.len() {
+            let front = *self.queue.front()?;
+            if entries.state(front).0.swap(0, Ordering::Relaxed) == 0 {
+                return Some(front);
+            }
+            self.queue.rotate_left(1);
+        }
+        self.queue.front().copied()
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    fn validate(&self, entries: &impl Entries<RefBit>) -> Result<(), String> {
+        if self.queue.len() != entries.len() {
+            return Err(format!(
+                "queue {} vs shard {}",
+                self.queue.len(),
+                entries.len()
+            ));
+        }
+        let unique: HashSet<_> = self.queue.iter().collect();
+        if unique.len() != self.queue.len() {
+            return Err("duplicate id in queue".into());
+        }
+        for &id in &self.queue {
+            if !entries.contains(id) {
+                return Err(format!("queue holds vacant {id:?}"));
+            }
+            if entries.state(id).0.load(Ordering::Relaxed) > 1 {
+                return Err(format!("{id:?} has a bad reference bit"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn clock_cache(capacity: u64, log: &Log) -> (Cache<u32, u32, SecondChance>, SecondChance) {
+    let policy = SecondChance::default();
+    let cache = Cache::builder()
+        .max_capacity(capacity)
+        .shards(1)
+        .policy(policy.clone())
+        .eviction_listener(listener(log))
+        .build()
+        .unwrap();
+    (cache, policy)
+}
+
+#[test]
+fn second_chance_spares_referenced_entries_once() {
+    let log = Log::default();
+    let (cache, policy) = clock_cache(3, &log);
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.insert(3, 3);
+    assert_eq!(cache.get(&1), Some(1)); // sets 1's bit under the shared lock
+    assert_eq!(policy.shared_hits.load(Ordering::Relaxed), 1);
+
+    cache.insert(4, 4); // 1 gets its second chance (moved back, bit cleared); 2 goes
+    assert_eq!(take(&log), vec![(2, RemovalCause::Capacity)]);
+    cache.insert(5, 5); // queue 3, 1, 4: 3 is unreferenced
+    assert_eq!(take(&log), vec![(3, RemovalCause::Capacity)]);
+    cache.insert(6, 6); // queue 1, 4, 5: 1's chance was used up
+    assert_eq!(take(&log), vec![(1, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+
+    // Every entry referenced: one full turn clears the bits, then the oldest goes.
+    for k in [4, 5, 6] {
+        cache.get(&k);
+    }
+    cache.insert(7, 7);
+    assert_eq!(take(&log), vec![(4, RemovalCause::Capacity)]);
+    assert_eq!(policy.shared_hits.load(Ordering::Relaxed), 4);
+    cache.validate().unwrap();
+}
+
+#[test]
+fn second_chance_peek_sets_no_bit_and_many_readers_share_the_lock() {
+    let log = Log::default();
+    let (cache, policy) = clock_cache(3, &log);
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.insert(3, 3);
+    assert_eq!(cache.peek(&1), Some(1));
+    cache.insert(4, 4);
+    assert_eq!(take(&log), vec![(1, RemovalCause::Capacity)]);
+
+    // Concurrent readers all reach `on_access_shared`: nothing is buffered or lost.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..1000 {
+                    assert_eq!(cache.get(&3), Some(3));
+                }
+            });
+        }
+    });
+    assert_eq!(policy.shared_hits.load(Ordering::Relaxed), 4000);
+    cache.insert(5, 5); // queue 2, 3, 4: 2 unreferenced
+    assert_eq!(take(&log), vec![(2, RemovalCause::Capacity)]);
+    cache.insert(6, 6); // queue 3(ref), 4, 5: 3 spared, 4 goes
+    assert_eq!(take(&log), vec![(4, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+}
+
+// ----- Admission: a doorkeeper in front of FIFO -----
+
+/// FIFO eviction; a newcomer that needs room is admitted only on its second attempt.
+#[derive(Clone, Default)]
+struct Doorkeeper {
+    queue: VecDeque<EntryId>,
+    seen: HashSet<u32>,
+    admit_calls: Arc<AtomicUsize>,
+    last_weight: Arc<AtomicU32>,
+}
+
+impl EvictionPolicy for Doorkeeper {
+    type State = ();
+    const HIT: HitAccess = HitAccess::Ignore;
+
+    fn admit(&mut self, hash: u32, weight: u32, _: &mut impl Entries<()>) -> bool {
+        self.admit_calls.fetch_add(1, Ordering::Relaxed);
+        self.last_weight.store(weight, Ordering::Relaxed);
+        // A second attempt is admitted; a first one is remembered and turned away.
+        if self.seen.remove(&hash) {
+            true
+        } else {
+            self.seen.insert(hash);
+            false
+        }
+    }
+
+    fn on_insert(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        self.queue.push_back(id);
+    }
+
+    fn on_update(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
+
+    fn on_remove(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        let at = self.queue.iter().position(|&e| e == id).expect("queued");
+        self.queue.remove(at);
+    }
+
+    fn victim(&mut self, _: &mut impl Entries<()>) -> Option<EntryId> {
+        self.queue.front().copied()
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.seen.clear();
+    }
+
+    fn validate(&self, entries: &impl Entries<()>) -> Result<(), String> {
+        if self.queue.len() != entries.len() || self.queue.iter().any(|&id| !entries.contains(id)) {
+            return Err("queue out of sync with the shard".into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn admission_rejects_first_time_newcomers() {
+    let log = Log::default();
+    let policy = Doorkeeper::default();
+    let cache: Cache<u32, u32, Doorkeeper> = Cache::builder()
+        .max_capacity(2)
+        .shards(1)
+        .policy(policy.clone())
+        .eviction_listener(listener(&log))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    assert_eq!(
+        policy.admit_calls.load(Ordering::Relaxed),
+        0,
+        "room: no admission"
+    );
+
+    cache.insert(3, 3);
+    assert_eq!(policy.admit_calls.load(Ordering::Relaxed), 1);
+    assert!(!cache.contains_key(&3));
+    assert!(cache.contains_key(&1) && cache.contains_key(&2));
+    assert_eq!(
+        take(&log),
+        vec![(3, RemovalCause::Capacity)],
+        "the newcomer goes"
+    );
+    let s = cache.stats();
+    assert_eq!((s.inserts, s.rejected, s.evicted_capacity), (2, 1, 1));
+
+    cache.insert(3, 3); // second attempt: admitted, the oldest (1) makes room
+    assert!(cache.contains_key(&3) && !cache.contains_key(&1));
+    assert_eq!(take(&log), vec![(1, RemovalCause::Capacity)]);
+    let s = cache.stats();
+    assert_eq!((s.inserts, s.rejected, s.evicted_capacity), (3, 1, 2));
+
+    // Replacing an existing key needs no room and asks no admission.
+    cache.insert(2, 20);
+    assert_eq!(policy.admit_calls.load(Ordering::Relaxed), 2);
+    assert_eq!(cache.get(&2), Some(20));
+
+    // A rejected `get_or_insert_with` still hands back its value.
+    assert_eq!(cache.get_or_insert_with(9, || 99), 99);
+    assert!(!cache.contains_key(&9));
+    assert_eq!(cache.stats().rejected, 2);
+    assert_eq!(policy.last_weight.load(Ordering::Relaxed), 1);
+    cache.validate().unwrap();
+}
+
+#[test]
+fn admission_sees_the_newcomers_weight() {
+    let policy = Doorkeeper::default();
+    let cache: Cache<u32, u32, Doorkeeper> = Cache::builder()
+        .max_capacity(10)
+        .shards(1)
+        .weigher(|_k, v: &u32| *v)
+        .policy(policy.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, 6);
+    cache.insert(2, 4);
+    assert_eq!(cache.weighted_size(), 10);
+    cache.insert(3, 5);
+    assert_eq!(policy.last_weight.load(Ordering::Relaxed), 5);
+    assert_eq!(cache.stats().rejected, 1);
+    cache.insert(3, 5);
+    assert_eq!(cache.weighted_size(), 9, "1 (6) made room for 3 (5)");
+    // Heavier than the shard: rejected before admission is consulted.
+    cache.insert(4, 11);
+    assert_eq!(policy.admit_calls.load(Ordering::Relaxed), 2);
+    let s = cache.stats();
+    assert_eq!((s.rejected, s.evicted_capacity), (1, 3));
+    cache.validate().unwrap();
+}
+
+// ----- A broken policy is reported, not hidden -----
+
+#[derive(Clone, Default)]
+struct NeverEvicts;
+
+impl EvictionPolicy for NeverEvicts {
+    type State = ();
+    const HIT: HitAccess = HitAccess::Ignore;
+    fn on_insert(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
+    fn on_remove(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
+    fn victim(&mut self, _: &mut impl Entries<()>) -> Option<EntryId> {
+        None
+    }
+    fn clear(&mut self) {}
+}
+
+#[test]
+fn a_policy_that_refuses_to_evict_is_caught_by_validate() {
+    let cache: Cache<u32, u32, NeverEvicts> = Cache::builder()
+        .max_capacity(2)
+        .shards(1)
+        .policy(NeverEvicts)
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.validate().unwrap();
+    cache.insert(3, 3);
+    let err = cache.validate().unwrap_err();
+    assert!(err.contains("exceeds capacity"), "{err}");
+    assert!(err.starts_with("shard 0"), "{err}");
+}
