@@ -35,13 +35,15 @@ async fn prompt<T>(task: tokio::task::JoinHandle<T>) -> Result<T, tokio::task::J
         .expect("a waiter was not woken promptly")
 }
 
+/// A boxed load, as the gated loaders return it.
+type Load = std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>>;
+
 /// A loader that counts its runs and waits for a permit before returning `value`.
 fn gated(
     gate: &Arc<Semaphore>,
     runs: &Arc<AtomicUsize>,
     value: Result<Option<String>, String>,
-) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>>
-+ use<> {
+) -> impl FnOnce() -> Load + use<> {
     let (gate, runs) = (gate.clone(), runs.clone());
     move || {
         Box::pin(async move {
