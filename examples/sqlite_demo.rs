@@ -1,0 +1,599 @@
+//! The cache-aside pattern end to end: one [`AsideCache`] per entity in front of a real SQLite
+//! database.
+//!
+//! Run: `cargo run --release --features async --example sqlite_demo` (about 20 s), or append
+//! `-- --quick` for a run of a few seconds.
+//!
+//! 1. Creates and seeds a SQLite database in a temp file (WAL mode): users, products,
+//!    configuration and sessions. Every row has a `version` that each update increments.
+//! 2. Puts one `AsideCache` in front of each table with the TTL its entity deserves: user
+//!    profiles 5 min, products 1 h, configuration 24 h, sessions a sliding 30 min idle timeout;
+//!    TTL jitter, negative caching of missing ids and XFetch early refresh.
+//! 3. Cold start: 200 requests for one user arrive at once against a slow query. The front door
+//!    coalesces them into a single database query.
+//! 4. Main run: 8 readers ask for Zipf-distributed ids (2% of them missing); 2 writers update
+//!    rows and then invalidate the key (delete-on-write) or, for products, `put` the fresh row
+//!    (update-on-write). Each read checks that it does not see a version older than one whose
+//!    invalidation had completed before the read started.
+//! 5. Reports reads, database queries with and without the cache, hit ratios, read latencies
+//!    and the front door's counters.
+//!
+//! SQLite calls block, so they run on tokio's blocking pool (`spawn_blocking`), never on an
+//! executor thread. The caches run on a clock 300 times faster than the wall clock
+//! ([`SimClock`]) so that 5-minute and 1-hour TTLs really expire during a 20-second run.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aside::{AsideCache, CacheStats, Clock, LoadStats};
+use rand::distr::Distribution;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rusqlite::{Connection, OptionalExtension};
+use tokio::task::JoinSet;
+
+const USER_ROWS: u64 = 20_000;
+const PRODUCT_ROWS: u64 = 20_000;
+const CONFIG_ROWS: u64 = 8;
+const SESSION_ROWS: u64 = 5_000;
+/// Reader and writer tasks of the main run.
+const READERS: u64 = 8;
+const WRITERS: u64 = 2;
+/// Share of reads that ask for an id that does not exist (served by negative caching).
+const MISSING_SHARE: f64 = 0.02;
+/// Pause between two writes of one writer.
+const WRITE_PAUSE: Duration = Duration::from_millis(1);
+/// The cold-start stampede: this many concurrent requests for user 0, against a query slowed
+/// down by `SLOW_QUERY`.
+const STAMPEDE: usize = 200;
+const SLOW_QUERY: Duration = Duration::from_millis(100);
+/// How much faster than the wall clock the caches' clock runs.
+const SPEED: u64 = 300;
+/// Index of the user profiles in `App::entities` (then products, configuration, sessions).
+const USER: usize = 0;
+/// Relative frequencies of reads and writes per entity, in `App::entities` order.
+const READ_WEIGHTS: [u32; 4] = [45, 35, 5, 15];
+const WRITE_WEIGHTS: [u32; 4] = [45, 45, 1, 9];
+
+/// A cached row: its version and a human-readable rendering of its columns.
+#[derive(Clone, Debug)]
+struct Row {
+    version: u64,
+    data: Arc<str>,
+}
+
+/// The caches' clock: wall time since start, `SPEED` times faster. TTLs, jitter, idle
+/// timeouts and XFetch's measured load time all run on it.
+#[derive(Clone, Copy)]
+struct SimClock(Instant);
+
+impl Clock for SimClock {
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).map_or(u64::MAX, |n| n.saturating_mul(SPEED))
+    }
+}
+
+/// Zipf(s = 1.0) over `0..n` by inverse transform on a precomputed CDF: id 0 is the hottest.
+struct Zipf(Vec<f64>);
+
+impl Zipf {
+    fn new(n: u64) -> Self {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / k as f64;
+                acc
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= acc);
+        Zipf(cdf)
+    }
+}
+
+impl Distribution<u64> for Zipf {
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
+        let u: f64 = rng.random();
+        (self.0.partition_point(|&c| c < u) as u64).min(self.0.len() as u64 - 1)
+    }
+}
+
+/// A minimal connection pool: connections to the same database file, each behind a mutex.
+/// WAL mode lets readers proceed while a writer commits.
+struct Db(Vec<Mutex<Connection>>);
+
+impl Db {
+    fn open(path: &Path, size: usize) -> rusqlite::Result<Self> {
+        let open = || {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            Ok(Mutex::new(conn))
+        };
+        (0..size)
+            .map(|_| open())
+            .collect::<rusqlite::Result<_>>()
+            .map(Db)
+    }
+
+    /// Runs `sql` (a `SELECT` or an `UPDATE ... RETURNING`) for `id` on the first idle
+    /// connection: the row's version and rendering, or `None` when no row has that id.
+    /// Blocks: call it on the blocking pool.
+    fn row(&self, sql: &str, id: u64) -> rusqlite::Result<Option<Row>> {
+        let idle = self.0.iter().find_map(|c| c.try_lock().ok());
+        let conn = idle.unwrap_or_else(|| self.0[0].lock().expect("connection poisoned"));
+        let mut statement = conn.prepare_cached(sql)?;
+        let row = statement.query_row([id], |r| {
+            let (version, data) = (r.get(0)?, r.get::<_, String>(1)?.into());
+            Ok(Row { version, data })
+        });
+        row.optional()
+    }
+}
+
+/// Runs a blocking closure (a database call) on tokio's blocking pool.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let task = tokio::task::spawn_blocking(f);
+    task.await.expect("database task panicked")
+}
+
+/// What a writer does to the cache after committing an update.
+#[derive(Clone, Copy, Debug)]
+enum OnWrite {
+    /// Delete-on-write: the next read reloads the row.
+    Invalidate,
+    /// Update-on-write: store the row the `UPDATE ... RETURNING` produced.
+    Put,
+}
+
+/// One table, the cache in front of it, and its counters.
+struct Entity {
+    name: &'static str,
+    ttl: &'static str,
+    rows: u64,
+    /// `SELECT version, <rendering> ... WHERE id = ?1`.
+    select: &'static str,
+    /// `UPDATE ... SET version = version + 1 ... WHERE id = ?1 RETURNING version, <rendering>`.
+    update: &'static str,
+    on_write: OnWrite,
+    cache: AsideCache<u64, Row>,
+    zipf: Zipf,
+    /// `SELECT`s that reached the database (cache misses and refreshes).
+    queries: AtomicU64,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    /// Per id, the newest version whose write and invalidation have completed: a read that
+    /// starts afterwards must see at least this version.
+    min_version: Vec<AtomicU64>,
+}
+
+/// Everything the tasks share.
+struct App {
+    db: Db,
+    entities: [Entity; 4],
+    stop: AtomicBool,
+    /// Reads that broke the stale-read check.
+    stale_reads: AtomicU64,
+}
+
+/// A cache with a fixed TTL (plus jitter), negative caching of missing ids for 1 min, and
+/// XFetch: hot keys are refreshed in the background just before they expire.
+fn ttl_cache(
+    clock: SimClock,
+    capacity: u64,
+    ttl: Duration,
+    jitter: Duration,
+) -> Result<AsideCache<u64, Row>, aside::ConfigError> {
+    AsideCache::builder()
+        .max_capacity(capacity)
+        .time_to_live(ttl)
+        .ttl_jitter(jitter) // spreads the expiry of keys loaded together
+        .negative_ttl(Duration::from_secs(60))
+        .xfetch_beta(1.0) // the default, spelled out
+        .clock(clock)
+        .build()
+}
+
+/// The four entities, with the TTL each deserves (see the module docs).
+fn entities(clock: SimClock) -> Result<[Entity; 4], aside::ConfigError> {
+    let min = |m: u64| Duration::from_secs(60 * m);
+    let entity = |name, ttl, rows, on_write, cache, [select, update]: [&'static str; 2]| Entity {
+        name,
+        ttl,
+        rows,
+        select,
+        update,
+        on_write,
+        cache,
+        zipf: Zipf::new(rows),
+        queries: AtomicU64::new(0),
+        reads: AtomicU64::new(0),
+        writes: AtomicU64::new(0),
+        min_version: (0..rows).map(|_| AtomicU64::new(0)).collect(),
+    };
+    // Sessions slide: each access resets a 30 min idle timeout. A sliding deadline has no
+    // fixed expiry to refresh ahead of, so XFetch does not apply.
+    let sessions = AsideCache::builder()
+        .max_capacity(SESSION_ROWS / 2)
+        .time_to_idle(min(30))
+        .negative_ttl(min(1))
+        .no_xfetch()
+        .clock(clock)
+        .build()?;
+    Ok([
+        // Profiles change occasionally and staleness shows: 5 min.
+        entity("user profile", "5 min ±30 s", USER_ROWS, OnWrite::Invalidate,
+            ttl_cache(clock, USER_ROWS / 2, min(5), Duration::from_secs(30))?, [
+            "SELECT version, name || ' <' || email || '>' FROM users WHERE id = ?1",
+            "UPDATE users SET version = version + 1,
+                 email = 'user' || id || '.v' || (version + 1) || '@example.com'
+             WHERE id = ?1 RETURNING version, name || ' <' || email || '>'",
+        ]),
+        // The catalog changes rarely: 1 h. Writers store the updated row (update-on-write).
+        entity("product", "1 h ±5 min", PRODUCT_ROWS, OnWrite::Put,
+            ttl_cache(clock, PRODUCT_ROWS / 2, min(60), min(5))?, [
+            "SELECT version, name || printf(' $%.2f, ', price_cents / 100.0) || stock || ' left'
+             FROM products WHERE id = ?1",
+            "UPDATE products SET version = version + 1, price_cents = price_cents + 1,
+                 stock = max(stock - 1, 0)
+             WHERE id = ?1
+             RETURNING version,
+                 name || printf(' $%.2f, ', price_cents / 100.0) || stock || ' left'",
+        ]),
+        // Static configuration: 24 h.
+        entity("configuration", "24 h ±1 h", CONFIG_ROWS, OnWrite::Invalidate,
+            ttl_cache(clock, 64, min(24 * 60), min(60))?, [
+            "SELECT version, key || ' = ' || value FROM config WHERE id = ?1",
+            "UPDATE config SET version = version + 1, value = 'rev ' || (version + 1)
+             WHERE id = ?1 RETURNING version, key || ' = ' || value",
+        ]),
+        entity("session", "30 min idle", SESSION_ROWS, OnWrite::Invalidate, sessions, [
+            "SELECT version, 'user ' || user_id || ', ' || cart_items || ' items in cart'
+             FROM sessions WHERE id = ?1",
+            "UPDATE sessions SET version = version + 1, cart_items = cart_items + 1
+             WHERE id = ?1
+             RETURNING version, 'user ' || user_id || ', ' || cart_items || ' items in cart'",
+        ]),
+    ])
+}
+
+/// Creates the schema and seeds every table (version 1) in one transaction.
+fn seed(path: &Path) -> rusqlite::Result<()> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let n = USER_ROWS.max(PRODUCT_ROWS).max(SESSION_ROWS);
+    conn.execute_batch(&format!(
+        "BEGIN;
+         CREATE TEMP TABLE n AS WITH RECURSIVE c(i) AS
+             (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {n} - 1) SELECT i FROM c;
+         CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+             version INTEGER NOT NULL);
+         CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             price_cents INTEGER NOT NULL, stock INTEGER NOT NULL, version INTEGER NOT NULL);
+         CREATE TABLE config (id INTEGER PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL,
+             version INTEGER NOT NULL);
+         CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,
+             cart_items INTEGER NOT NULL, version INTEGER NOT NULL);
+         INSERT INTO users SELECT i, 'User ' || i, 'user' || i || '@example.com', 1
+             FROM n WHERE i < {USER_ROWS};
+         INSERT INTO products SELECT i, 'Product ' || i, 100 + i % 9900, 50, 1
+             FROM n WHERE i < {PRODUCT_ROWS};
+         INSERT INTO config SELECT i, 'setting.' || i, 'rev 1', 1 FROM n WHERE i < {CONFIG_ROWS};
+         INSERT INTO sessions SELECT i, i % {USER_ROWS}, 0, 1 FROM n WHERE i < {SESSION_ROWS};
+         COMMIT;"
+    ))
+}
+
+/// The cache-aside read: the cached row, or on a miss one `SELECT` shared by every concurrent
+/// caller for the same id (`delay` slows the query down, for the stampede).
+async fn read(app: &Arc<App>, e: usize, id: u64, delay: Duration) -> Option<Row> {
+    let load = || {
+        let app = Arc::clone(app);
+        blocking(move || {
+            std::thread::sleep(delay);
+            let entity = &app.entities[e];
+            entity.queries.fetch_add(1, Relaxed);
+            app.db.row(entity.select, id)
+        })
+    };
+    let row = app.entities[e].cache.get_or_load(id, load).await;
+    row.expect("database read failed")
+}
+
+/// Picks an index with probability proportional to its weight.
+fn pick(rng: &mut SmallRng, weights: &[u32; 4]) -> usize {
+    let mut r = rng.random_range(0..weights.iter().sum::<u32>());
+    let mut i = 0;
+    while r >= weights[i] {
+        r -= weights[i];
+        i += 1;
+    }
+    i
+}
+
+/// A reader task: Zipf-distributed reads until `stop`, each checked against the versions the
+/// writers have published. Returns each read's latency in nanoseconds.
+async fn reader(app: Arc<App>, seed: u64) -> Vec<u32> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let missing = Zipf::new(1_000);
+    let mut latencies = Vec::with_capacity(1 << 20);
+    while !app.stop.load(Relaxed) {
+        let e = pick(&mut rng, &READ_WEIGHTS);
+        let entity = &app.entities[e];
+        let id = if rng.random_bool(MISSING_SHARE) {
+            entity.rows + missing.sample(&mut rng) // no such row
+        } else {
+            entity.zipf.sample(&mut rng)
+        };
+        // The stale-read check. A write whose invalidation completed before this point has
+        // published its version: this read must not return an older one.
+        let floor = entity.min_version.get(id as usize);
+        let floor = floor.map_or(0, |v| v.load(Acquire));
+        let started = Instant::now();
+        let row = read(&app, e, id, Duration::ZERO).await;
+        latencies.push(u32::try_from(started.elapsed().as_nanos()).unwrap_or(u32::MAX));
+        entity.reads.fetch_add(1, Relaxed);
+        match row {
+            Some(row) if row.version < floor => {
+                app.stale_reads.fetch_add(1, Relaxed);
+                let (name, v) = (entity.name, row.version);
+                eprintln!("\nSTALE READ: {name} {id}: got v{v} after v{floor} was invalidated");
+            }
+            None if id < entity.rows => panic!("{} {id} exists but was not found", entity.name),
+            _ => {}
+        }
+        if latencies.len() % 64 == 0 {
+            // A hit never awaits: yield now and then so that the other tasks get a turn.
+            tokio::task::yield_now().await;
+        }
+    }
+    latencies
+}
+
+/// A writer task: `UPDATE` a row (version + 1) and commit, then invalidate or `put`, then
+/// publish the new version for the stale-read check.
+async fn writer(app: Arc<App>, w: u64) {
+    let mut rng = SmallRng::seed_from_u64(1_000 + w);
+    while !app.stop.load(Relaxed) {
+        let e = pick(&mut rng, &WRITE_WEIGHTS);
+        let entity = &app.entities[e];
+        // Each writer owns the ids equal to `w` modulo WRITERS: two writers never race on a
+        // row, so a `put` never overwrites a newer row with an older one.
+        let id = loop {
+            let id = entity.zipf.sample(&mut rng);
+            if id % WRITERS == w {
+                break id;
+            }
+        };
+        let db_app = Arc::clone(&app);
+        let row = blocking(move || db_app.db.row(db_app.entities[e].update, id)).await;
+        let row = row.expect("update failed").expect("updated rows exist");
+        match entity.on_write {
+            OnWrite::Invalidate => entity.cache.invalidate(&id),
+            OnWrite::Put => entity.cache.put(id, row.clone()),
+        }
+        entity.min_version[id as usize].fetch_max(row.version, Release);
+        entity.writes.fetch_add(1, Relaxed);
+        tokio::time::sleep(WRITE_PAUSE).await;
+    }
+}
+
+/// `STAMPEDE` tasks ask for user 0 at the same instant, against a slow query. Returns the
+/// database queries it caused, the callers coalesced onto another's load, the row and the
+/// time it took.
+async fn stampede(app: &Arc<App>) -> (u64, u64, Row, Duration) {
+    let started = Instant::now();
+    let users = &app.entities[USER];
+    let queries = users.queries.load(Relaxed);
+    let coalesced = users.cache.load_stats().coalesced;
+    let barrier = Arc::new(tokio::sync::Barrier::new(STAMPEDE));
+    let mut tasks = JoinSet::new();
+    for _ in 0..STAMPEDE {
+        let (app, barrier) = (Arc::clone(app), Arc::clone(&barrier));
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let row = read(&app, USER, 0, SLOW_QUERY).await;
+            row.expect("user 0 exists")
+        });
+    }
+    let mut rows = tasks.join_all().await;
+    assert!(rows.iter().all(|r| r.version == rows[0].version));
+    let queries = users.queries.load(Relaxed) - queries;
+    let coalesced = users.cache.load_stats().coalesced - coalesced;
+    (queries, coalesced, rows.swap_remove(0), started.elapsed())
+}
+
+/// 1234567 as "1.2M", for the progress line.
+fn short(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    format!("{:.2}%", part as f64 * 100.0 / whole.max(1) as f64)
+}
+
+/// The sum of `f` over the entities.
+fn sum(app: &App, f: impl Fn(&Entity) -> u64) -> u64 {
+    app.entities.iter().map(f).sum()
+}
+
+/// Cache hits and lookups over all entities.
+fn hits(app: &App) -> (u64, u64) {
+    let hits = sum(app, |e| e.cache.cache_stats().hits);
+    (hits, hits + sum(app, |e| e.cache.cache_stats().misses))
+}
+
+/// Draws the progress line on stderr: `[#####.....]  52%  reads 1.2M  hit 93.10%  ...`,
+/// redrawn in place on a terminal.
+fn draw_progress(app: &App, fraction: f64, tty: bool) {
+    let (hits, lookups) = hits(app);
+    let (start, end) = if tty { ("\r", "") } else { ("", "\n") };
+    let filled = (fraction.min(1.0) * 30.0) as usize;
+    let bar = format!("{}{}", "#".repeat(filled), ".".repeat(30 - filled));
+    let reads = short(sum(app, |e| e.reads.load(Relaxed)));
+    let hit = percent(hits, lookups);
+    let queries = short(sum(app, |e| e.queries.load(Relaxed)));
+    let writes = short(sum(app, |e| e.writes.load(Relaxed)));
+    let pct = fraction * 100.0;
+    eprint!(
+        "{start}[{bar}] {pct:>3.0}%  reads {reads}  hit {hit}  db queries {queries}  \
+         writes {writes}  {end}"
+    );
+}
+
+/// One line of the per-entity table: a label, then a cell per entity (and the total).
+fn line(label: &str, cells: impl IntoIterator<Item = String>) {
+    print!("{label:<36}");
+    cells.into_iter().for_each(|cell| print!("{cell:>15}"));
+    println!();
+}
+
+/// The front door's counters for `e`.
+fn ls(e: &Entity) -> LoadStats {
+    e.cache.load_stats()
+}
+
+/// The underlying cache's counters for `e`.
+fn cs(e: &Entity) -> CacheStats {
+    e.cache.cache_stats()
+}
+
+/// A labelled per-entity counter of the report.
+type Counter = (&'static str, fn(&Entity) -> u64);
+
+/// The per-entity table of the report: counters from the demo, `load_stats()` and
+/// `cache_stats()`.
+fn entity_table(app: &App) {
+    let names = app.entities.iter().map(|e| e.name.to_string());
+    line("", names.chain(["total".to_string()]));
+    line("TTL", app.entities.iter().map(|e| e.ttl.to_string()));
+    let on_write = |e: &Entity| format!("{:?}", e.on_write).to_lowercase();
+    line("on write", app.entities.iter().map(on_write));
+    let ratio = |e: &Entity| format!("{:.2}%", cs(e).hit_ratio() * 100.0);
+    let (hits, lookups) = hits(app);
+    let ratios = app.entities.iter().map(ratio);
+    line("cache hit ratio", ratios.chain([percent(hits, lookups)]));
+    let rows: [Counter; 12] = [
+        ("rows in the table", |e| e.rows),
+        ("reads", |e| e.reads.load(Relaxed)),
+        ("database queries (SELECT)", |e| e.queries.load(Relaxed)),
+        ("loads (load_stats)", |e| ls(e).loads),
+        ("  coalesced waiters", |e| ls(e).coalesced),
+        ("  early refreshes (XFetch)", |e| ls(e).early_refreshes),
+        ("  discarded (invalidated in flight)", |e| ls(e).discarded),
+        ("negative hits (missing ids)", |e| ls(e).negative_hits),
+        ("expired", |e| cs(e).expired),
+        ("evicted (capacity)", |e| cs(e).evicted_capacity),
+        ("writes (then invalidate/put)", |e| e.writes.load(Relaxed)),
+        ("loads in flight at exit", |e| e.cache.in_flight() as u64),
+    ];
+    for (label, f) in rows {
+        let cells = app.entities.iter().map(f).chain([sum(app, f)]);
+        line(label, cells.map(|n| n.to_string()));
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let run_for = Duration::from_secs(if quick { 2 } else { 20 });
+    let started = Instant::now();
+
+    // 1. The database, seeded, and a pool of connections to it (+ 2 for background refreshes).
+    let path = std::env::temp_dir().join(format!("aside-demo-{}.db", std::process::id()));
+    seed(&path)?;
+    let app = Arc::new(App {
+        db: Db::open(&path, (READERS + WRITERS) as usize + 2)?,
+        entities: entities(SimClock(Instant::now()))?,
+        stop: AtomicBool::new(false),
+        stale_reads: AtomicU64::new(0),
+    });
+    let (seeded, path_shown) = (started.elapsed(), path.display());
+    println!("SQLite database {path_shown} (WAL mode) created and seeded in {seeded:.2?}.");
+    println!("The caches' clock runs {SPEED}x faster than the wall clock.\n");
+
+    // 2. The cold-start stampede.
+    let (herd_queries, coalesced, row, took) = stampede(&app).await;
+    println!(
+        "Cold-start stampede: {STAMPEDE} concurrent requests for user 0, {SLOW_QUERY:?} query"
+    );
+    println!("  -> {herd_queries} database query, {coalesced} callers coalesced onto it");
+    let Row { version, data } = &row;
+    println!("  -> {took:.0?}; every caller got v{version} \"{data}\"");
+
+    // 3. The main run: readers and writers until `run_for` is up, with a progress line.
+    let queries_before = sum(&app, |e| e.queries.load(Relaxed));
+    let run_started = Instant::now();
+    let (mut readers, mut writers) = (JoinSet::new(), JoinSet::new());
+    for r in 0..READERS {
+        readers.spawn(reader(app.clone(), r));
+    }
+    for w in 0..WRITERS {
+        writers.spawn(writer(app.clone(), w));
+    }
+    let tty = std::io::stderr().is_terminal();
+    let tick = if tty { run_for / 200 } else { run_for / 10 };
+    while run_started.elapsed() < run_for {
+        let fraction = run_started.elapsed().as_secs_f64() / run_for.as_secs_f64();
+        draw_progress(&app, fraction, tty);
+        tokio::time::sleep(tick).await;
+    }
+    app.stop.store(true, Relaxed);
+    let mut latencies = readers.join_all().await.concat();
+    latencies.sort_unstable();
+    writers.join_all().await;
+    let run = run_started.elapsed();
+    draw_progress(&app, 1.0, tty);
+    eprint!("{}", if tty { "\n" } else { "" });
+    // Background refreshes may still be finishing: give them a moment to drain.
+    for _ in 0..100 {
+        if sum(&app, |e| e.cache.in_flight() as u64) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // 4. The report.
+    let quantile = |q: f64| {
+        let i = ((latencies.len().max(1) - 1) as f64 * q).round() as usize;
+        Duration::from_nanos(latencies.get(i).copied().unwrap_or(0).into())
+    };
+    let (p50, p99, max) = (quantile(0.5), quantile(0.99), quantile(1.0));
+    let reads = latencies.len();
+    let queries = sum(&app, |e| e.queries.load(Relaxed)) - queries_before;
+    let share = percent(queries, reads as u64);
+    let (hits, lookups) = hits(&app);
+    let hit = percent(hits, lookups);
+    let minutes = run.as_secs_f64() * SPEED as f64 / 60.0;
+    println!(
+        "\nMain run: {READERS} readers, {WRITERS} writers, {run:.1?} ({minutes:.0} simulated min)"
+    );
+    println!("  reads                              {reads:>12}");
+    println!("  database queries with the cache    {queries:>12}  ({share} of reads)");
+    println!("  database queries without a cache   {reads:>12}  (one per read)");
+    println!("  cache hit ratio                    {hit:>12}");
+    println!("  read latency                       p50 {p50:.2?}  p99 {p99:.2?}  max {max:.2?}\n");
+    entity_table(&app);
+    let stale = app.stale_reads.load(Relaxed);
+    println!(
+        "\ncold-start stampede: {STAMPEDE} requests, {herd_queries} DB query, {coalesced} coalesced"
+    );
+    println!("stale reads observed after invalidation: {stale}");
+    println!("total time {:.1?}", started.elapsed());
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    app.entities.iter().try_for_each(|e| e.cache.validate())?;
+    let in_flight = sum(&app, |e| e.cache.in_flight() as u64);
+    if herd_queries != 1 || stale != 0 || in_flight != 0 {
+        return Err("the front door broke one of its guarantees (see above)".into());
+    }
+    Ok(())
+}
