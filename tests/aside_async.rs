@@ -272,6 +272,32 @@ async fn invalidate_during_a_load_keeps_the_stale_value_out() {
 }
 
 #[tokio::test]
+async fn a_caller_after_invalidate_never_joins_the_stale_load() {
+    let cache = cache();
+    let (gate, runs) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let early = {
+        let (cache, load) = (cache.clone(), gated(&gate, &runs, Ok(Some("v1".into()))));
+        tokio::spawn(async move { cache.get_or_load(1, load).await })
+    };
+    until(|| runs.load(Ordering::SeqCst) == 1).await; // the first load has read v1
+    cache.invalidate(&1); // the database now holds v2
+    // A caller that starts after `invalidate` returned must see v2, not wait for v1.
+    let fresh = Arc::new(AtomicUsize::new(0));
+    let late = {
+        let (cache, load) = (cache.clone(), gated(&gate, &fresh, Ok(Some("v2".into()))));
+        tokio::spawn(async move { cache.get_or_load(1, load).await })
+    };
+    // Before the fix the late caller joined the stale flight and this never held.
+    until(|| fresh.load(Ordering::SeqCst) == 1).await;
+    gate.add_permits(2);
+    assert_eq!(prompt(late).await.unwrap().unwrap().as_deref(), Some("v2"));
+    assert_eq!(prompt(early).await.unwrap().unwrap().as_deref(), Some("v1"));
+    assert_eq!(cache.get(&1).as_deref(), Some("v2"), "only the fresh load installed");
+    assert_eq!(cache.load_stats().loads, 2);
+    assert_eq!(cache.in_flight(), 0);
+}
+
+#[tokio::test]
 async fn put_during_a_load_wins_over_the_load() {
     let cache = cache();
     let (gate, runs) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -202,21 +202,29 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
         }
     }
 
-    /// Marks the load in flight for `key` (if any) stale and runs `write` under the registry
-    /// shard's lock, so that no leader can install between the two.
+    /// Marks the load in flight for `key` (if any) stale, detaches it from the registry and
+    /// runs `write` under the registry shard's lock, so that no leader can install between
+    /// the two.
+    ///
+    /// Detaching matters as much as marking: a caller that arrives after the invalidation
+    /// must not join the stale flight (it would receive the value read before the write); it
+    /// leads a fresh load instead. Callers already waiting keep the stale flight's outcome,
+    /// which is linearizable: they asked before the invalidation.
     pub(crate) fn invalidate_with<R>(&self, key: &K, write: impl FnOnce() -> R) -> R {
-        let map = self.shard(key).lock();
-        if let Some(f) = map.get(key) {
+        let mut map = self.shard(key).lock();
+        if let Some(f) = map.remove(key) {
             f.stale.store(true, Ordering::Release);
         }
         write()
     }
 
-    /// Marks every load in flight stale (for `invalidate_all`).
+    /// Marks every load in flight stale and detaches it (for `invalidate_all`).
     pub(crate) fn invalidate_all_with<R>(&self, write: impl FnOnce() -> R) -> R {
-        let maps: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
-        for f in maps.iter().flat_map(|m| m.values()) {
-            f.stale.store(true, Ordering::Release);
+        let mut maps: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+        for map in &mut maps {
+            for (_, f) in map.drain() {
+                f.stale.store(true, Ordering::Release);
+            }
         }
         write()
     }
@@ -349,8 +357,21 @@ mod tests {
 
         let Join::Lead(f) = r.join(&2) else { panic!() };
         r.invalidate_with(&2, || ());
+        // A caller after the invalidation leads a fresh load rather than joining the stale one.
+        let Join::Lead(fresh) = r.join(&2) else {
+            panic!("joined a stale flight")
+        };
         let lead = Lead::new(r.clone(), 2, f);
         assert!(!lead.complete(Outcome::Loaded(None), |ok| ok));
+        // The stale leader finishing neither removes nor disturbs the fresh flight.
+        assert_eq!(r.len(), 1);
+        assert!(Lead::new(r.clone(), 2, fresh).complete(Outcome::Loaded(Some(2)), |ok| ok));
+        assert_eq!(r.len(), 0);
+
+        let Join::Lead(g) = r.join(&3) else { panic!() };
+        r.invalidate_all_with(|| ());
+        assert!(g.is_stale());
+        assert!(matches!(r.join(&3), Join::Lead(_)));
     }
 
     #[test]

@@ -78,6 +78,8 @@ impl Latency {
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
         let count: u64 = counts.iter().sum();
+        let max = self.max.load(Ordering::Relaxed);
+        // A bucket's upper bound can exceed the largest sample seen: never report more.
         let quantile = |q: f64| {
             if count == 0 {
                 return Duration::ZERO;
@@ -87,7 +89,7 @@ impl Latency {
             for (b, &c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
-                    return Duration::from_nanos(bucket_high(b));
+                    return Duration::from_nanos(bucket_high(b).min(max));
                 }
             }
             Duration::ZERO
@@ -100,7 +102,7 @@ impl Latency {
                     .checked_div(count)
                     .unwrap_or(0),
             ),
-            max: Duration::from_nanos(self.max.load(Ordering::Relaxed)),
+            max: Duration::from_nanos(max),
             p50: quantile(0.5),
             p99: quantile(0.99),
         }
@@ -108,7 +110,7 @@ impl Latency {
 }
 
 /// Load latency: count, mean, max and quantiles (quantiles are bucket upper bounds, within
-/// about 19%).
+/// about 19%, capped at `max`).
 ///
 /// # Example
 ///
@@ -226,6 +228,12 @@ mod tests {
         assert_eq!(s.count, 100);
         assert_eq!(s.max, Duration::from_micros(100));
         assert!(s.p50 >= Duration::from_micros(50) && s.p50 <= Duration::from_micros(60));
-        assert!(s.p99 >= Duration::from_micros(99) && s.p99 <= Duration::from_micros(120));
+        assert!(s.p99 >= Duration::from_micros(99) && s.p99 <= s.max);
+
+        // One sample: every quantile is that sample, not its bucket's upper bound.
+        let one = Latency::default();
+        one.record(Duration::from_nanos(1_000_001));
+        let s = one.summary();
+        assert_eq!((s.p50, s.p99), (s.max, s.max));
     }
 }
