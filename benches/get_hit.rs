@@ -12,30 +12,13 @@ use std::hint::black_box;
 use aside::Cache;
 use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+
+#[path = "common/zipf.rs"]
+mod zipf;
+use zipf::zipf_ranks;
 
 const ENTRIES: u64 = 100_000;
 const BATCH: usize = 4096;
-
-/// Zipf(1.0)-distributed keys over `0..n`, seeded.
-fn zipf_keys(n: u64, count: usize) -> Vec<u64> {
-    let mut acc = 0.0;
-    let mut cdf: Vec<f64> = (1..=n)
-        .map(|k| {
-            acc += 1.0 / k as f64;
-            acc
-        })
-        .collect();
-    cdf.iter_mut().for_each(|c| *c /= acc);
-    let mut rng = SmallRng::seed_from_u64(7);
-    (0..count)
-        .map(|_| {
-            let u: f64 = rng.random();
-            cdf.partition_point(|&c| c < u) as u64
-        })
-        .collect()
-}
 
 fn bench_policy<P: EvictionPolicy>(c: &mut Criterion, name: &str, policy: P, keys: &[u64]) {
     let cache: Cache<u64, u64, P> = Cache::builder()
@@ -60,7 +43,7 @@ fn bench_policy<P: EvictionPolicy>(c: &mut Criterion, name: &str, policy: P, key
 }
 
 fn get_hit(c: &mut Criterion) {
-    let keys = zipf_keys(ENTRIES, BATCH);
+    let keys = zipf_ranks(ENTRIES, BATCH, 7);
     bench_policy(c, "aside_lru", Lru::new(), &keys);
     bench_policy(c, "aside_lfu", Lfu::new(), &keys);
     bench_policy(c, "aside_fifo", Fifo::new(), &keys);

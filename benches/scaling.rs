@@ -30,29 +30,14 @@ use aside::policy::Lru;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/zipf.rs"]
+mod zipf;
+use zipf::zipf_ranks;
+
 const ROUNDS: usize = 7;
 
 fn env_on(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Zipf(1.0) ranks over `0..n`, seeded.
-fn zipf_ranks(n: usize, count: usize, seed: u64) -> Vec<usize> {
-    let mut acc = 0.0;
-    let mut cdf: Vec<f64> = (1..=n)
-        .map(|k| {
-            acc += 1.0 / k as f64;
-            acc
-        })
-        .collect();
-    cdf.iter_mut().for_each(|c| *c /= acc);
-    let mut rng = SmallRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let u: f64 = rng.random();
-            cdf.partition_point(|&c| c < u).min(n - 1)
-        })
-        .collect()
 }
 
 /// Median nanoseconds per operation of `ROUNDS` runs of `round`, which performs `ops`
@@ -94,9 +79,9 @@ fn measure(size: usize, ops: usize) -> Row {
     let fill = start.elapsed().as_nanos() as f64 / size as f64;
     let present: Vec<u64> = (0..size as u64).filter(|k| cache.contains_key(k)).collect();
 
-    let zipf: Vec<u64> = zipf_ranks(present.len(), ops, 7)
+    let zipf: Vec<u64> = zipf_ranks(present.len() as u64, ops, 7)
         .into_iter()
-        .map(|r| present[r])
+        .map(|r| present[r as usize])
         .collect();
     let mut rng = SmallRng::seed_from_u64(9);
     let uniform: Vec<u64> = (0..ops)

@@ -40,6 +40,10 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/zipf.rs"]
+mod zipf;
+use zipf::zipf_ranks;
+
 /// Operations per criterion iteration (split over the threads).
 const BATCH: u64 = 1024;
 /// Length of each pre-generated key stream (a power of two; threads start at different offsets).
@@ -67,25 +71,6 @@ fn size_label(n: u64) -> String {
     } else {
         n.to_string()
     }
-}
-
-/// Zipf(1.0) ranks over `0..n`, seeded: rank 0 is the most popular.
-fn zipf_ranks(n: u64, count: usize, seed: u64) -> Vec<u64> {
-    let mut acc = 0.0;
-    let mut cdf: Vec<f64> = (1..=n)
-        .map(|k| {
-            acc += 1.0 / k as f64;
-            acc
-        })
-        .collect();
-    cdf.iter_mut().for_each(|c| *c /= acc);
-    let mut rng = SmallRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let u: f64 = rng.random();
-            (cdf.partition_point(|&c| c < u) as u64).min(n - 1)
-        })
-        .collect()
 }
 
 // ----- contenders -----

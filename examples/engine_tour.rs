@@ -13,9 +13,13 @@ use std::time::{Duration, Instant};
 
 use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
 use aside::{Cache, CacheStats};
+use rand::SeedableRng;
 use rand::distr::Distribution;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+
+#[path = "../benches/common/zipf.rs"]
+mod zipf;
+use zipf::Zipf;
 
 const ROWS: u64 = 50_000;
 const CAPACITY: u64 = 5_000;
@@ -36,30 +40,6 @@ impl Database {
 
     fn update(&self, id: u64) {
         *self.rows.write().unwrap().get_mut(&id).unwrap() += 1;
-    }
-}
-
-/// Zipf(s = 1.0) over `0..n` by inverse transform on a precomputed CDF.
-struct Zipf(Vec<f64>);
-
-impl Zipf {
-    fn new(n: u64) -> Self {
-        let mut acc = 0.0;
-        let mut cdf: Vec<f64> = (1..=n)
-            .map(|k| {
-                acc += 1.0 / k as f64;
-                acc
-            })
-            .collect();
-        cdf.iter_mut().for_each(|c| *c /= acc);
-        Zipf(cdf)
-    }
-}
-
-impl Distribution<u64> for Zipf {
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
-        let u: f64 = rng.random();
-        self.0.partition_point(|&c| c < u) as u64
     }
 }
 

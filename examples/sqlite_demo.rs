@@ -35,6 +35,10 @@ use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OptionalExtension};
 use tokio::task::JoinSet;
 
+#[path = "../benches/common/zipf.rs"]
+mod zipf;
+use zipf::Zipf;
+
 const USER_ROWS: u64 = 20_000;
 const PRODUCT_ROWS: u64 = 20_000;
 const CONFIG_ROWS: u64 = 8;
@@ -73,30 +77,6 @@ struct SimClock(Instant);
 impl Clock for SimClock {
     fn now_nanos(&self) -> u64 {
         u64::try_from(self.0.elapsed().as_nanos()).map_or(u64::MAX, |n| n.saturating_mul(SPEED))
-    }
-}
-
-/// Zipf(s = 1.0) over `0..n` by inverse transform on a precomputed CDF: id 0 is the hottest.
-struct Zipf(Vec<f64>);
-
-impl Zipf {
-    fn new(n: u64) -> Self {
-        let mut acc = 0.0;
-        let mut cdf: Vec<f64> = (1..=n)
-            .map(|k| {
-                acc += 1.0 / k as f64;
-                acc
-            })
-            .collect();
-        cdf.iter_mut().for_each(|c| *c /= acc);
-        Zipf(cdf)
-    }
-}
-
-impl Distribution<u64> for Zipf {
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
-        let u: f64 = rng.random();
-        (self.0.partition_point(|&c| c < u) as u64).min(self.0.len() as u64 - 1)
     }
 }
 

@@ -292,7 +292,11 @@ async fn a_caller_after_invalidate_never_joins_the_stale_load() {
     gate.add_permits(2);
     assert_eq!(prompt(late).await.unwrap().unwrap().as_deref(), Some("v2"));
     assert_eq!(prompt(early).await.unwrap().unwrap().as_deref(), Some("v1"));
-    assert_eq!(cache.get(&1).as_deref(), Some("v2"), "only the fresh load installed");
+    assert_eq!(
+        cache.get(&1).as_deref(),
+        Some("v2"),
+        "only the fresh load installed"
+    );
     assert_eq!(cache.load_stats().loads, 2);
     assert_eq!(cache.in_flight(), 0);
 }
