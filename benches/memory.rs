@@ -11,7 +11,8 @@
 //!
 //! After each cache is dropped the harness checks that its bytes came back ("leak" column).
 //!
-//! Run: `cargo bench --bench memory` (`ASIDE_BENCH_QUICK=1`: 100k entries instead of 1M).
+//! Run: `cargo bench --bench memory` (`ASIDE_BENCH_QUICK=1`: 100k entries instead of 1M;
+//! `ASIDE_BENCH_OUT=DIR`: also write the rows to `DIR/memory.csv`, see `common/out.rs`).
 
 #![allow(missing_docs)]
 
@@ -24,6 +25,9 @@ use std::time::{Duration, Instant};
 use aside::Cache;
 use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[path = "common/out.rs"]
+mod out;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -252,6 +256,24 @@ where
     rows
 }
 
+/// Appends `rows` to the CSV output (`kv` names the key and value types).
+fn csv_rows(csv: &mut out::Csv, kv: &str, payload: f64, inserted: usize, rows: &[Row]) {
+    for r in rows {
+        csv.row(&[
+            &kv,
+            &payload,
+            &inserted,
+            &r.name,
+            &r.held,
+            &format!("{:.3}", r.per_entry),
+            &format!("{:.3}", r.per_entry - payload),
+            &out::opt(r.estimate.map(|e| format!("{e:.3}"))),
+            &r.leak,
+            &format!("{:.6}", r.time.as_secs_f64()),
+        ]);
+    }
+}
+
 fn print_table(title: &str, payload: f64, rows: &[Row]) {
     println!("### {title} (payload {payload} bytes per entry)");
     println!();
@@ -293,8 +315,24 @@ fn main() {
     // One-time lazy initialisations (hasher seeds, thread-locals) would otherwise be charged
     // to the first cache measured.
     let _ = run_all(1_000, |i| (i as u64, i as u64));
+    let mut csv = out::Csv::new(
+        "memory",
+        &[
+            "kv",
+            "payload_bytes",
+            "entries_inserted",
+            "cache",
+            "entries_held",
+            "bytes_per_entry",
+            "overhead_bytes",
+            "own_estimate_bytes",
+            "leak_bytes",
+            "time_s",
+        ],
+    );
     let rows = run_all(n, |i| (i as u64, i as u64));
     print_table("u64 → u64", 16.0, &rows);
+    csv_rows(&mut csv, "u64->u64", 16.0, n, &rows);
 
     let rows = run_all(n, |i| {
         let mut key = String::with_capacity(16);
@@ -302,4 +340,6 @@ fn main() {
         (key, vec![i as u8; 32])
     });
     print_table("String (16 bytes) → Vec<u8> (32 bytes)", 96.0, &rows);
+    csv_rows(&mut csv, "String(16)->Vec<u8>(32)", 96.0, n, &rows);
+    csv.write().expect("cannot write the ASIDE_BENCH_OUT file");
 }

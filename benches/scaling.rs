@@ -17,7 +17,8 @@
 //! each column relative to the 10k figure (the target: flat within ±25%).
 //!
 //! Run: `cargo bench --bench scaling` (`ASIDE_BENCH_FULL=1` adds 10M; `ASIDE_BENCH_QUICK=1`
-//! runs 10k and 100k with fewer operations).
+//! runs 10k and 100k with fewer operations; `ASIDE_BENCH_OUT=DIR` also writes the rows to
+//! `DIR/scaling.csv`, see `common/out.rs`).
 
 #![allow(missing_docs)]
 
@@ -30,6 +31,8 @@ use aside::policy::Lru;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/out.rs"]
+mod out;
 #[path = "common/zipf.rs"]
 mod zipf;
 use zipf::zipf_ranks;
@@ -183,4 +186,34 @@ fn main() {
         );
     }
     println!();
+
+    let mut csv = out::Csv::new(
+        "scaling",
+        &[
+            "entries",
+            "shards",
+            "ops",
+            "fill_ns",
+            "get_hit_zipf_ns",
+            "get_hit_uniform_ns",
+            "insert_miss_ns",
+            "hashmap_get_zipf_ns",
+            "hashmap_get_uniform_ns",
+        ],
+    );
+    let ns = |x: f64| format!("{x:.3}");
+    for r in &rows {
+        csv.row(&[
+            &r.size,
+            &r.shards,
+            &ops,
+            &ns(r.fill),
+            &ns(r.zipf),
+            &ns(r.uniform),
+            &ns(r.miss_insert),
+            &ns(r.map_zipf),
+            &ns(r.map_uniform),
+        ]);
+    }
+    csv.write().expect("cannot write the ASIDE_BENCH_OUT file");
 }

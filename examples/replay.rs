@@ -18,6 +18,9 @@
 //! - `--threads N`: also replay each trace split round-robin over `N` threads against one
 //!   shared cache, for the concurrent contenders.
 //!
+//! With `ASIDE_BENCH_OUT=DIR` set, every hit ratio is also written to `DIR/replay.csv` (one
+//! record per trace, mode, capacity and contender; see `benches/common/out.rs`).
+//!
 //! Semantics: read-through. Each request `get`s the key; a miss `insert`s it. Hit% is
 //! hits / requests with cold misses counted, as in the traces' README.
 //!
@@ -49,6 +52,9 @@ use std::time::Instant;
 
 use aside::Cache;
 use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
+
+#[path = "../benches/common/out.rs"]
+mod out;
 
 /// The record format of a trace file, named by its suffix before `.zst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -786,7 +792,28 @@ fn header(columns: &[&str]) -> String {
     s
 }
 
-fn replay_trace(spec: &TraceSpec, path: &Path, threads: Option<usize>, tally: &mut Tally) {
+/// The columns of `replay.csv`; `mode` is `single` (the single-threaded replay) or `shared`
+/// (`--threads N`, one cache shared by `threads` threads).
+const CSV_COLUMNS: &[&str] = &[
+    "trace",
+    "file",
+    "requests",
+    "unique_keys",
+    "mode",
+    "threads",
+    "capacity",
+    "contender",
+    "hits",
+    "hit_pct",
+];
+
+fn replay_trace(
+    spec: &TraceSpec,
+    path: &Path,
+    threads: Option<usize>,
+    tally: &mut Tally,
+    csv: &mut out::Csv,
+) {
     let started = Instant::now();
     let keys = match load(path) {
         Ok(keys) => keys,
@@ -824,6 +851,18 @@ fn replay_trace(spec: &TraceSpec, path: &Path, threads: Option<usize>, tally: &m
             let h = run_single(name, &keys, &next, capacity);
             spent[i] += t.elapsed();
             hits.insert(name, h);
+            csv.row(&[
+                &spec.name,
+                &spec.file,
+                &keys.len(),
+                &unique,
+                &"single",
+                &1,
+                &capacity,
+                &name,
+                &h,
+                &format!("{:.4}", pct(h, keys.len())),
+            ]);
             let _ = write!(row, " {:>13.2} |", pct(h, keys.len()));
         }
         println!("{row}");
@@ -892,6 +931,18 @@ fn replay_trace(spec: &TraceSpec, path: &Path, threads: Option<usize>, tally: &m
             let mut row = format!("| {capacity:>8} |");
             for &name in SHARED {
                 let h = run_shared(name, &keys, capacity, threads);
+                csv.row(&[
+                    &spec.name,
+                    &spec.file,
+                    &keys.len(),
+                    &unique,
+                    &"shared",
+                    &threads,
+                    &capacity,
+                    &name,
+                    &h,
+                    &format!("{:.4}", pct(h, keys.len())),
+                ]);
                 let _ = write!(row, " {:>13.2} |", pct(h, keys.len()));
             }
             println!("{row}");
@@ -944,13 +995,18 @@ fn main() -> ExitCode {
     println!();
     let started = Instant::now();
     let mut tally = Tally::default();
+    let mut csv = out::Csv::new("replay", CSV_COLUMNS);
     for spec in selected {
         let path = args.traces.join(spec.file);
         if !path.is_file() {
             println!("## {}: {} not found, skipped\n", spec.name, path.display());
             continue;
         }
-        replay_trace(spec, &path, args.threads, &mut tally);
+        replay_trace(spec, &path, args.threads, &mut tally, &mut csv);
+    }
+    let written = csv.write();
+    if let Err(e) = &written {
+        eprintln!("replay: cannot write {}/replay.csv: {e}", out::ENV);
     }
     println!(
         "Summary: aside LRU (1 shard) = exact LRU: {} PASS, {} FAIL; default sharding within 0.5 points: {} of {}; \
@@ -963,7 +1019,7 @@ fn main() -> ExitCode {
         tally.reference_off,
         started.elapsed()
     );
-    if tally.lru_exact_fail > 0 {
+    if tally.lru_exact_fail > 0 || written.is_err() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
