@@ -1,39 +1,53 @@
 //! The lossy per-shard buffer that lets LRU and LFU hits run under a shared lock.
 //!
 //! A reader holding the shard's shared lock claims a slot with one `fetch_add` and stores the
-//! hit entry's id there. Whoever next holds the exclusive lock (the reader that filled the
-//! buffer, via `try_write`, or any write) replays the recorded ids into the policy in order and
-//! resets the buffer. Because pushes happen only under the shared lock and drains only under
-//! the exclusive lock, a drain never races a push, and every id it sees is still live.
+//! hit entry's id there. When the buffer fills, that reader replays the recorded ids into the
+//! policy *while still holding the shared lock*: the policy and its per-entry states sit
+//! behind a mutex of their own (see `Shard`), which the reader takes with `try_lock`, so other
+//! readers keep reading the table and the slab while a drain runs, and never wait for it. Any
+//! write also drains first, under the exclusive lock.
 //!
-//! When the buffer is full and the exclusive lock is busy, further hits are dropped: the
-//! policy's order becomes approximate under contention, exactly as in Caffeine and moka, while
-//! one thread alone loses nothing (it always wins its own `try_write`).
+//! Every id in the buffer is live when it is replayed: ids are recorded under the shared lock,
+//! and the exclusive lock (the only place entries are removed) drains the whole buffer before
+//! anything else, scanning every slot if a shared drain may have left a late store behind.
+//!
+//! Lossy by design, as in Caffeine and moka: when the buffer is full and another reader holds
+//! the policy mutex, further hits are dropped from the policy's view (never from the hit
+//! counts); a reader whose slot store lands after a concurrent drain read that slot leaves its
+//! id for the next drain. One thread alone loses nothing and keeps the exact order: it always
+//! wins its own `try_lock`.
 
-use crate::shim::{AtomicU32, AtomicUsize, Ordering};
+use crate::shim::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::policy::EntryId;
 
 /// Hits recorded before a drain is attempted.
 pub(crate) const ACCESS_BUFFER_LEN: usize = 64;
 
+/// `repr(C)`: the claim counter first, next to the shard's lock word (see `Shard`).
+#[repr(C)]
 pub(crate) struct AccessBuffer {
+    /// Slots claimed since the last drain; may run past the length while the buffer is full.
+    claimed: AtomicUsize,
+    /// Set by a drain under the shared lock: a slot past the drained range may hold a late
+    /// store, so the next exclusive drain scans every slot.
+    strays: AtomicBool,
     /// `id + 1` per recorded hit; 0 is empty.
     slots: [AtomicU32; ACCESS_BUFFER_LEN],
-    /// Slots claimed so far; may run past the length while the buffer is full.
-    claimed: AtomicUsize,
 }
 
 impl AccessBuffer {
     pub(crate) fn new() -> Self {
         Self {
-            slots: [const { AtomicU32::new(0) }; ACCESS_BUFFER_LEN],
             claimed: AtomicUsize::new(0),
+            strays: AtomicBool::new(false),
+            slots: [const { AtomicU32::new(0) }; ACCESS_BUFFER_LEN],
         }
     }
 
-    /// Records a hit on `id`. Returns `true` when the buffer is now full and should be drained.
-    /// Must be called under the shard's shared lock.
+    /// Records a hit on `id`. Returns `true` when this hit filled the buffer, or found it
+    /// full at a multiple of the length (so that a reader retries a failed drain now and
+    /// then, not on every hit). Must be called under the shard's shared lock.
     #[inline]
     pub(crate) fn push(&self, id: EntryId) -> bool {
         let at = self.claimed.fetch_add(1, Ordering::Relaxed);
@@ -41,27 +55,44 @@ impl AccessBuffer {
             slot.store(id.0.wrapping_add(1), Ordering::Relaxed);
             at + 1 == ACCESS_BUFFER_LEN
         } else {
-            true
+            (at + 1).is_multiple_of(ACCESS_BUFFER_LEN)
         }
     }
 
-    /// Replays and clears the recorded hits. Takes `&mut self`: the caller holds the exclusive
-    /// lock, so no push is in flight. Returns how many hits were pushed since the last drain,
-    /// including those dropped while the buffer was full: the shard counts its hits this way,
-    /// without a second atomic per hit.
-    pub(crate) fn drain(&mut self, mut apply: impl FnMut(EntryId)) -> u64 {
-        let claimed = *self.claimed.get_mut();
-        let n = claimed.min(ACCESS_BUFFER_LEN);
-        if n == 0 {
-            return 0;
+    /// Replays and clears the recorded hits under the shared lock (the caller holds the
+    /// policy's mutex, so drains never overlap). Returns how many hits were pushed since the
+    /// previous drain, including those dropped while the buffer was full: the shard counts
+    /// its hits this way, without a second atomic per hit.
+    pub(crate) fn drain_shared(&self, mut apply: impl FnMut(EntryId)) -> u64 {
+        let claimed = self.claimed.swap(0, Ordering::Relaxed);
+        for slot in &self.slots[..claimed.min(ACCESS_BUFFER_LEN)] {
+            // A plain load and store, not a swap: a store racing in between is a lost hit,
+            // which a lossy buffer allows, and it saves an atomic read-modify-write per slot.
+            let raw = slot.load(Ordering::Relaxed);
+            if raw != 0 {
+                slot.store(0, Ordering::Relaxed);
+                apply(EntryId(raw - 1));
+            }
         }
+        self.strays.store(true, Ordering::Relaxed);
+        claimed as u64
+    }
+
+    /// [`drain_shared`](Self::drain_shared) under the exclusive lock: no push is in flight.
+    pub(crate) fn drain(&mut self, mut apply: impl FnMut(EntryId)) -> u64 {
+        let claimed = std::mem::take(self.claimed.get_mut());
+        let strays = std::mem::take(self.strays.get_mut());
+        let n = if strays {
+            ACCESS_BUFFER_LEN
+        } else {
+            claimed.min(ACCESS_BUFFER_LEN)
+        };
         for slot in &mut self.slots[..n] {
             let raw = std::mem::take(slot.get_mut());
             if raw != 0 {
                 apply(EntryId(raw - 1));
             }
         }
-        *self.claimed.get_mut() = 0;
         claimed as u64
     }
 
@@ -87,14 +118,39 @@ mod tests {
             assert!(!b.push(EntryId(i)));
         }
         assert!(b.push(EntryId(999)));
-        assert!(b.push(EntryId(1000)), "overflow asks for a drain");
+        // Past the end, one push in LEN asks for a drain again.
+        let asks = (0..ACCESS_BUFFER_LEN)
+            .filter(|_| b.push(EntryId(1000)))
+            .count();
+        assert_eq!(asks, 1);
         let mut seen = Vec::new();
-        assert_eq!(b.claimed(), ACCESS_BUFFER_LEN as u64 + 1);
-        assert_eq!(b.drain(|id| seen.push(id.0)), ACCESS_BUFFER_LEN as u64 + 1);
+        let pushed = 2 * ACCESS_BUFFER_LEN as u64;
+        assert_eq!(b.claimed(), pushed);
+        assert_eq!(b.drain(|id| seen.push(id.0)), pushed);
         assert_eq!(seen.len(), ACCESS_BUFFER_LEN);
         assert_eq!(seen[0], 0);
         assert_eq!(*seen.last().unwrap(), 999);
         assert_eq!(b.pending(), 0);
+        assert_eq!(b.drain(|_| panic!("empty")), 0);
+    }
+
+    #[test]
+    fn shared_drain_then_exclusive_drain_finds_late_stores() {
+        let mut b = AccessBuffer::new();
+        b.push(EntryId(3));
+        b.push(EntryId(4));
+        let mut seen = Vec::new();
+        assert_eq!(b.drain_shared(|id| seen.push(id.0)), 2);
+        assert_eq!(seen, [3, 4]);
+        // A reader that claimed slot 9 before the drain stores after it.
+        b.slots[9].store(8, Ordering::Relaxed);
+        seen.clear();
+        assert_eq!(b.drain(|id| seen.push(id.0)), 0);
+        assert_eq!(
+            seen,
+            [7],
+            "the exclusive drain scans every slot after a shared one"
+        );
         assert_eq!(b.drain(|_| panic!("empty")), 0);
     }
 }

@@ -382,10 +382,11 @@ where
         match shard.get(fragment, key, &*self.inner.clock, access) {
             Lookup::Hit { value, drain } => {
                 let value = value.clone();
-                drop(shard);
-                if drain && let Some(mut shard) = lock.try_write() {
-                    shard.drain();
+                if drain {
+                    // Still under the shared lock: other readers go on meanwhile.
+                    shard.drain_shared();
                 }
+                drop(shard);
                 Some(value)
             }
             Lookup::Miss => {

@@ -38,8 +38,6 @@ pub(crate) struct WriteCounters {
     pub(crate) expired: u64,
     pub(crate) sweep_expired: u64,
     pub(crate) removed_explicit: u64,
-    /// Hits counted by the access buffer and already drained.
-    pub(crate) buffered_hits: u64,
 }
 
 /// A point-in-time snapshot of a cache's counters, summed over its shards.

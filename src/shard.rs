@@ -24,8 +24,10 @@ use crate::expiry::{
 };
 use crate::metrics::{ReadCounters, WriteCounters};
 use crate::notify::{RemovalCause, Removed};
-use crate::policy::{Entries, EntryId, EvictionPolicy, HitAccess, ShardContext};
-use crate::slab::{Entry, Slab};
+use crate::policy::{EntryId, EvictionPolicy, HitAccess, ShardContext};
+use crate::shim::{AtomicU64, Ordering};
+use crate::slab::{Entry, Slab, View, push_within};
+use parking_lot::Mutex;
 
 /// The table's hash, derived from the entry's stored 32-bit fragment by a multiplicative mix:
 /// the low bits pick the bucket, the top seven are hashbrown's tag.
@@ -53,12 +55,22 @@ pub(crate) enum Inserted<V> {
     Present(V),
 }
 
+/// `repr(C)` so that the fields every hit writes (the read counters and the access buffer's
+/// claim counter) come first and share the cache line of the `RwLock` word in front of the
+/// shard: a hit then dirties one line, not two, and two threads on one shard bounce one line.
+#[repr(C)]
 pub(crate) struct Shard<K, V, P: EvictionPolicy> {
-    table: HashTable<u32>,
-    slab: Slab<Entry<K, V, P::State>>,
-    policy: P,
-    buffer: AccessBuffer,
     pub(crate) reads: ReadCounters,
+    buffer: AccessBuffer,
+    /// Hits replayed from the buffer so far (the buffer's claim counts, summed per drain).
+    drained_hits: AtomicU64,
+    table: HashTable<u32>,
+    slab: Slab<Entry<K, V>>,
+    /// The policy and its per-entry states. A mutex of their own, apart from the shard's
+    /// `RwLock`: a reader replays buffered hits under the shared lock with `try_lock`, so
+    /// drains never block other readers. Under the exclusive lock, `get_mut` reaches it
+    /// without locking.
+    core: Mutex<Core<P>>,
     writes: WriteCounters,
     expiration: Expiration,
     capacity: u64,
@@ -69,6 +81,25 @@ pub(crate) struct Shard<K, V, P: EvictionPolicy> {
     writes_since_sweep: u32,
     /// Bumped by every insert and value replacement; lets `retain` detect concurrent writes.
     generation: u64,
+}
+
+/// The policy and its per-entry states, indexed like the slab.
+struct Core<P: EvictionPolicy> {
+    policy: P,
+    states: Vec<P::State>,
+}
+
+impl<P: EvictionPolicy> Core<P> {
+    /// Gives slot `id` (just filled in the slab) a fresh default state.
+    fn reset_state(&mut self, id: EntryId, limit: usize) {
+        let i = id.index();
+        if i < self.states.len() {
+            self.states[i] = P::State::default();
+        } else {
+            debug_assert_eq!(i, self.states.len(), "the slab fills its slots in order");
+            push_within(&mut self.states, P::State::default(), limit);
+        }
+    }
 }
 
 impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
@@ -83,8 +114,12 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         Self {
             table: HashTable::new(),
             slab: Slab::with_limit(max_entries),
-            policy,
+            core: Mutex::new(Core {
+                policy,
+                states: Vec::new(),
+            }),
             buffer: AccessBuffer::new(),
+            drained_hits: AtomicU64::new(0),
             reads: ReadCounters::default(),
             writes: WriteCounters::default(),
             expiration,
@@ -114,9 +149,23 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.generation
     }
 
+    /// Runs `f` on the policy (model tests inspect it).
     #[cfg(any(test, fuzzing))]
-    pub(crate) fn policy(&self) -> &P {
-        &self.policy
+    pub(crate) fn with_policy<R>(&self, f: impl FnOnce(&P) -> R) -> R {
+        f(&self.core.lock().policy)
+    }
+
+    /// The policy and a view of the entries with its states, under the exclusive lock.
+    #[inline]
+    fn parts(&mut self) -> (&mut P, View<'_, K, V, P::State>) {
+        let Core { policy, states } = self.core.get_mut();
+        (
+            policy,
+            View {
+                slab: &self.slab,
+                states,
+            },
+        )
     }
 
     #[inline]
@@ -169,7 +218,9 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
                 HitAccess::Ignore => self.reads.hit(),
                 HitAccess::Shared => {
                     self.reads.hit();
-                    self.policy.on_access_shared(&entry.state);
+                    // Brief: no drain ever holds the mutex for a `Shared` policy.
+                    let core = self.core.lock();
+                    core.policy.on_access_shared(&core.states[id.index()]);
                 }
                 // The buffer's own counter counts the hit.
                 HitAccess::Exclusive => drain = self.buffer.push(id),
@@ -196,26 +247,45 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
 
     // ----- write path (exclusive lock) -----
 
+    /// Replays buffered hits into the policy under the shared lock, unless another reader is
+    /// already at it (then this one goes on: the hits stay buffered or are dropped).
+    pub(crate) fn drain_shared(&self) {
+        let Some(mut core) = self.core.try_lock() else {
+            return;
+        };
+        let Core { policy, states } = &mut *core;
+        let slab = &self.slab;
+        let mut view = View { slab, states };
+        let hits = self.buffer.drain_shared(|id| {
+            if slab.contains(id) {
+                policy.on_access(id, &mut view);
+            }
+        });
+        self.drained_hits.fetch_add(hits, Ordering::Relaxed);
+    }
+
     /// Replays buffered hits into the policy. Every `&mut self` operation starts with this.
     pub(crate) fn drain(&mut self) {
         let Self {
             buffer,
-            policy,
+            core,
             slab,
-            writes,
+            drained_hits,
             ..
         } = self;
-        writes.buffered_hits += buffer.drain(|id| {
+        let Core { policy, states } = core.get_mut();
+        let mut view = View { slab, states };
+        *drained_hits.get_mut() += buffer.drain(|id| {
             if slab.contains(id) {
-                policy.on_access(id, slab);
+                policy.on_access(id, &mut view);
             }
         });
     }
 
     /// Hits counted so far (under either lock).
     pub(crate) fn hits(&self) -> u64 {
-        self.reads.hits.load(crate::shim::Ordering::Relaxed)
-            + self.writes.buffered_hits
+        self.reads.hits.load(Ordering::Relaxed)
+            + self.drained_hits.load(Ordering::Relaxed)
             + self.buffer.claimed()
     }
 
@@ -278,7 +348,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             self.volatile - usize::from(was_volatile) + usize::from(!deadline.is_never());
         self.writes.updates += 1;
         self.generation += 1;
-        self.policy.on_update(id, &mut self.slab);
+        let (policy, mut view) = self.parts();
+        policy.on_update(id, &mut view);
         out.push(key, old, RemovalCause::Replaced);
         self.evict_to_fit(now, out);
     }
@@ -296,8 +367,10 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     ) {
         let too_heavy = u64::from(weight) > self.capacity;
         if too_heavy
-            || (self.weight + u64::from(weight) > self.capacity
-                && !self.policy.admit(fragment, weight, &mut self.slab))
+            || (self.weight + u64::from(weight) > self.capacity && {
+                let (policy, mut view) = self.parts();
+                !policy.admit(fragment, weight, &mut view)
+            })
         {
             self.writes.evicted_capacity += 1;
             self.writes.rejected += u64::from(!too_heavy);
@@ -321,7 +394,10 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.volatile += usize::from(!deadline.is_never());
         self.writes.inserts += 1;
         self.generation += 1;
-        self.policy.on_insert(id, &mut self.slab);
+        let limit = self.slab.limit();
+        self.core.get_mut().reset_state(id, limit);
+        let (policy, mut view) = self.parts();
+        policy.on_insert(id, &mut view);
     }
 
     /// Evicts the policy's victims until the shard fits its capacity.
@@ -332,7 +408,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// Evicts the policy's victims until `incoming` more weight fits.
     fn evict_while(&mut self, incoming: u64, now: u64, out: &mut Removed<K, V>) {
         while self.weight + incoming > self.capacity {
-            let Some(victim) = self.policy.victim(&mut self.slab) else {
+            let (policy, mut view) = self.parts();
+            let Some(victim) = policy.victim(&mut view) else {
                 break;
             };
             if !self.slab.contains(victim) {
@@ -349,7 +426,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
 
     /// Removes entry `id`, counting it under `cause`, and moves it to `out`.
     pub(crate) fn remove_id(&mut self, id: EntryId, cause: RemovalCause, out: &mut Removed<K, V>) {
-        self.policy.on_remove(id, &mut self.slab);
+        let (policy, mut view) = self.parts();
+        policy.on_remove(id, &mut view);
         let fragment = self.slab.at(id).hash;
         if let Ok(found) = self.table.find_entry(table_hash(fragment), |&i| i == id.0) {
             found.remove();
@@ -426,7 +504,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// Removes every entry explicitly.
     pub(crate) fn clear(&mut self, out: &mut Removed<K, V>) {
         self.drain();
-        self.policy.clear();
+        self.core.get_mut().policy.clear();
         self.table.clear();
         self.writes.removed_explicit += self.slab.len() as u64;
         for e in self.slab.drain() {
@@ -535,11 +613,23 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
                 self.weight, self.capacity
             ));
         }
-        self.policy.validate(slab)
+        let mut core = self.core.lock();
+        let Core { policy, states } = &mut *core;
+        if states.len() < slab.slots() {
+            return Err(format!(
+                "{} policy states for {} slab slots",
+                states.len(),
+                slab.slots()
+            ));
+        }
+        policy.validate(&View { slab, states })
     }
 
-    /// Bytes the shard's own structures allocate (table, slab, policy excluded).
+    /// Bytes the shard's own structures allocate: table, slab and policy states (the policy's
+    /// own structures, such as LFU's heap, excluded).
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.table.allocation_size() + self.slab.allocated_bytes()
+        self.table.allocation_size()
+            + self.slab.allocated_bytes()
+            + self.core.lock().states.capacity() * size_of::<P::State>()
     }
 }

@@ -2,4 +2,4 @@
 //! explorer (loom or shuttle, under a namespaced cfg) can replace them in one spot.
 
 pub(crate) use parking_lot::RwLock;
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -17,9 +17,10 @@ use crate::policy::{Entries, EntryId};
 /// The largest weight one entry can have; a weigher's result is clamped to it.
 pub(crate) const MAX_WEIGHT: u32 = u32::MAX - 1;
 
-/// One cached entry: `size_of::<K>() + size_of::<V>() + 16 + size_of::<S>()` bytes, rounded up
-/// to the alignment of the largest field.
-pub(crate) struct Entry<K, V, S> {
+/// One cached entry: `size_of::<K>() + size_of::<V>() + 16` bytes, rounded up to the
+/// alignment of the largest field. The policy's per-entry state lives apart, in a dense array
+/// of its own (see [`View`]).
+pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
     /// [`Deadline`] bits; atomic so that a hit can slide it under the shared lock.
@@ -27,10 +28,9 @@ pub(crate) struct Entry<K, V, S> {
     /// The key's 32-bit hash fragment: the table rehashes from it without calling user code.
     pub(crate) hash: u32,
     weight_plus_one: NonZeroU32,
-    pub(crate) state: S,
 }
 
-impl<K, V, S: Default> Entry<K, V, S> {
+impl<K, V> Entry<K, V> {
     pub(crate) fn new(key: K, value: V, hash: u32, weight: u32, deadline: Deadline) -> Self {
         Self {
             key,
@@ -38,12 +38,11 @@ impl<K, V, S: Default> Entry<K, V, S> {
             deadline: AtomicU64::new(deadline.raw()),
             hash,
             weight_plus_one: weight_nz(weight),
-            state: S::default(),
         }
     }
 }
 
-impl<K, V, S> Entry<K, V, S> {
+impl<K, V> Entry<K, V> {
     #[inline]
     pub(crate) fn deadline(&self) -> Deadline {
         Deadline::from_raw(self.deadline.load(Ordering::Relaxed))
@@ -69,6 +68,17 @@ impl<K, V, S> Entry<K, V, S> {
 #[inline]
 fn weight_nz(weight: u32) -> NonZeroU32 {
     NonZeroU32::MIN.saturating_add(weight.min(MAX_WEIGHT))
+}
+
+/// Pushes `value`, growing `v` by doubling as `Vec` would, but never past `limit` elements
+/// (past it, `Vec`'s own growth applies: a weigher lets entries outnumber the capacity).
+pub(crate) fn push_within<T>(v: &mut Vec<T>, value: T, limit: usize) {
+    let len = v.len();
+    if len == v.capacity() && len < limit {
+        let target = (len * 2).max(4).min(limit).max(len + 1);
+        v.reserve_exact(target - len);
+    }
+    v.push(value);
 }
 
 /// A vector of optional entries with a free stack of vacant indices.
@@ -102,6 +112,11 @@ impl<T> Slab<T> {
         self.len
     }
 
+    /// The growth limit given to [`with_limit`](Self::with_limit).
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Stores `value` and returns its id; reuses the most recently freed slot first.
     ///
     /// # Panics
@@ -117,13 +132,7 @@ impl<T> Slab<T> {
         } else {
             let index =
                 u32::try_from(self.slots.len()).expect("a shard holds at most 2^32 entries");
-            let len = self.slots.len();
-            if len == self.slots.capacity() && len < self.limit {
-                // Double, as `Vec` would, but never past the limit.
-                let target = (len * 2).max(4).min(self.limit).max(len + 1);
-                self.slots.reserve_exact(target - len);
-            }
-            self.slots.push(Some(value));
+            push_within(&mut self.slots, Some(value), self.limit);
             EntryId(index)
         }
     }
@@ -146,6 +155,12 @@ impl<T> Slab<T> {
             self.free.push(id.0);
         }
         value
+    }
+
+    /// Whether slot `id` holds an entry.
+    #[inline]
+    pub(crate) fn contains(&self, id: EntryId) -> bool {
+        matches!(self.slots.get(id.index()), Some(Some(_)))
     }
 
     #[inline]
@@ -222,49 +237,64 @@ impl<T> Slab<T> {
     }
 }
 
-impl<K, V, S> Entries<S> for Slab<Entry<K, V, S>> {
+/// What a policy sees of a shard: the slab's entries, read-only, and the policy's own
+/// per-entry states, a dense array indexed like the slab.
+///
+/// Keeping the states apart from the entries is what lets a reader replay buffered hits
+/// under the shard's *shared* lock (the states are behind the policy's mutex; the slab is not
+/// written), and it packs the states a list or heap touches into a few cache lines: an LRU
+/// relink reads 8-byte links, not 40-byte entries.
+pub(crate) struct View<'a, K, V, S> {
+    pub(crate) slab: &'a Slab<Entry<K, V>>,
+    /// At least as long as the slab has slots; a vacant slot's state is stale.
+    pub(crate) states: &'a mut [S],
+}
+
+impl<K, V, S> Entries<S> for View<'_, K, V, S> {
     #[inline]
     fn state(&self, id: EntryId) -> &S {
-        &self.at(id).state
+        debug_assert!(self.slab.contains(id), "state of vacant slot {id:?}");
+        &self.states[id.index()]
     }
 
     #[inline]
     fn state_mut(&mut self, id: EntryId) -> &mut S {
-        &mut self.at_mut(id).state
+        debug_assert!(self.slab.contains(id), "state of vacant slot {id:?}");
+        &mut self.states[id.index()]
     }
 
     #[inline]
     fn hash(&self, id: EntryId) -> u32 {
-        self.at(id).hash
+        self.slab.at(id).hash
     }
 
     #[inline]
     fn weight(&self, id: EntryId) -> u32 {
-        self.at(id).weight()
+        self.slab.at(id).weight()
     }
 
     #[inline]
     fn expires_at(&self, id: EntryId) -> Option<u64> {
-        self.at(id).deadline().instant()
+        self.slab.at(id).deadline().instant()
     }
 
     #[inline]
     fn len(&self) -> usize {
-        self.len
+        self.slab.len
     }
 
     #[inline]
     fn contains(&self, id: EntryId) -> bool {
-        self.get(id).is_some()
+        self.slab.contains(id)
     }
 
     #[inline]
     fn random(&self, random: u64) -> Option<EntryId> {
-        Slab::random(self, random)
+        self.slab.random(random)
     }
 
     fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-        self.iter().map(|(id, _)| id)
+        self.slab.iter().map(|(id, _)| id)
     }
 }
 
@@ -272,13 +302,12 @@ impl<K, V, S> Entries<S> for Slab<Entry<K, V, S>> {
 mod tests {
     use super::*;
 
-    type E = Entry<u64, u64, (u32, u32)>;
+    type E = Entry<u64, u64>;
 
     #[test]
     fn option_entry_has_no_tag() {
         assert_eq!(size_of::<Option<E>>(), size_of::<E>());
-        assert_eq!(size_of::<E>(), 40);
-        assert_eq!(size_of::<Option<Entry<u64, u64, ()>>>(), 32);
+        assert_eq!(size_of::<E>(), 32);
     }
 
     #[test]

@@ -383,10 +383,12 @@ impl<P: EvictionPolicy> Checker<P> {
     fn ttl_victim(&self, got: Option<&Event>) -> Result<u8, String> {
         let &(victim, _, _) = got.ok_or("the TTL policy evicted nothing")?;
         let sample = self.cache.with_shard(0, |s| {
-            (s.policy() as &dyn Any)
-                .downcast_ref::<SampledTtl>()
-                .map(|t| t.last_sample.clone())
-                .unwrap_or_default()
+            s.with_policy(|p| {
+                (p as &dyn Any)
+                    .downcast_ref::<SampledTtl>()
+                    .map(|t| t.last_sample.clone())
+                    .unwrap_or_default()
+            })
         });
         let soonest = sample
             .iter()
