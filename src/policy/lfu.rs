@@ -24,12 +24,13 @@ const FREQ_MAX: u32 = 1 << 30;
 /// The age is rebased to zero once it passes this.
 const AGE_REBASE: u32 = 1 << 31;
 
-/// Per-entry state of [`Lfu`]: frequency, priority, last-access tick and heap position.
+/// Per-entry state of [`Lfu`]: the frequency and the entry's position in the heap.
+///
+/// The heap keeps each entry's sort key (priority and last-access tick) inline, next to its
+/// id, so that sifting compares neighbouring array slots instead of chasing entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LfuState {
     freq: u32,
-    prio: u32,
-    tick: u32,
     pos: u32,
 }
 
@@ -46,23 +47,20 @@ impl LfuState {
     pub fn frequency(&self) -> u32 {
         self.freq
     }
+}
 
-    /// The LFU-DA priority: the cache age when last touched plus the frequency.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # use aside::policy::LfuState;
-    /// assert_eq!(LfuState::default().priority(), 0);
-    /// ```
-    #[must_use]
-    pub fn priority(&self) -> u32 {
-        self.prio
-    }
+/// A heap key: the LFU-DA priority in the high half, the last-access tick in the low half, so
+/// that one integer comparison orders by priority, then recency.
+fn key(prio: u32, tick: u32) -> u64 {
+    (u64::from(prio) << 32) | u64::from(tick)
+}
 
-    fn key(&self) -> (u32, u32) {
-        (self.prio, self.tick)
-    }
+fn prio(key: u64) -> u32 {
+    (key >> 32) as u32
+}
+
+fn tick(key: u64) -> u32 {
+    key as u32
 }
 
 /// Least frequently used eviction with LFU-DA dynamic aging; ties broken by recency.
@@ -70,7 +68,7 @@ impl LfuState {
 /// The entry with the lowest priority `age + frequency` is evicted, the least recently used
 /// first among equals; the cache age becomes the evicted entry's priority. Hits are buffered
 /// like [`Lru`](super::Lru)'s ([`HitAccess::Exclusive`]); every operation is O(log n). Each
-/// entry carries 16 bytes of state, and the heap 4 bytes per entry.
+/// entry carries 8 bytes of state, and the heap 12 bytes per entry (its sort key and id).
 ///
 /// # Example
 ///
@@ -89,7 +87,10 @@ impl LfuState {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Lfu {
-    heap: Vec<EntryId>,
+    /// Sort keys of the binary min-heap, in heap order.
+    keys: Vec<u64>,
+    /// The entry at each heap position.
+    ids: Vec<EntryId>,
     age: u32,
     tick: u32,
 }
@@ -108,67 +109,64 @@ impl Lfu {
         Self::default()
     }
 
-    fn next_tick(&mut self, entries: &mut impl Entries<LfuState>) -> u32 {
+    fn next_tick(&mut self) -> u32 {
         if self.tick == u32::MAX {
-            // Rebase ticks to 0..n in their current order: heap order is unchanged.
-            let mut by_tick = self.heap.clone();
-            by_tick.sort_by_key(|&e| entries.state(e).tick);
-            for (t, e) in by_tick.into_iter().enumerate() {
-                entries.state_mut(e).tick = t as u32;
+            // Rebase ticks to 0..n in their current order: the heap order is unchanged.
+            let mut by_tick: Vec<usize> = (0..self.keys.len()).collect();
+            by_tick.sort_by_key(|&i| tick(self.keys[i]));
+            for (t, i) in by_tick.into_iter().enumerate() {
+                self.keys[i] = key(prio(self.keys[i]), t as u32);
             }
-            self.tick = self.heap.len() as u32;
+            self.tick = self.keys.len() as u32;
         }
         let t = self.tick;
         self.tick += 1;
         t
     }
 
-    fn less(entries: &impl Entries<LfuState>, a: EntryId, b: EntryId) -> bool {
-        entries.state(a).key() < entries.state(b).key()
-    }
-
-    fn place(&mut self, at: usize, e: EntryId, entries: &mut impl Entries<LfuState>) {
-        self.heap[at] = e;
+    fn place(&mut self, at: usize, k: u64, e: EntryId, entries: &mut impl Entries<LfuState>) {
+        self.keys[at] = k;
+        self.ids[at] = e;
         entries.state_mut(e).pos = at as u32;
     }
 
     fn sift_up(&mut self, mut at: usize, entries: &mut impl Entries<LfuState>) -> usize {
-        let e = self.heap[at];
+        let (k, e) = (self.keys[at], self.ids[at]);
         while at > 0 {
             let parent = (at - 1) / 2;
-            if !Self::less(entries, e, self.heap[parent]) {
+            if k >= self.keys[parent] {
                 break;
             }
-            let p = self.heap[parent];
-            self.place(at, p, entries);
+            let (pk, pe) = (self.keys[parent], self.ids[parent]);
+            self.place(at, pk, pe, entries);
             at = parent;
         }
-        self.place(at, e, entries);
+        self.place(at, k, e, entries);
         at
     }
 
     fn sift_down(&mut self, mut at: usize, entries: &mut impl Entries<LfuState>) {
-        let e = self.heap[at];
-        let n = self.heap.len();
+        let (k, e) = (self.keys[at], self.ids[at]);
+        let n = self.keys.len();
         loop {
             let left = 2 * at + 1;
             if left >= n {
                 break;
             }
             let right = left + 1;
-            let child = if right < n && Self::less(entries, self.heap[right], self.heap[left]) {
+            let child = if right < n && self.keys[right] < self.keys[left] {
                 right
             } else {
                 left
             };
-            if !Self::less(entries, self.heap[child], e) {
+            if self.keys[child] >= k {
                 break;
             }
-            let c = self.heap[child];
-            self.place(at, c, entries);
+            let (ck, ce) = (self.keys[child], self.ids[child]);
+            self.place(at, ck, ce, entries);
             at = child;
         }
-        self.place(at, e, entries);
+        self.place(at, k, e, entries);
     }
 
     fn fix(&mut self, at: usize, entries: &mut impl Entries<LfuState>) {
@@ -177,13 +175,12 @@ impl Lfu {
     }
 
     fn touch(&mut self, id: EntryId, entries: &mut impl Entries<LfuState>) {
-        let tick = self.next_tick(entries);
-        let age = self.age;
+        let tick = self.next_tick();
         let s = entries.state_mut(id);
         s.freq = (s.freq + 1).min(FREQ_MAX);
-        s.prio = age + s.freq;
-        s.tick = tick;
-        let pos = s.pos as usize;
+        let (freq, pos) = (s.freq, s.pos as usize);
+        // The key only grows (the age never falls, the tick is new): sifting down suffices.
+        self.keys[pos] = key(self.age + freq, tick);
         self.sift_down(pos, entries);
     }
 }
@@ -193,15 +190,14 @@ impl EvictionPolicy for Lfu {
     const HIT: HitAccess = HitAccess::Exclusive;
 
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<LfuState>) {
-        let tick = self.next_tick(entries);
+        let tick = self.next_tick();
         *entries.state_mut(id) = LfuState {
             freq: 1,
-            prio: self.age + 1,
-            tick,
-            pos: self.heap.len() as u32,
+            pos: self.keys.len() as u32,
         };
-        self.heap.push(id);
-        self.sift_up(self.heap.len() - 1, entries);
+        self.keys.push(key(self.age + 1, tick));
+        self.ids.push(id);
+        self.sift_up(self.keys.len() - 1, entries);
     }
 
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<LfuState>) {
@@ -210,20 +206,22 @@ impl EvictionPolicy for Lfu {
 
     fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<LfuState>) {
         let at = entries.state(id).pos as usize;
-        let last = self.heap.pop().expect("removing from an empty heap");
-        if at < self.heap.len() {
-            self.place(at, last, entries);
+        let last_key = self.keys.pop().expect("removing from an empty heap");
+        let last = self.ids.pop().expect("keys and ids have one length");
+        if at < self.keys.len() {
+            self.place(at, last_key, last, entries);
             self.fix(at, entries);
         }
     }
 
-    fn victim(&mut self, entries: &mut impl Entries<LfuState>) -> Option<EntryId> {
-        let v = *self.heap.first()?;
-        self.age = self.age.max(entries.state(v).prio);
+    fn victim(&mut self, _: &mut impl Entries<LfuState>) -> Option<EntryId> {
+        let v = *self.ids.first()?;
+        self.age = self.age.max(prio(self.keys[0]));
         if self.age > AGE_REBASE {
             // Every priority is at least the age: subtracting it keeps the order.
-            for &e in &self.heap {
-                entries.state_mut(e).prio -= self.age;
+            let shift = u64::from(self.age) << 32;
+            for k in &mut self.keys {
+                *k -= shift;
             }
             self.age = 0;
         }
@@ -231,20 +229,22 @@ impl EvictionPolicy for Lfu {
     }
 
     fn clear(&mut self) {
-        self.heap.clear();
+        self.keys.clear();
+        self.ids.clear();
         self.age = 0;
         self.tick = 0;
     }
 
     fn validate(&self, entries: &impl Entries<LfuState>) -> Result<(), String> {
-        if self.heap.len() != entries.len() {
+        if self.keys.len() != entries.len() || self.ids.len() != entries.len() {
             return Err(format!(
-                "heap holds {} entries, shard {}",
-                self.heap.len(),
+                "heap holds {} keys and {} ids, shard {} entries",
+                self.keys.len(),
+                self.ids.len(),
                 entries.len()
             ));
         }
-        for (i, &e) in self.heap.iter().enumerate() {
+        for (i, (&k, &e)) in self.keys.iter().zip(&self.ids).enumerate() {
             if !entries.contains(e) {
                 return Err(format!("heap holds vacant slot {e:?}"));
             }
@@ -252,13 +252,92 @@ impl EvictionPolicy for Lfu {
             if s.pos as usize != i {
                 return Err(format!("{e:?} at heap {i} records position {}", s.pos));
             }
-            if s.freq == 0 || s.prio < self.age {
-                return Err(format!("{e:?} has {s:?} below age {}", self.age));
+            if s.freq == 0 || prio(k) < self.age || prio(k) - self.age > s.freq {
+                return Err(format!(
+                    "{e:?} has {s:?} and priority {} at age {}",
+                    prio(k),
+                    self.age
+                ));
             }
-            if i > 0 && Self::less(entries, e, self.heap[(i - 1) / 2]) {
+            if i > 0 && k < self.keys[(i - 1) / 2] {
                 return Err(format!("heap order broken at {i}"));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries 0..n, all live, with their LFU states.
+    struct Dense(Vec<LfuState>);
+
+    impl Entries<LfuState> for Dense {
+        fn state(&self, id: EntryId) -> &LfuState {
+            &self.0[id.index()]
+        }
+        fn state_mut(&mut self, id: EntryId) -> &mut LfuState {
+            &mut self.0[id.index()]
+        }
+        fn hash(&self, id: EntryId) -> u32 {
+            id.0
+        }
+        fn weight(&self, _: EntryId) -> u32 {
+            1
+        }
+        fn expires_at(&self, _: EntryId) -> Option<u64> {
+            None
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn contains(&self, id: EntryId) -> bool {
+            id.index() < self.0.len()
+        }
+        fn random(&self, random: u64) -> Option<EntryId> {
+            (!self.0.is_empty()).then(|| EntryId((random % self.0.len() as u64) as u32))
+        }
+        fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
+            (0..self.0.len() as u32).map(EntryId)
+        }
+    }
+
+    /// Evicts everything, returning the order.
+    fn evict_all(lfu: &mut Lfu, entries: &mut Dense) -> Vec<u32> {
+        let mut order = Vec::new();
+        while let Some(v) = lfu.victim(entries) {
+            lfu.on_remove(v, entries);
+            order.push(v.0);
+        }
+        order
+    }
+
+    #[test]
+    fn tick_and_age_rebase_keep_the_order() {
+        let (mut a, mut b) = (Lfu::new(), Lfu::new());
+        b.tick = u32::MAX - 3; // b's ticks overflow mid-run and are rebased
+        b.age = AGE_REBASE - 1; // b's age passes the rebase point at its first eviction
+        let (mut ea, mut eb) = (
+            Dense(vec![LfuState::default(); 8]),
+            Dense(vec![LfuState::default(); 8]),
+        );
+        for lfu_entries in [(&mut a, &mut ea), (&mut b, &mut eb)] {
+            let (lfu, entries) = lfu_entries;
+            for i in 0..8 {
+                lfu.on_insert(EntryId(i), entries);
+            }
+            for i in [3, 1, 3, 5, 1, 3, 7, 0] {
+                lfu.on_access(EntryId(i), entries);
+                lfu.validate(entries).unwrap();
+            }
+        }
+        assert!(b.tick < 100, "ticks were rebased");
+        let order_a = evict_all(&mut a, &mut ea);
+        let order_b = evict_all(&mut b, &mut eb);
+        assert_eq!(order_a, [2, 4, 6, 5, 7, 0, 1, 3]);
+        assert_eq!(order_a, order_b);
+        assert!(b.age < AGE_REBASE, "the age was rebased");
     }
 }
