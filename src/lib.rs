@@ -29,7 +29,8 @@
 //!
 //! `Cache` is `Send + Sync` and cheap to clone (an `Arc`). Reads take a shard's shared lock;
 //! writes its exclusive lock. Hits on LRU and LFU caches are recorded in a lossy per-shard
-//! buffer and applied later under `try_lock`, so readers of one shard never serialize on a hit.
+//! buffer and replayed in batches by a reader that holds the policy's own mutex (`try_lock`)
+//! and only the shard's shared lock, so readers of one shard never wait on a hit or a replay.
 //! No user code runs under a shard lock except the key's `Eq` and the value's `Clone`: hashing,
 //! weighers, loaders, listeners and the drop of evicted values all happen outside.
 //!

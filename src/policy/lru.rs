@@ -6,8 +6,8 @@ use super::{Entries, EntryId, EvictionPolicy, HitAccess};
 /// Least recently used eviction: every hit or update moves the entry to the front of a list,
 /// and the tail is evicted.
 ///
-/// Hits are recorded in the shard's lossy access buffer and applied in batches under the
-/// exclusive lock ([`HitAccess::Exclusive`]), so readers never serialize on a hit. Each entry
+/// Hits are recorded in the shard's lossy access buffer and applied in batches
+/// ([`HitAccess::Exclusive`]), so readers never serialize on a hit. Each entry
 /// carries 8 bytes of links. With one shard and one thread, eviction order is exact LRU.
 ///
 /// # Example

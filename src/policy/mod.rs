@@ -64,13 +64,17 @@ impl fmt::Debug for EntryId {
 pub enum HitAccess {
     /// Hits do not concern the policy (FIFO, sampled TTL): nothing is recorded.
     Ignore,
-    /// [`EvictionPolicy::on_access_shared`] runs under the shared lock; the state must use
-    /// interior mutability (atomics) for what it changes, as CLOCK bits or S3-FIFO counters do.
+    /// [`EvictionPolicy::on_access_shared`] runs at once, under the shared lock and the
+    /// policy's own mutex (held only for that call); the state must use interior mutability
+    /// (atomics) for what it changes, as CLOCK bits do. Exact, but every hit takes the mutex:
+    /// prefer `Exclusive` for hot caches.
     Shared,
     /// The hit is recorded in a lossy per-shard buffer and replayed later through
-    /// [`EvictionPolicy::on_access`] under the exclusive lock (taken with `try_lock` by the
-    /// reader that fills the buffer, or by the next write). Under contention some hits may be
-    /// dropped, as in Caffeine and moka; a single thread loses none.
+    /// [`EvictionPolicy::on_access`], with exclusive access to the policy and the per-entry
+    /// states: by the reader that fills the buffer (under the shard's *shared* lock, taking
+    /// the policy's mutex with `try_lock`, so other readers go on meanwhile), or by the next
+    /// write. Under contention some hits may be dropped, as in Caffeine and moka; a single
+    /// thread loses none and keeps their order.
     Exclusive,
 }
 
@@ -204,7 +208,7 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
     /// A new entry was stored; its state is `State::default()`.
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>);
 
-    /// A hit, replayed under the exclusive lock (only when [`HIT`](Self::HIT) is
+    /// A hit, replayed with exclusive access to the policy (only when [`HIT`](Self::HIT) is
     /// [`HitAccess::Exclusive`]). The entry may have been replaced since the hit, never removed.
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>) {
         let _ = (id, entries);
