@@ -74,7 +74,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod aside;
+pub mod aside;
 mod buffer;
 mod builder;
 mod cache;

@@ -7,8 +7,9 @@
 //!   for it and share its value or its error. A waiter stops waiting after the lease and,
 //!   per [`LeaseExpiry`], takes the load over or loads on its own.
 //! - **Race-free invalidation.** [`invalidate`](AsideCache::invalidate) and
-//!   [`put`](AsideCache::put) mark a load in flight for the key stale; a stale load's value is
-//!   returned to its caller but never installed (memcache leases).
+//!   [`put`](AsideCache::put) mark a load in flight for the key stale and detach it; a stale
+//!   load's value is returned to the callers already waiting on it but never installed
+//!   (memcache leases), and a caller arriving after the invalidation starts a fresh load.
 //! - **Early refresh.** XFetch (`now - delta * beta * ln(rand()) >= expiry`, with `delta` the
 //!   measured load time) or a deterministic threshold refreshes hot keys before they expire, in
 //!   the background or by the caller, single-flight.
