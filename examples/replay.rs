@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use aside::Cache;
-use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
+use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu};
 
 #[path = "../benches/common/out.rs"]
 mod out;
@@ -640,6 +640,8 @@ const SINGLE: &[&str] = &[
     "aside_lfu",
     "aside_fifo",
     "aside_ttl",
+    "aside_wtinylfu",
+    "aside_s3fifo",
     "moka_tinylfu",
     "moka_lru",
     "quick_cache",
@@ -654,6 +656,8 @@ fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
         "aside_lfu" => aside_hits(keys, capacity, Lfu::new(), None),
         "aside_fifo" => aside_hits(keys, capacity, Fifo::new(), None),
         "aside_ttl" => aside_hits(keys, capacity, SampledTtl::new(), None),
+        "aside_wtinylfu" => aside_hits(keys, capacity, WTinyLfu::new(), None),
+        "aside_s3fifo" => aside_hits(keys, capacity, S3Fifo::new(), None),
         "moka_tinylfu" => moka_hits(keys, capacity, false),
         "moka_lru" => moka_hits(keys, capacity, true),
         "quick_cache" => quick_cache_hits(keys, capacity),
@@ -732,6 +736,8 @@ const SHARED: &[&str] = &[
     "aside_lfu",
     "aside_fifo",
     "aside_ttl",
+    "aside_wtinylfu",
+    "aside_s3fifo",
     "moka_tinylfu",
     "moka_lru",
     "quick_cache",
@@ -747,6 +753,10 @@ fn run_shared(name: &str, keys: &[u64], capacity: usize, threads: usize) -> u64 
             threads,
             &aside_cache(capacity, SampledTtl::new(), None),
         ),
+        "aside_wtinylfu" => {
+            replay_shared(keys, threads, &aside_cache(capacity, WTinyLfu::new(), None))
+        }
+        "aside_s3fifo" => replay_shared(keys, threads, &aside_cache(capacity, S3Fifo::new(), None)),
         "moka_tinylfu" => replay_shared(keys, threads, &moka_cache(capacity, false)),
         "moka_lru" => replay_shared(keys, threads, &moka_cache(capacity, true)),
         "quick_cache" => replay_shared(

@@ -10,9 +10,11 @@
 //! | policy | file | hit | evicts | per-entry state |
 //! |---|---|---|---|---|
 //! | [`Lru`] | `lru.rs` | buffered, O(1) move to front | least recently used | 8 bytes |
-//! | [`Lfu`] | `lfu.rs` | buffered, O(log n) | lowest LFU-DA priority, oldest first | 16 bytes |
+//! | [`Lfu`] | `lfu.rs` | buffered, O(log n) | lowest LFU-DA priority, oldest first | 8 bytes, plus 12 in the heap |
 //! | [`Fifo`] | `fifo.rs` | nothing | oldest insert | 8 bytes |
+//! | [`S3Fifo`] | `s3fifo.rs` | buffered, O(1) counter bump | small queue's oldest unless hit twice, else main queue by CLOCK | 12 bytes, plus the ghost |
 //! | [`SampledTtl`] | `ttl.rs` | nothing | soonest deadline of a random sample | 0 bytes |
+//! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1) | window LRU or probation LRU, whichever a frequency sketch rates lower | 16 bytes, plus 8 to 16 in the sketch |
 
 use std::fmt;
 
@@ -20,13 +22,17 @@ mod fifo;
 mod lfu;
 mod list;
 mod lru;
+mod s3fifo;
 mod ttl;
+mod wtinylfu;
 
 pub use fifo::Fifo;
 pub use lfu::{Lfu, LfuState};
 pub use list::Links;
 pub use lru::Lru;
+pub use s3fifo::{S3Fifo, S3FifoState};
 pub use ttl::SampledTtl;
+pub use wtinylfu::{WTinyLfu, WTinyLfuState};
 
 /// The handle of one entry inside a shard: an index into the shard's slab.
 ///

@@ -1,0 +1,1143 @@
+//! W-TinyLFU (Caffeine's design): a small LRU *window* in front of a segmented LRU *main
+//! space*, with admission from the window into the main space decided by a count-min sketch of
+//! recent access frequencies.
+//!
+//! Written against the public [`EvictionPolicy`] and [`Entries`] items only: no crate-private
+//! list, no way to build an [`EntryId`] from an index. That costs a trick in the per-entry
+//! state (see [`WTinyLfuState`]) but shows that an outside crate could write this policy.
+//!
+//! # How the window/main flow maps onto `victim()`
+//!
+//! In Caffeine a newcomer joins the window first; when the window overflows, its least
+//! recently used entry becomes a *candidate* for the main space and competes with the main
+//! space's *victim* (the LRU entry of probation, else of protected): the one with the lower
+//! estimated frequency is evicted. The shard here evicts *before* storing the newcomer (so that
+//! a newcomer is never its own victim), and calls [`EvictionPolicy::admit`] first whenever it
+//! must evict. So:
+//!
+//! - `admit(hash, weight)` counts the newcomer in the sketch and remembers its weight: for the
+//!   following `victim()` calls the newcomer is *virtually* in the window already. A newcomer
+//!   heavier than the whole window would go straight through it in Caffeine and compete at
+//!   once; here `admit` runs that contest against the main victim and may reject the newcomer.
+//! - `victim()`: while the window plus the incoming newcomer exceeds the window's share, the
+//!   window's LRU entry competes with the main victim. The winner stays (a winning candidate
+//!   moves to the head of probation) and the loser is returned for eviction. Otherwise the main
+//!   victim is returned (probation's LRU, else protected's, else the window's).
+//! - `on_insert` puts the newcomer at the head of the window (counting it in the sketch unless
+//!   `admit` already did) and moves any window overflow left to probation without a contest:
+//!   the shard has made room by then, so nothing needs to lose.
+//!
+//! With unit weights this makes exactly Caffeine's decisions (without its hill climber: the
+//! window's share is fixed).
+
+mod sketch;
+
+use self::sketch::{Sketch, mix64};
+use super::{Entries, EntryId, EvictionPolicy, HitAccess, ShardContext};
+use crate::ConfigError;
+
+/// Which part of the policy an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    /// The admission window: plain LRU, every newcomer starts here.
+    Window,
+    /// Main space, entries not hit since they entered it: evicted first.
+    Probation,
+    /// Main space, entries hit while in probation.
+    Protected,
+}
+
+/// The links and bookkeeping of one linked entry.
+///
+/// A list end points at the entry itself (`prev == self` at the head, `next == self` at the
+/// tail) instead of holding an `Option`: outside the crate an [`EntryId`] cannot be made up as
+/// a sentinel, and `Option<EntryId>` takes 8 bytes. With the segment's spare bit patterns as
+/// the niche for the outer `Option`, a state is 16 bytes instead of 24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Node {
+    prev: EntryId,
+    next: EntryId,
+    /// The weight the segment totals count for this entry (the shard updates the entry's
+    /// weight before calling `on_update`, so the old one must be kept here).
+    weight: u32,
+    segment: Segment,
+}
+
+/// Per-entry state of [`WTinyLfu`]: the entry's segment, its place in that segment's list and
+/// the weight it is counted with. 16 bytes.
+///
+/// Opaque: only the policy reads it.
+///
+/// # Example
+///
+/// ```
+/// use aside::policy::WTinyLfuState;
+/// assert_eq!(size_of::<WTinyLfuState>(), 16);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WTinyLfuState(Option<Node>);
+
+fn node(entries: &impl Entries<WTinyLfuState>, id: EntryId) -> Node {
+    entries
+        .state(id)
+        .0
+        .expect("W-TinyLFU: a live entry is in a segment")
+}
+
+fn node_mut(entries: &mut impl Entries<WTinyLfuState>, id: EntryId) -> &mut Node {
+    entries
+        .state_mut(id)
+        .0
+        .as_mut()
+        .expect("W-TinyLFU: a live entry is in a segment")
+}
+
+/// One segment: an intrusive doubly linked list, head = most recently used, and its weight.
+#[derive(Debug, Clone, Copy, Default)]
+struct Queue {
+    head: Option<EntryId>,
+    tail: Option<EntryId>,
+    len: usize,
+    weight: u64,
+}
+
+impl Queue {
+    fn push_front(
+        &mut self,
+        id: EntryId,
+        weight: u32,
+        segment: Segment,
+        entries: &mut impl Entries<WTinyLfuState>,
+    ) {
+        let next = self.head.unwrap_or(id);
+        entries.state_mut(id).0 = Some(Node {
+            prev: id,
+            next,
+            weight,
+            segment,
+        });
+        match self.head {
+            Some(head) => node_mut(entries, head).prev = id,
+            None => self.tail = Some(id),
+        }
+        self.head = Some(id);
+        self.len += 1;
+        self.weight += u64::from(weight);
+    }
+
+    fn unlink(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) -> Node {
+        let n = node(entries, id);
+        let prev = (n.prev != id).then_some(n.prev);
+        let next = (n.next != id).then_some(n.next);
+        match prev {
+            Some(p) => node_mut(entries, p).next = next.unwrap_or(p),
+            None => self.head = next,
+        }
+        match next {
+            Some(q) => node_mut(entries, q).prev = prev.unwrap_or(q),
+            None => self.tail = prev,
+        }
+        entries.state_mut(id).0 = None;
+        self.len -= 1;
+        self.weight -= u64::from(n.weight);
+        n
+    }
+}
+
+/// Window-TinyLFU eviction, after Caffeine: a small LRU window, a segmented LRU main space
+/// (probation and protected), and a count-min sketch that admits a window entry into the main
+/// space only if it has been used more often than the entry it would displace.
+///
+/// Where [`Lru`](super::Lru) lets a one-time scan flush the cache, W-TinyLFU keeps the
+/// frequently used entries: a scanned key is seen once, so it loses the admission contest. The
+/// window still gives new keys a short LRU life in which to collect hits (bursts).
+///
+/// - **Sizes** (weight units, so a weigher is respected): window = ⌈capacity × fraction⌉,
+///   default fraction 1% ([`DEFAULT_WINDOW_FRACTION`](Self::DEFAULT_WINDOW_FRACTION), set with
+///   [`with_window_fraction`](Self::with_window_fraction)); main = the rest; protected = 80%
+///   of main. Fixed: Caffeine's hill climber, which resizes the window at run time, is not
+///   implemented.
+/// - **Hits** are buffered ([`HitAccess::Exclusive`]) and replayed in batches: each counts in
+///   the sketch and moves the entry to the head of its segment; a hit in probation promotes it
+///   to protected, whose overflow is demoted back to probation's head. An update counts as a
+///   hit. Every newcomer counts once too (a miss is followed by an insert in cache-aside use).
+/// - **Admission**: the candidate (window LRU) wins if its estimated frequency is higher than
+///   the victim's (ties go to the victim, as in Caffeine). A *warm* candidate (estimate ≥ 6)
+///   that loses still wins with probability 1/128, drawn from a generator seeded by the shard:
+///   Caffeine's guard against hash flooding, where an attacker makes a victim look hot so that
+///   nothing new is ever admitted.
+/// - **Sketch**: 4 rows of 4-bit counters packed 16 to a `u64`, one `u64` per entry on
+///   average (the width is the next power of two of the shard's entry count, grown as it
+///   grows; growing clears it, as Caffeine does). Row indexes come from the entry's hash
+///   fragment mixed with the shard's seed, so they are not predictable from keys. After 10 ×
+///   (words in the table) increments every counter is halved, so old popularity fades. An
+///   estimate is the minimum of the 4 counters. No doorkeeper.
+///
+/// Each entry carries 16 bytes of state; the sketch adds 8 to 16 bytes per entry. Every
+/// operation is O(1).
+///
+/// # Example
+///
+/// ```
+/// use aside::{Cache, policy::WTinyLfu};
+///
+/// let cache: Cache<u32, u32, WTinyLfu> =
+///     Cache::builder().max_capacity(100).shards(1).policy(WTinyLfu::new()).build().unwrap();
+/// for k in 0..50 {
+///     cache.insert(k, k);
+/// }
+/// for _ in 0..3 {
+///     for k in 0..50 {
+///         cache.get(&k); // 49 hot keys move to protected; the last one is in the window
+///     }
+/// }
+/// for k in 1000..2000 {
+///     cache.insert(k, k); // a scan: each key used once, ten times the capacity
+/// }
+/// // LRU would keep none of the hot keys. Here the scanned keys fought only for probation and
+/// // the window; the hot key in probation wins its contests unless the approximate sketch
+/// // overrates a scanned key.
+/// assert!((0..50).filter(|k| cache.contains_key(k)).count() >= 49);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WTinyLfu {
+    window_fraction: f64,
+    window: Queue,
+    probation: Queue,
+    protected: Queue,
+    capacity: u64,
+    window_max: u64,
+    main_max: u64,
+    protected_max: u64,
+    sketch: Sketch,
+    /// The splitmix64 state of the admission coin.
+    rng: u64,
+    /// The weight of the newcomer `admit` let in, until `on_insert` stores it.
+    incoming: Option<u32>,
+}
+
+impl WTinyLfu {
+    /// The window's default share of the capacity: 1%, as in Caffeine.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::policy::WTinyLfu;
+    /// assert_eq!(WTinyLfu::new().window_fraction(), WTinyLfu::DEFAULT_WINDOW_FRACTION);
+    /// ```
+    pub const DEFAULT_WINDOW_FRACTION: f64 = 0.01;
+
+    /// A W-TinyLFU policy with a 1% window.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let policy = aside::policy::WTinyLfu::new();
+    /// assert_eq!(policy.window_fraction(), 0.01);
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            window_fraction: Self::DEFAULT_WINDOW_FRACTION,
+            window: Queue::default(),
+            probation: Queue::default(),
+            protected: Queue::default(),
+            capacity: 0,
+            window_max: 0,
+            main_max: 0,
+            protected_max: 0,
+            sketch: Sketch::default(),
+            rng: 0,
+            incoming: None,
+        }
+    }
+
+    /// A W-TinyLFU policy whose window takes `fraction` of each shard's capacity (rounded up,
+    /// and to parts per million). A larger window favours recency (bursty workloads), a smaller
+    /// one frequency. `0.0` admits every newcomer through the sketch at once (TinyLFU in front
+    /// of a segmented LRU); `1.0` is plain LRU.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `window_fraction` unless `0.0 <= fraction <= 1.0`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::policy::WTinyLfu;
+    /// let policy = WTinyLfu::with_window_fraction(0.2).unwrap(); // a 20% window
+    /// assert_eq!(policy.window_fraction(), 0.2);
+    /// assert_eq!(WTinyLfu::with_window_fraction(1.5).unwrap_err().field(), "window_fraction");
+    /// ```
+    pub fn with_window_fraction(fraction: f64) -> Result<Self, ConfigError> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(ConfigError::new(
+                "window_fraction",
+                format!("must be between 0.0 and 1.0, got {fraction}"),
+            ));
+        }
+        Ok(Self {
+            window_fraction: fraction,
+            ..Self::new()
+        })
+    }
+
+    /// The window's share of the capacity.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(aside::policy::WTinyLfu::new().window_fraction(), 0.01);
+    /// ```
+    #[must_use]
+    pub fn window_fraction(&self) -> f64 {
+        self.window_fraction
+    }
+
+    fn queue(&mut self, segment: Segment) -> &mut Queue {
+        match segment {
+            Segment::Window => &mut self.window,
+            Segment::Probation => &mut self.probation,
+            Segment::Protected => &mut self.protected,
+        }
+    }
+
+    /// Moves `id` to the head of `to` (its own segment included).
+    fn move_to(&mut self, id: EntryId, to: Segment, entries: &mut impl Entries<WTinyLfuState>) {
+        let n = node(entries, id);
+        self.queue(n.segment).unlink(id, entries);
+        self.queue(to).push_front(id, n.weight, to, entries);
+    }
+
+    /// Moves the window's overflow to probation and the protected overflow back to probation,
+    /// least recently used first.
+    fn rebalance(&mut self, entries: &mut impl Entries<WTinyLfuState>) {
+        while self.window.weight > self.window_max {
+            let tail = self.window.tail.expect("an overweight window is not empty");
+            self.move_to(tail, Segment::Probation, entries);
+        }
+        while self.protected.weight > self.protected_max {
+            let tail = self
+                .protected
+                .tail
+                .expect("an overweight segment is not empty");
+            self.move_to(tail, Segment::Probation, entries);
+        }
+    }
+
+    /// The main space's eviction victim: probation's LRU entry, else protected's.
+    fn main_victim(&self) -> Option<EntryId> {
+        self.probation.tail.or(self.protected.tail)
+    }
+
+    /// splitmix64.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix64(self.rng)
+    }
+
+    /// Caffeine's admission rule: whether a candidate with hash `candidate` should displace
+    /// the victim with hash `victim`.
+    fn admits(&mut self, candidate: u32, victim: u32) -> bool {
+        let c = self.sketch.frequency(candidate);
+        let v = self.sketch.frequency(victim);
+        if c > v {
+            true
+        } else if c >= WARM_CANDIDATE {
+            self.next_random() & 127 == 0
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for WTinyLfu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A losing candidate at least this frequent is still admitted with probability 1/128
+/// (Caffeine's `ADMIT_HASHDOS_THRESHOLD`).
+const WARM_CANDIDATE: u8 = 6;
+
+/// The sketch's initial size cap (in `u64` words, one per entry): larger shards grow it as they
+/// fill, so a huge capacity does not allocate a huge sketch up front.
+const INITIAL_SKETCH_WORDS: u64 = 1024;
+
+impl EvictionPolicy for WTinyLfu {
+    type State = WTinyLfuState;
+    const HIT: HitAccess = HitAccess::Exclusive;
+
+    fn configure(&mut self, shard: &ShardContext) {
+        let ppm = (self.window_fraction * 1e6).round() as u128;
+        self.capacity = shard.capacity;
+        self.window_max = (u128::from(shard.capacity) * ppm).div_ceil(1_000_000) as u64;
+        self.main_max = shard.capacity - self.window_max;
+        self.protected_max = (u128::from(self.main_max) * 4 / 5) as u64;
+        self.sketch = Sketch::new(mix64(shard.seed ^ 0x7769_6e79_6c66_7521));
+        self.sketch
+            .ensure(shard.capacity.min(INITIAL_SKETCH_WORDS) as usize);
+        self.rng = shard.seed ^ 0x6164_6d69_7421_2121;
+    }
+
+    fn admit(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<WTinyLfuState>) -> bool {
+        self.sketch.increment(hash);
+        if u64::from(weight) > self.window_max
+            && let Some(victim) = self.main_victim()
+            && !self.admits(hash, entries.hash(victim))
+        {
+            return false;
+        }
+        self.incoming = Some(weight);
+        true
+    }
+
+    fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
+        self.sketch.ensure(entries.len());
+        if self.incoming.take().is_none() {
+            self.sketch.increment(entries.hash(id));
+        }
+        let weight = entries.weight(id);
+        if u64::from(weight) > self.window_max {
+            self.probation
+                .push_front(id, weight, Segment::Probation, entries);
+        } else {
+            self.window.push_front(id, weight, Segment::Window, entries);
+            self.rebalance(entries);
+        }
+    }
+
+    fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
+        self.sketch.increment(entries.hash(id));
+        let n = node(entries, id);
+        let to = match n.segment {
+            Segment::Probation if u64::from(n.weight) <= self.protected_max => Segment::Protected,
+            segment => segment,
+        };
+        self.move_to(id, to, entries);
+        self.rebalance(entries);
+    }
+
+    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
+        let weight = entries.weight(id);
+        let n = node_mut(entries, id);
+        let (old, segment) = (n.weight, n.segment);
+        n.weight = weight;
+        let queue = self.queue(segment);
+        queue.weight = queue.weight - u64::from(old) + u64::from(weight);
+        self.on_access(id, entries);
+    }
+
+    fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
+        let segment = node(entries, id).segment;
+        self.queue(segment).unlink(id, entries);
+    }
+
+    fn victim(&mut self, entries: &mut impl Entries<WTinyLfuState>) -> Option<EntryId> {
+        // The newcomer `admit` let in joins the window, unless it is heavier than the window.
+        let incoming = self
+            .incoming
+            .map(u64::from)
+            .filter(|&w| w <= self.window_max)
+            .unwrap_or(0);
+        if self.window.weight + incoming > self.window_max
+            && let Some(candidate) = self.window.tail
+        {
+            let Some(victim) = self.main_victim() else {
+                return Some(candidate);
+            };
+            if self.admits(entries.hash(candidate), entries.hash(victim)) {
+                self.move_to(candidate, Segment::Probation, entries);
+                return Some(victim);
+            }
+            return Some(candidate);
+        }
+        self.main_victim().or(self.window.tail)
+    }
+
+    fn clear(&mut self) {
+        self.window = Queue::default();
+        self.probation = Queue::default();
+        self.protected = Queue::default();
+        self.incoming = None;
+        // The sketch stays: it describes keys, not entries.
+    }
+
+    fn validate(&self, entries: &impl Entries<WTinyLfuState>) -> Result<(), String> {
+        if self.incoming.is_some() {
+            return Err("a newcomer was admitted but never inserted".into());
+        }
+        if self.window_max + self.main_max != self.capacity || self.protected_max > self.main_max {
+            return Err(format!(
+                "segment sizes {} + {} (protected {}) do not split capacity {}",
+                self.window_max, self.main_max, self.protected_max, self.capacity
+            ));
+        }
+        let slots = entries.ids().map(|id| id.index() + 1).max().unwrap_or(0);
+        let mut seen = vec![false; slots];
+        let mut linked = 0;
+        for (segment, queue) in [
+            (Segment::Window, &self.window),
+            (Segment::Probation, &self.probation),
+            (Segment::Protected, &self.protected),
+        ] {
+            let (mut len, mut weight) = (0usize, 0u64);
+            let mut prev: Option<EntryId> = None;
+            let mut cur = queue.head;
+            while let Some(id) = cur {
+                if !entries.contains(id) {
+                    return Err(format!("{segment:?} links vacant slot {id:?}"));
+                }
+                if std::mem::replace(&mut seen[id.index()], true) {
+                    return Err(format!("{id:?} is linked twice ({segment:?})"));
+                }
+                let Some(n) = entries.state(id).0 else {
+                    return Err(format!("{id:?} in {segment:?} has no node"));
+                };
+                if n.segment != segment {
+                    return Err(format!("{id:?} in {segment:?} says {:?}", n.segment));
+                }
+                if n.prev != prev.unwrap_or(id) {
+                    return Err(format!("{id:?}.prev is {:?}, expected {prev:?}", n.prev));
+                }
+                if n.weight != entries.weight(id) {
+                    return Err(format!(
+                        "{id:?} counted with weight {}, weighs {}",
+                        n.weight,
+                        entries.weight(id)
+                    ));
+                }
+                len += 1;
+                weight += u64::from(n.weight);
+                prev = Some(id);
+                cur = (n.next != id).then_some(n.next);
+            }
+            if prev != queue.tail {
+                return Err(format!(
+                    "{segment:?} tail is {:?}, the walk ends at {prev:?}",
+                    queue.tail
+                ));
+            }
+            if (len, weight) != (queue.len, queue.weight) {
+                return Err(format!(
+                    "{segment:?} walked {len} entries of weight {weight}, records {} of {}",
+                    queue.len, queue.weight
+                ));
+            }
+            linked += len;
+        }
+        if linked != entries.len() {
+            return Err(format!(
+                "segments hold {linked} entries, shard {}",
+                entries.len()
+            ));
+        }
+        if let Some(id) = entries.ids().find(|id| !seen[id.index()]) {
+            return Err(format!("{id:?} is in no segment"));
+        }
+        if self.window.weight > self.window_max {
+            return Err(format!(
+                "window weighs {} over its {}",
+                self.window.weight, self.window_max
+            ));
+        }
+        if self.protected.weight > self.protected_max {
+            return Err(format!(
+                "protected weighs {} over its {}",
+                self.protected.weight, self.protected_max
+            ));
+        }
+        self.sketch.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::sketch::{row_index, spread};
+    use super::*;
+
+    const KEYS: u8 = 24;
+
+    /// The hash fragment of test key `k` (distinct per key).
+    fn key_hash(k: u8) -> u32 {
+        u32::from(k).wrapping_mul(0x9E37_79B1)
+    }
+
+    struct Slot {
+        key: u8,
+        weight: u32,
+        state: WTinyLfuState,
+    }
+
+    /// A slab of test entries that reuses freed slots last-freed-first, as the shard's does.
+    #[derive(Default)]
+    struct Slots {
+        slots: Vec<Option<Slot>>,
+        free: Vec<usize>,
+        len: usize,
+        weight: u64,
+    }
+
+    impl Slots {
+        fn slot(&self, id: EntryId) -> &Slot {
+            self.slots[id.index()].as_ref().expect("a live slot")
+        }
+
+        fn find(&self, key: u8) -> Option<EntryId> {
+            self.ids().find(|&id| self.slot(id).key == key)
+        }
+
+        fn insert(&mut self, key: u8, weight: u32) -> EntryId {
+            let slot = Some(Slot {
+                key,
+                weight,
+                state: WTinyLfuState::default(),
+            });
+            let i = match self.free.pop() {
+                Some(i) => {
+                    self.slots[i] = slot;
+                    i
+                }
+                None => {
+                    self.slots.push(slot);
+                    self.slots.len() - 1
+                }
+            };
+            self.len += 1;
+            self.weight += u64::from(weight);
+            EntryId(i as u32)
+        }
+
+        fn remove(&mut self, id: EntryId) -> u8 {
+            let slot = self.slots[id.index()].take().expect("a live slot");
+            self.free.push(id.index());
+            self.len -= 1;
+            self.weight -= u64::from(slot.weight);
+            slot.key
+        }
+
+        fn clear(&mut self) {
+            *self = Self::default();
+        }
+    }
+
+    impl Entries<WTinyLfuState> for Slots {
+        fn state(&self, id: EntryId) -> &WTinyLfuState {
+            &self.slot(id).state
+        }
+        fn state_mut(&mut self, id: EntryId) -> &mut WTinyLfuState {
+            &mut self.slots[id.index()].as_mut().expect("a live slot").state
+        }
+        fn hash(&self, id: EntryId) -> u32 {
+            key_hash(self.slot(id).key)
+        }
+        fn weight(&self, id: EntryId) -> u32 {
+            self.slot(id).weight
+        }
+        fn expires_at(&self, _: EntryId) -> Option<u64> {
+            None
+        }
+        fn len(&self) -> usize {
+            self.len
+        }
+        fn contains(&self, id: EntryId) -> bool {
+            self.slots.get(id.index()).is_some_and(Option::is_some)
+        }
+        fn random(&self, random: u64) -> Option<EntryId> {
+            let n = (random % self.len.max(1) as u64) as usize;
+            self.ids().nth(n)
+        }
+        fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
+            (0..self.slots.len())
+                .filter(|&i| self.slots[i].is_some())
+                .map(|i| EntryId(i as u32))
+        }
+    }
+
+    /// The reference: segments as `VecDeque`s of keys (front = most recent), an unpacked
+    /// count-min sketch with the same row hashing, and Caffeine's rules written out directly.
+    struct Model {
+        window_max: u64,
+        protected_max: u64,
+        window: VecDeque<u8>,
+        probation: VecDeque<u8>,
+        protected: VecDeque<u8>,
+        weights: [u64; KEYS as usize],
+        rows: Vec<Vec<u8>>,
+        row_bits: u32,
+        seed: u64,
+        additions: u64,
+        sample: u64,
+        rng: u64,
+        incoming: Option<u64>,
+        /// Losing candidates let in by the 1/128 coin.
+        random_admissions: u64,
+        halvings: u64,
+    }
+
+    impl Model {
+        fn new(capacity: u64, window_percent: u64, seed: u64) -> Self {
+            let window_max = (capacity * window_percent).div_ceil(100);
+            let main_max = capacity - window_max;
+            let mut m = Model {
+                window_max,
+                protected_max: main_max * 4 / 5,
+                window: VecDeque::new(),
+                probation: VecDeque::new(),
+                protected: VecDeque::new(),
+                weights: [0; KEYS as usize],
+                rows: Vec::new(),
+                row_bits: 0,
+                seed: mix64(seed ^ 0x7769_6e79_6c66_7521),
+                additions: 0,
+                sample: 0,
+                rng: seed ^ 0x6164_6d69_7421_2121,
+                incoming: None,
+                random_admissions: 0,
+                halvings: 0,
+            };
+            m.ensure(capacity.min(1024) as usize);
+            m
+        }
+
+        fn ensure(&mut self, entries: usize) {
+            let words = entries.next_power_of_two().max(16);
+            let width = words * 4;
+            if self.rows.first().is_some_and(|r| r.len() >= width) {
+                return;
+            }
+            self.rows = vec![vec![0; width]; 4];
+            self.row_bits = width.trailing_zeros();
+            self.additions = 0;
+            self.sample = 10 * words as u64;
+        }
+
+        fn cells(&self, key: u8) -> [usize; 4] {
+            let s = spread(key_hash(key), self.seed);
+            std::array::from_fn(|row| row_index(s, row, self.row_bits))
+        }
+
+        fn frequency(&self, key: u8) -> u8 {
+            let cells = self.cells(key);
+            (0..4).map(|r| self.rows[r][cells[r]]).min().unwrap()
+        }
+
+        fn increment(&mut self, key: u8) {
+            let cells = self.cells(key);
+            let mut added = false;
+            for (row, &at) in self.rows.iter_mut().zip(&cells) {
+                if row[at] < 15 {
+                    row[at] += 1;
+                    added = true;
+                }
+            }
+            if added {
+                self.additions += 1;
+                if self.additions == self.sample {
+                    let odd = self.rows.iter().flatten().filter(|&&c| c % 2 == 1).count() as u64;
+                    for c in self.rows.iter_mut().flatten() {
+                        *c /= 2;
+                    }
+                    self.additions = self.additions.saturating_sub(odd / 4) / 2;
+                    self.halvings += 1;
+                }
+            }
+        }
+
+        fn admits(&mut self, candidate: u8, victim: u8) -> bool {
+            let (c, v) = (self.frequency(candidate), self.frequency(victim));
+            if c > v {
+                return true;
+            }
+            if c < 6 {
+                return false;
+            }
+            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let admitted = mix64(self.rng).is_multiple_of(128);
+            self.random_admissions += u64::from(admitted);
+            admitted
+        }
+
+        fn weight_of(&self, q: &VecDeque<u8>) -> u64 {
+            q.iter().map(|&k| self.weights[k as usize]).sum()
+        }
+
+        fn main_victim(&self) -> Option<u8> {
+            self.probation.back().or(self.protected.back()).copied()
+        }
+
+        fn admit(&mut self, key: u8, weight: u64) -> bool {
+            self.increment(key);
+            if weight > self.window_max
+                && let Some(v) = self.main_victim()
+                && !self.admits(key, v)
+            {
+                return false;
+            }
+            self.incoming = Some(weight);
+            true
+        }
+
+        fn victim(&mut self) -> Option<u8> {
+            let incoming = self.incoming.filter(|&w| w <= self.window_max).unwrap_or(0);
+            if self.weight_of(&self.window) + incoming > self.window_max
+                && let Some(&candidate) = self.window.back()
+            {
+                let Some(victim) = self.main_victim() else {
+                    return Some(candidate);
+                };
+                if self.admits(candidate, victim) {
+                    self.window.pop_back();
+                    self.probation.push_front(candidate);
+                    return Some(victim);
+                }
+                return Some(candidate);
+            }
+            self.main_victim().or(self.window.back().copied())
+        }
+
+        fn segment(&mut self, key: u8) -> &mut VecDeque<u8> {
+            [&mut self.window, &mut self.probation, &mut self.protected]
+                .into_iter()
+                .find(|q| q.contains(&key))
+                .expect("a cached key")
+        }
+
+        fn unlink(&mut self, key: u8) {
+            let q = self.segment(key);
+            q.retain(|&k| k != key);
+        }
+
+        fn rebalance(&mut self) {
+            while self.weight_of(&self.window) > self.window_max {
+                let k = self.window.pop_back().unwrap();
+                self.probation.push_front(k);
+            }
+            while self.weight_of(&self.protected) > self.protected_max {
+                let k = self.protected.pop_back().unwrap();
+                self.probation.push_front(k);
+            }
+        }
+
+        fn insert(&mut self, key: u8, weight: u64, len: usize) {
+            self.ensure(len);
+            if self.incoming.take().is_none() {
+                self.increment(key);
+            }
+            self.weights[key as usize] = weight;
+            if weight > self.window_max {
+                self.probation.push_front(key);
+            } else {
+                self.window.push_front(key);
+            }
+            self.rebalance();
+        }
+
+        fn access(&mut self, key: u8) {
+            self.increment(key);
+            let weight = self.weights[key as usize];
+            if self.window.contains(&key) {
+                self.unlink(key);
+                self.window.push_front(key);
+            } else if self.protected.contains(&key) || weight <= self.protected_max {
+                self.unlink(key);
+                self.protected.push_front(key);
+            } else {
+                self.unlink(key);
+                self.probation.push_front(key);
+            }
+            self.rebalance();
+        }
+
+        fn update(&mut self, key: u8, weight: u64) {
+            self.weights[key as usize] = weight;
+            self.access(key);
+        }
+
+        fn remove(&mut self, key: u8) {
+            self.unlink(key);
+            self.weights[key as usize] = 0;
+        }
+
+        fn clear(&mut self) {
+            self.window.clear();
+            self.probation.clear();
+            self.protected.clear();
+            self.weights = [0; KEYS as usize];
+            self.incoming = None;
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        /// Insert or replace `key` with `weight`.
+        Insert(u8, u32),
+        Get(u8),
+        Remove(u8),
+        Clear,
+    }
+
+    /// Drives the policy as the shard does and the model beside it, comparing every decision.
+    struct Harness {
+        policy: WTinyLfu,
+        slots: Slots,
+        model: Model,
+        capacity: u64,
+    }
+
+    impl Harness {
+        fn new(capacity: u64, window_percent: u64, seed: u64) -> Self {
+            let fraction = window_percent as f64 / 100.0;
+            let mut policy = WTinyLfu::with_window_fraction(fraction).unwrap();
+            policy.configure(&ShardContext {
+                index: 0,
+                capacity,
+                seed,
+            });
+            Self {
+                policy,
+                slots: Slots::default(),
+                model: Model::new(capacity, window_percent, seed),
+                capacity,
+            }
+        }
+
+        /// The shard's `evict_while`: victims until `incoming` more weight fits.
+        fn evict(&mut self, incoming: u64) -> Result<(), String> {
+            while self.slots.weight + incoming > self.capacity {
+                let got = self.policy.victim(&mut self.slots);
+                let want = self.model.victim();
+                let got_key = got.map(|id| self.slots.slot(id).key);
+                if got_key != want {
+                    return Err(format!("victim {got_key:?}, model {want:?}"));
+                }
+                let id = got.ok_or("no victim while over capacity")?;
+                self.policy.on_remove(id, &mut self.slots);
+                let key = self.slots.remove(id);
+                self.model.remove(key);
+            }
+            Ok(())
+        }
+
+        fn step(&mut self, op: Op) -> Result<(), String> {
+            match op {
+                Op::Insert(key, weight) => {
+                    let w = u64::from(weight);
+                    if let Some(id) = self.slots.find(key) {
+                        let slot = self.slots.slots[id.index()].as_mut().unwrap();
+                        let old = std::mem::replace(&mut slot.weight, weight);
+                        self.slots.weight = self.slots.weight - u64::from(old) + w;
+                        self.policy.on_update(id, &mut self.slots);
+                        self.model.update(key, w);
+                        self.evict(0)?;
+                    } else if w <= self.capacity {
+                        if self.slots.weight + w > self.capacity {
+                            let got = self.policy.admit(key_hash(key), weight, &mut self.slots);
+                            let want = self.model.admit(key, w);
+                            if got != want {
+                                return Err(format!("admit({key}) {got}, model {want}"));
+                            }
+                            if !got {
+                                return self.check();
+                            }
+                        }
+                        self.evict(w)?;
+                        let id = self.slots.insert(key, weight);
+                        self.policy.on_insert(id, &mut self.slots);
+                        self.model.insert(key, w, self.slots.len);
+                    }
+                }
+                Op::Get(key) => {
+                    if let Some(id) = self.slots.find(key) {
+                        self.policy.on_access(id, &mut self.slots);
+                        self.model.access(key);
+                    }
+                }
+                Op::Remove(key) => {
+                    if let Some(id) = self.slots.find(key) {
+                        self.policy.on_remove(id, &mut self.slots);
+                        self.slots.remove(id);
+                        self.model.remove(key);
+                    }
+                }
+                Op::Clear => {
+                    self.policy.clear();
+                    self.slots.clear();
+                    self.model.clear();
+                }
+            }
+            self.check()
+        }
+
+        /// The keys of a segment, head (most recent) first.
+        fn keys(&self, queue: &Queue) -> Vec<u8> {
+            let mut keys = Vec::new();
+            let mut cur = queue.head;
+            while let Some(id) = cur {
+                keys.push(self.slots.slot(id).key);
+                let n = node(&self.slots, id);
+                cur = (n.next != id).then_some(n.next);
+            }
+            keys
+        }
+
+        fn check(&self) -> Result<(), String> {
+            self.policy.validate(&self.slots)?;
+            let (p, m) = (&self.policy, &self.model);
+            for (name, queue, want) in [
+                ("window", &p.window, &m.window),
+                ("probation", &p.probation, &m.probation),
+                ("protected", &p.protected, &m.protected),
+            ] {
+                let got = self.keys(queue);
+                if !got.iter().eq(want) {
+                    return Err(format!("{name} is {got:?}, model {want:?}"));
+                }
+            }
+            for k in 0..KEYS {
+                let (got, want) = (p.sketch.frequency(key_hash(k)), m.frequency(k));
+                if got != want {
+                    return Err(format!("frequency of {k} is {got}, model {want}"));
+                }
+            }
+            if (p.sketch.additions(), p.rng) != (m.additions, m.rng) {
+                return Err(format!(
+                    "sketch additions {} and rng {:#x}, model {} and {:#x}",
+                    p.sketch.additions(),
+                    p.rng,
+                    m.additions,
+                    m.rng
+                ));
+            }
+            Ok(())
+        }
+
+        fn run(&mut self, ops: &[Op]) -> Result<(), String> {
+            for (i, &op) in ops.iter().enumerate() {
+                self.step(op)
+                    .map_err(|e| format!("step {i} ({op:?}): {e}"))?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Keys skewed towards 0, so that some get hot enough for the warm-candidate coin.
+    fn key() -> impl Strategy<Value = u8> {
+        (0..KEYS, 0..KEYS).prop_map(|(a, b)| a.min(b))
+    }
+
+    fn ops(weights: std::ops::RangeInclusive<u32>) -> impl Strategy<Value = Vec<Op>> {
+        let op = prop_oneof![
+            40 => (key(), weights).prop_map(|(k, w)| Op::Insert(k, w)),
+            50 => key().prop_map(Op::Get),
+            8 => key().prop_map(Op::Remove),
+            1 => Just(Op::Clear),
+        ];
+        prop::collection::vec(op, 1..400)
+    }
+
+    fn window_percent() -> impl Strategy<Value = u64> {
+        prop::sample::select(vec![0u64, 1, 1, 20, 50, 100])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn unit_weights_match_the_model(
+            capacity in 0u64..=16,
+            percent in window_percent(),
+            seed in any::<u64>(),
+            ops in ops(1..=1),
+        ) {
+            Harness::new(capacity, percent, seed).run(&ops).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn weights_match_the_model(
+            capacity in 0u64..=40,
+            percent in window_percent(),
+            seed in any::<u64>(),
+            ops in ops(0..=6),
+        ) {
+            Harness::new(capacity, percent, seed).run(&ops).map_err(TestCaseError::fail)?;
+        }
+    }
+
+    /// Long skewed runs: many halvings, and losing warm candidates let in by the coin.
+    #[test]
+    fn long_runs_match_the_model_through_halvings_and_the_admission_coin() {
+        use rand::{Rng, SeedableRng, rngs::SmallRng};
+        let (mut halvings, mut coin) = (0, 0);
+        for (capacity, percent, max_weight) in [(8, 1, 1), (12, 20, 1), (30, 1, 6), (5, 0, 1)] {
+            let mut rng = SmallRng::seed_from_u64(capacity);
+            let mut h = Harness::new(capacity, percent, 42);
+            let ops: Vec<Op> = (0..20_000)
+                .map(|_| {
+                    let k = rng.random_range(0..KEYS).min(rng.random_range(0..KEYS));
+                    match rng.random_range(0..100) {
+                        0..45 => Op::Insert(k, rng.random_range(1..=max_weight)),
+                        45..98 => Op::Get(k),
+                        _ => Op::Remove(k),
+                    }
+                })
+                .collect();
+            h.run(&ops).unwrap();
+            halvings += h.model.halvings;
+            coin += h.model.random_admissions;
+        }
+        assert!(halvings > 100, "{halvings} halvings");
+        assert!(coin > 0, "the admission coin never let a warm candidate in");
+    }
+
+    #[test]
+    fn state_is_16_bytes() {
+        assert_eq!(size_of::<WTinyLfuState>(), 16);
+    }
+
+    #[test]
+    fn window_sizes_follow_caffeine() {
+        for (capacity, percent, window, protected) in [
+            (100, 1, 1, 79),
+            (150, 1, 2, 118),
+            (1, 1, 1, 0),
+            (10, 20, 2, 6),
+            (10, 0, 0, 8),
+            (10, 100, 10, 0),
+        ] {
+            let h = Harness::new(capacity, percent, 0);
+            assert_eq!(
+                (h.policy.window_max, h.policy.protected_max),
+                (window, protected),
+                "capacity {capacity}, {percent}%"
+            );
+        }
+        assert!(WTinyLfu::with_window_fraction(-0.1).is_err());
+        assert!(WTinyLfu::with_window_fraction(f64::NAN).is_err());
+    }
+
+    /// A one-time scan does not displace entries that were used more than once.
+    #[test]
+    fn a_scan_loses_every_admission_contest() {
+        let mut h = Harness::new(20, 1, 3);
+        for k in 0..20 {
+            h.step(Op::Insert(k, 1)).unwrap();
+        }
+        for _ in 0..2 {
+            for k in 0..20 {
+                h.step(Op::Get(k)).unwrap();
+            }
+        }
+        // The scan: keys never seen before, inserted once each.
+        for k in 20..KEYS {
+            h.step(Op::Insert(k, 1)).unwrap();
+        }
+        let kept = (0..20).filter(|&k| h.slots.find(k).is_some()).count();
+        assert_eq!(kept, 19, "only the window's slot turned over");
+    }
+}

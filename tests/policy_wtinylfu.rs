@@ -1,0 +1,220 @@
+//! W-TinyLFU through the public API only: random operations with `validate()` after each, and
+//! scan resistance against LRU with concrete hit counts.
+
+use aside::Cache;
+use aside::policy::{EvictionPolicy, Lru, WTinyLfu};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get(u32),
+    Peek(u32),
+    /// Insert `key` with value `value` (a weigher reads the weight from the value).
+    Insert(u32, u32),
+    /// Cache-aside: read, and insert on a miss.
+    GetOrInsert(u32),
+    Remove(u32),
+    InvalidateAll,
+}
+
+fn op(keys: u32) -> impl Strategy<Value = Op> {
+    // Skewed towards small keys, so that some keys are hot.
+    let key = (0..keys, 0..keys).prop_map(|(a, b)| a.min(b));
+    prop_oneof![
+        30 => key.clone().prop_map(Op::Get),
+        3 => key.clone().prop_map(Op::Peek),
+        25 => (key.clone(), 0u32..8).prop_map(|(k, v)| Op::Insert(k, v)),
+        25 => key.clone().prop_map(Op::GetOrInsert),
+        5 => key.prop_map(Op::Remove),
+        1 => Just(Op::InvalidateAll),
+    ]
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    capacity: u64,
+    shards: usize,
+    weighted: bool,
+    window: f64,
+    seed: u64,
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        0u64..48,
+        prop::sample::select(vec![1usize, 2, 4]),
+        any::<bool>(),
+        prop::sample::select(vec![0.0, 0.01, 0.2, 0.5, 1.0]),
+        any::<u64>(),
+    )
+        .prop_map(|(capacity, shards, weighted, window, seed)| Setup {
+            capacity,
+            shards,
+            weighted,
+            window,
+            seed,
+        })
+}
+
+fn run(s: Setup, ops: &[Op]) -> Result<(), String> {
+    let policy = WTinyLfu::with_window_fraction(s.window).map_err(|e| e.to_string())?;
+    let mut builder = Cache::builder()
+        .max_capacity(s.capacity)
+        .shards(s.shards)
+        .seed(s.seed)
+        .policy(policy);
+    if s.weighted {
+        builder = builder.weigher(|_: &u32, v: &u32| v % 5);
+    }
+    let cache: Cache<u32, u32, WTinyLfu> = builder.build().map_err(|e| e.to_string())?;
+    for (step, &op) in ops.iter().enumerate() {
+        match op {
+            Op::Get(k) => {
+                cache.get(&k);
+            }
+            Op::Peek(k) => {
+                cache.peek(&k);
+            }
+            Op::Insert(k, v) => cache.insert(k, v),
+            Op::GetOrInsert(k) => {
+                cache.get_or_insert_with(k, || k % 8);
+            }
+            Op::Remove(k) => {
+                cache.remove(&k);
+            }
+            Op::InvalidateAll => cache.invalidate_all(),
+        }
+        let fail = |e: String| format!("step {step} ({op:?}): {e}");
+        cache.validate().map_err(fail)?;
+        if cache.weighted_size() > s.capacity {
+            return Err(fail(format!(
+                "weighted size {} over capacity {}",
+                cache.weighted_size(),
+                s.capacity
+            )));
+        }
+        if !s.weighted && cache.len() as u64 > s.capacity {
+            return Err(fail(format!("{} entries over {}", cache.len(), s.capacity)));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_operations_keep_every_invariant(
+        s in setup(),
+        ops in prop::collection::vec(op(40), 1..400),
+    ) {
+        run(s, &ops).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Hits of each phase: the hot set's warm-up reads, the scan, the hot set after the scan.
+#[derive(Debug, PartialEq, Eq)]
+struct ScanHits {
+    warm: u64,
+    scan: u64,
+    after: u64,
+}
+
+/// A 100-entry cache, one shard. 50 hot keys are loaded cache-aside and read 3 more times
+/// each; then a one-time scan of 1,000 other keys goes through the cache (read, miss,
+/// insert); then the hot keys are read once more.
+fn scan_workload<P: EvictionPolicy>(policy: P) -> ScanHits {
+    let cache: Cache<u32, u32, P> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .seed(7)
+        .policy(policy)
+        .build()
+        .unwrap();
+    let hits = || cache.stats().hits;
+    let read_through = |k: u32| {
+        if cache.get(&k).is_none() {
+            cache.insert(k, k);
+        }
+    };
+    for k in 0..50 {
+        read_through(k);
+    }
+    let start = hits();
+    for _ in 0..3 {
+        (0..50).for_each(read_through);
+    }
+    let warm = hits() - start;
+    let start = hits();
+    (1000..2000).for_each(read_through);
+    let scan = hits() - start;
+    let start = hits();
+    (0..50).for_each(read_through);
+    let after = hits() - start;
+    cache.validate().unwrap();
+    ScanHits { warm, scan, after }
+}
+
+#[test]
+fn a_one_time_scan_flushes_lru_but_not_wtinylfu() {
+    assert_eq!(
+        scan_workload(Lru::new()),
+        ScanHits {
+            warm: 150,
+            scan: 0,
+            after: 0
+        },
+        "LRU: the scan evicted the whole hot set"
+    );
+    assert_eq!(
+        scan_workload(WTinyLfu::new()),
+        ScanHits {
+            warm: 150,
+            scan: 0,
+            after: 50
+        },
+        "W-TinyLFU: every scanned key lost its admission contest"
+    );
+}
+
+/// The scan repeated until the sketch has halved several times: the hot set's old counts fade,
+/// yet the protected segment keeps it while probation still holds scanned entries to evict.
+#[test]
+fn the_hot_set_survives_long_scans_too() {
+    let cache: Cache<u32, u32, WTinyLfu> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .seed(7)
+        .policy(WTinyLfu::new())
+        .build()
+        .unwrap();
+    for k in 0..50 {
+        cache.insert(k, k);
+    }
+    for _ in 0..3 {
+        for k in 0..50 {
+            cache.get(&k);
+        }
+    }
+    for k in 1000..11_000 {
+        if cache.get(&k).is_none() {
+            cache.insert(k, k);
+        }
+        cache.validate().unwrap();
+    }
+    let kept = (0..50).filter(|k| cache.contains_key(k)).count();
+    assert_eq!(kept, 49);
+    assert_eq!(cache.len(), 100);
+}
+
+#[test]
+fn window_fraction_is_checked() {
+    assert_eq!(WTinyLfu::new().window_fraction(), 0.01);
+    assert_eq!(WTinyLfu::default().window_fraction(), 0.01);
+    assert_eq!(
+        WTinyLfu::with_window_fraction(2.0).unwrap_err().field(),
+        "window_fraction"
+    );
+    assert!(WTinyLfu::with_window_fraction(0.0).is_ok());
+    assert!(WTinyLfu::with_window_fraction(1.0).is_ok());
+}
