@@ -23,7 +23,7 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use aside::Cache;
-use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
+use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[path = "common/out.rs"]
@@ -207,6 +207,18 @@ where
             &format!("aside_sampled_ttl{t}"),
             n,
             || aside_cache(n, SampledTtl::new(), ttl),
+            entry,
+        ));
+        rows.push(measure(
+            &format!("aside_wtinylfu{t}"),
+            n,
+            || aside_cache(n, WTinyLfu::new(), ttl),
+            entry,
+        ));
+        rows.push(measure(
+            &format!("aside_s3fifo{t}"),
+            n,
+            || aside_cache(n, S3Fifo::new(), ttl),
             entry,
         ));
     }

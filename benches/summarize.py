@@ -20,7 +20,7 @@ import os
 import sys
 from collections import defaultdict
 
-ASIDE = ["aside_lru", "aside_lfu", "aside_fifo", "aside_sampled_ttl"]
+ASIDE = ["aside_lru", "aside_lfu", "aside_fifo", "aside_sampled_ttl", "aside_wtinylfu", "aside_s3fifo"]
 ORDER = ASIDE + ["moka_tinylfu", "moka_lru", "moka_segmented8", "quick_cache", "mutex_lru", "hashmap_floor"]
 SCENARIOS = ["get_hit/zipf", "miss_insert/unique", "mixed90/zipf", "mixed50/zipf"]
 

@@ -34,7 +34,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use aside::Cache;
-use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
+use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
@@ -472,6 +472,8 @@ fn throughput(c: &mut Criterion) {
                 bench_sync(c, &w, threads, "aside_sampled_ttl", || {
                     aside(size, SampledTtl::new())
                 });
+                bench_sync(c, &w, threads, "aside_wtinylfu", || aside(size, WTinyLfu::new()));
+                bench_sync(c, &w, threads, "aside_s3fifo", || aside(size, S3Fifo::new()));
                 bench_sync(c, &w, threads, "moka_tinylfu", || moka(size, false));
                 bench_sync(c, &w, threads, "moka_lru", || moka(size, true));
                 bench_sync(c, &w, threads, "moka_segmented8", || moka_segmented(size));
