@@ -472,8 +472,12 @@ fn throughput(c: &mut Criterion) {
                 bench_sync(c, &w, threads, "aside_sampled_ttl", || {
                     aside(size, SampledTtl::new())
                 });
-                bench_sync(c, &w, threads, "aside_wtinylfu", || aside(size, WTinyLfu::new()));
-                bench_sync(c, &w, threads, "aside_s3fifo", || aside(size, S3Fifo::new()));
+                bench_sync(c, &w, threads, "aside_wtinylfu", || {
+                    aside(size, WTinyLfu::new())
+                });
+                bench_sync(c, &w, threads, "aside_s3fifo", || {
+                    aside(size, S3Fifo::new())
+                });
                 bench_sync(c, &w, threads, "moka_tinylfu", || moka(size, false));
                 bench_sync(c, &w, threads, "moka_lru", || moka(size, true));
                 bench_sync(c, &w, threads, "moka_segmented8", || moka_segmented(size));
