@@ -511,6 +511,8 @@ def chart_scaling(data, note):
 # (contender, label, colour, stroke width, dash, marker); drawn in reverse, so the first on top.
 HIT_SERIES = [
     ("exact_lru", "exact LRU (lru crate)", "#111111", 1.4, "4,3", None),
+    ("aside_wtinylfu", "aside W-TinyLFU", "#0b8a3e", 3.0, None, "diamond"),
+    ("aside_s3fifo", "aside S3-FIFO", "#b5651d", 2.4, None, "square"),
     ("aside_lru", "aside LRU", ASIDE_DARK, 2.8, None, "circle"),
     ("aside_lfu", "aside LFU", "#7b3fbf", 2.8, None, "diamond"),
     ("aside_fifo", "aside FIFO", "#2a9d8f", 2.4, None, "square"),
