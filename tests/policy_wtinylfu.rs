@@ -166,14 +166,15 @@ fn a_one_time_scan_flushes_lru_but_not_wtinylfu() {
         },
         "LRU: the scan evicted the whole hot set"
     );
-    assert_eq!(
-        scan_workload(WTinyLfu::new()),
-        ScanHits {
-            warm: 150,
-            scan: 0,
-            after: 50
-        },
-        "W-TinyLFU: every scanned key lost its admission contest"
+    // The sketch is approximate: with its 4 counters in one 64-byte block (Caffeine's layout),
+    // a scanned key is overrated now and then and displaces one hot key still in the window or
+    // probation. Over 2,000 seeds all 50 survive for 66% of them and 49 for the rest, never
+    // fewer.
+    let w = scan_workload(WTinyLfu::new());
+    assert_eq!((w.warm, w.scan), (150, 0), "{w:?}");
+    assert!(
+        w.after >= 49,
+        "W-TinyLFU: the scanned keys lost their admission contests: {w:?}"
     );
 }
 

@@ -166,15 +166,17 @@ impl Queue {
 ///   that loses still wins with probability 1/128, drawn from a generator seeded by the shard:
 ///   Caffeine's guard against hash flooding, where an attacker makes a victim look hot so that
 ///   nothing new is ever admitted.
-/// - **Sketch**: 4 rows of 4-bit counters packed 16 to a `u64`, one `u64` per entry on
-///   average (the width is the next power of two of the shard's entry count, grown as it
-///   grows; growing clears it, as Caffeine does). Row indexes come from the entry's hash
-///   fragment mixed with the shard's seed, so they are not predictable from keys. After 10 ×
-///   (words in the table) increments every counter is halved, so old popularity fades. An
-///   estimate is the minimum of the 4 counters. No doorkeeper.
+/// - **Sketch**: 4-bit counters packed 16 to a `u64`, in Caffeine's block layout: 64-byte
+///   blocks of 8 words, one word per entry on average (the table is the next power of two of
+///   the shard's entry count in words, grown as it grows; growing clears it, as Caffeine
+///   does). An entry's hash fragment, mixed with the shard's seed so that positions are not
+///   predictable from keys, picks one block, and in it 4 counters in 4 different words: an
+///   increment or estimate touches one cache line. An estimate is the minimum of the 4
+///   counters. After 10 × (words in the table) increments every counter is halved, so old
+///   popularity fades. No doorkeeper.
 ///
-/// Each entry carries 16 bytes of state; the sketch adds 8 to 16 bytes per entry. Every
-/// operation is O(1).
+/// Each entry carries 16 bytes of state; the sketch adds 8 to 16 bytes per entry (a power of
+/// two of 64-byte blocks, at least 2 per shard: 128 bytes). Every operation is O(1).
 ///
 /// # Example
 ///
@@ -558,7 +560,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::sketch::{row_index, spread};
+    use super::sketch::spread;
     use super::*;
 
     const KEYS: u8 = 24;
@@ -660,7 +662,8 @@ mod tests {
     }
 
     /// The reference: segments as `VecDeque`s of keys (front = most recent), an unpacked
-    /// count-min sketch with the same row hashing, and Caffeine's rules written out directly.
+    /// count-min sketch with the same counter placement (Caffeine's blocks), and Caffeine's
+    /// rules written out directly.
     struct Model {
         window_max: u64,
         protected_max: u64,
@@ -668,8 +671,8 @@ mod tests {
         probation: VecDeque<u8>,
         protected: VecDeque<u8>,
         weights: [u64; KEYS as usize],
-        rows: Vec<Vec<u8>>,
-        row_bits: u32,
+        /// One `u8` per 4-bit counter: counter `n` of word `w` is `counters[16 * w + n]`.
+        counters: Vec<u8>,
         seed: u64,
         additions: u64,
         sample: u64,
@@ -691,8 +694,7 @@ mod tests {
                 probation: VecDeque::new(),
                 protected: VecDeque::new(),
                 weights: [0; KEYS as usize],
-                rows: Vec::new(),
-                row_bits: 0,
+                counters: Vec::new(),
                 seed: mix64(seed ^ 0x7769_6e79_6c66_7521),
                 additions: 0,
                 sample: 0,
@@ -707,40 +709,49 @@ mod tests {
 
         fn ensure(&mut self, entries: usize) {
             let words = entries.next_power_of_two().max(16);
-            let width = words * 4;
-            if self.rows.first().is_some_and(|r| r.len() >= width) {
+            if self.counters.len() >= words * 16 {
                 return;
             }
-            self.rows = vec![vec![0; width]; 4];
-            self.row_bits = width.trailing_zeros();
+            self.counters = vec![0; words * 16];
             self.additions = 0;
             self.sample = 10 * words as u64;
         }
 
+        /// The 4 counters of `key`: the high half of its spread hash picks a block of 8 words,
+        /// byte `i` of the low half picks word `2i` or `2i + 1` of the block (bit 0) and the
+        /// counter in that word (bits 1-4).
         fn cells(&self, key: u8) -> [usize; 4] {
             let s = spread(key_hash(key), self.seed);
-            std::array::from_fn(|row| row_index(s, row, self.row_bits))
+            let blocks = self.counters.len() / 16 / 8;
+            let block = (s >> 32) as usize % blocks;
+            std::array::from_fn(|i| {
+                let byte = (s >> (8 * i)) as usize % 256;
+                let word = 8 * block + 2 * i + byte % 2;
+                16 * word + (byte / 2) % 16
+            })
         }
 
         fn frequency(&self, key: u8) -> u8 {
-            let cells = self.cells(key);
-            (0..4).map(|r| self.rows[r][cells[r]]).min().unwrap()
+            self.cells(key)
+                .map(|at| self.counters[at])
+                .into_iter()
+                .min()
+                .unwrap()
         }
 
         fn increment(&mut self, key: u8) {
-            let cells = self.cells(key);
             let mut added = false;
-            for (row, &at) in self.rows.iter_mut().zip(&cells) {
-                if row[at] < 15 {
-                    row[at] += 1;
+            for at in self.cells(key) {
+                if self.counters[at] < 15 {
+                    self.counters[at] += 1;
                     added = true;
                 }
             }
             if added {
                 self.additions += 1;
                 if self.additions == self.sample {
-                    let odd = self.rows.iter().flatten().filter(|&&c| c % 2 == 1).count() as u64;
-                    for c in self.rows.iter_mut().flatten() {
+                    let odd = self.counters.iter().filter(|&&c| c % 2 == 1).count() as u64;
+                    for c in &mut self.counters {
                         *c /= 2;
                     }
                     self.additions = self.additions.saturating_sub(odd / 4) / 2;

@@ -1,12 +1,18 @@
 //! The frequency sketch of [`WTinyLfu`](super::WTinyLfu): a count-min sketch of 4-bit
-//! counters with periodic halving, after Caffeine's `FrequencySketch`.
+//! counters with periodic halving, in the block layout of Caffeine's `FrequencySketch`
+//! (Caffeine 3).
 //!
-//! Four rows of `1 << row_bits` counters, row after row, 16 counters packed in each `u64`; one
-//! `u64` per entry the shard holds (a power of two, at least 16). An item's counter in each
-//! row comes from its 32-bit hash fragment mixed with a per-shard seed, then one multiply per
-//! row, so an attacker who knows the keys still cannot aim at counters. An increment bumps
-//! the item's four counters (saturating at 15); an estimate is their minimum. After 10 ×
-//! (words) counted increments every counter is halved, so that old popularity fades.
+//! The table is an array of 64-byte blocks (one cache line each, aligned), each 8 `u64` words
+//! of 16 counters: one word per entry the shard holds (a power of two, at least 16 words, so
+//! 8 to 16 bytes per entry). An item's hash fragment, mixed with a per-shard seed (so an
+//! attacker who knows the keys still cannot aim at counters), gives a 64-bit key: its high
+//! half picks the block, and each of its four low bytes places one counter: counter `i` lives
+//! in word `2i` or `2i + 1` of the block (bit 0 of byte `i`), at the nibble given by bits 1-4.
+//! The four counters are so in four different words of one cache line, and an increment or an
+//! estimate touches that line only (where one counter per row of a classic count-min sketch
+//! costs four). An increment bumps the item's four counters (each saturating at 15); an
+//! estimate is their minimum. After 10 × (words) counted increments every counter is halved,
+//! so that old popularity fades.
 
 /// The splitmix64 finalizer: a bijective 64-bit mix.
 pub(super) fn mix64(mut z: u64) -> u64 {
@@ -15,40 +21,35 @@ pub(super) fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const ROWS: usize = 4;
-/// One odd multiplier per row (Caffeine's sketch seeds).
-const ROW_SEEDS: [u64; ROWS] = [
-    0xC3A5_C85C_97CB_3127,
-    0xB492_B66F_BE98_F273,
-    0x9AE1_6A3B_2F90_404F,
-    0xCBF2_9CE4_8422_2325,
-];
-/// The smallest table, in words: 64 counters per row.
+/// Counters per item (the depth of the count-min sketch).
+const DEPTH: usize = 4;
+/// `u64` words per block: 64 bytes, one cache line.
+const BLOCK_WORDS: usize = 8;
+/// The smallest table, in words: 2 blocks.
 const MIN_SKETCH_WORDS: usize = 16;
 /// The largest table, in words (2 GiB): a bound, not a size anyone should reach.
 const MAX_SKETCH_WORDS: usize = 1 << 28;
 /// The low bit of every 4-bit counter in a word.
 const LOW_BITS: u64 = 0x1111_1111_1111_1111;
 
-/// The sketch key of a hash fragment: the fragment mixed with the shard's sketch seed.
+/// The sketch key of a hash fragment: the fragment mixed with the shard's sketch seed. Its
+/// high 32 bits pick the block (masked to the table), its low 32 bits the counters in it;
+/// splitmix64 leaves the two halves independent for all practical purposes.
 pub(super) fn spread(hash: u32, seed: u64) -> u64 {
     mix64(u64::from(hash) ^ seed)
 }
 
-/// The counter of `spread` in `row`, a row being `1 << row_bits` counters.
-pub(super) fn row_index(spread: u64, row: usize, row_bits: u32) -> usize {
-    let h = spread
-        .wrapping_add(ROW_SEEDS[row])
-        .wrapping_mul(ROW_SEEDS[row]);
-    (h >> (64 - row_bits)) as usize
-}
+/// One cache line of counters: 8 words of 16 4-bit counters.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Block([u64; BLOCK_WORDS]);
 
-/// A count-min sketch of 4-bit counters: `ROWS` rows of `1 << row_bits` counters, row after
-/// row, 16 counters to a `u64`.
+/// A count-min sketch of 4-bit counters in 64-byte blocks; an item's `DEPTH` counters are in
+/// one block, in different words.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Sketch {
-    table: Vec<u64>,
-    row_bits: u32,
+    /// A power of two of blocks (or none before the first [`ensure`](Self::ensure)).
+    table: Vec<Block>,
     seed: u64,
     /// Increments since the last halving (less the estimated loss of the halvings).
     additions: u64,
@@ -70,43 +71,51 @@ impl Sketch {
             .checked_next_power_of_two()
             .unwrap_or(MAX_SKETCH_WORDS)
             .clamp(MIN_SKETCH_WORDS, MAX_SKETCH_WORDS);
-        if words <= self.table.len() {
+        if words <= self.table.len() * BLOCK_WORDS {
             return;
         }
-        self.table = vec![0; words];
-        self.row_bits = (words * 16 / ROWS).trailing_zeros();
+        self.table = vec![Block::default(); words / BLOCK_WORDS];
         self.additions = 0;
         self.sample = 10 * words as u64;
     }
 
-    /// The word and bit offset of each row's counter for `hash`.
-    fn counters(&self, hash: u32) -> [(usize, u32); ROWS] {
+    /// The block of `hash` and the byte-per-counter placement within it (see the module docs).
+    /// The table must not be empty.
+    #[inline]
+    fn locate(&self, hash: u32) -> (usize, u32) {
         let s = spread(hash, self.seed);
-        std::array::from_fn(|row| {
-            let at = (row << self.row_bits) | row_index(s, row, self.row_bits);
-            (at / 16, (at % 16) as u32 * 4)
-        })
+        ((s >> 32) as usize & (self.table.len() - 1), s as u32)
     }
 
     pub(super) fn frequency(&self, hash: u32) -> u8 {
         if self.table.is_empty() {
             return 0;
         }
-        self.counters(hash)
-            .into_iter()
-            .map(|(word, shift)| ((self.table[word] >> shift) & 15) as u8)
-            .min()
-            .unwrap_or(0)
+        let (block, counters) = self.locate(hash);
+        let words = &self.table[block].0;
+        let mut min = 15;
+        for i in 0..DEPTH {
+            let h = counters >> (8 * i);
+            let word = words[2 * i + (h & 1) as usize];
+            let shift = ((h >> 1) & 15) * 4;
+            min = min.min((word >> shift) & 15);
+        }
+        min as u8
     }
 
     pub(super) fn increment(&mut self, hash: u32) {
         if self.table.is_empty() {
             return;
         }
+        let (block, counters) = self.locate(hash);
+        let words = &mut self.table[block].0;
         let mut added = false;
-        for (word, shift) in self.counters(hash) {
-            if (self.table[word] >> shift) & 15 < 15 {
-                self.table[word] += 1 << shift;
+        for i in 0..DEPTH {
+            let h = counters >> (8 * i);
+            let word = &mut words[2 * i + (h & 1) as usize];
+            let shift = ((h >> 1) & 15) * 4;
+            if (*word >> shift) & 15 < 15 {
+                *word += 1 << shift;
                 added = true;
             }
         }
@@ -127,7 +136,7 @@ impl Sketch {
     /// Halves every counter; `additions` loses half, less the truncated halves (Caffeine).
     fn halve(&mut self) {
         let mut odd = 0u64;
-        for word in &mut self.table {
+        for word in self.table.iter_mut().flat_map(|b| &mut b.0) {
             odd += u64::from((*word & LOW_BITS).count_ones());
             *word = (*word >> 1) & (LOW_BITS * 7);
         }
@@ -135,14 +144,14 @@ impl Sketch {
     }
 
     pub(super) fn validate(&self) -> Result<(), String> {
-        let words = self.table.len();
-        if !words.is_power_of_two()
-            || words < MIN_SKETCH_WORDS
-            || 1usize << self.row_bits != words * 16 / ROWS
-        {
+        let blocks = self.table.len();
+        if !blocks.is_power_of_two() || blocks * BLOCK_WORDS < MIN_SKETCH_WORDS {
+            return Err(format!("sketch of {blocks} blocks"));
+        }
+        if self.sample != 10 * (blocks * BLOCK_WORDS) as u64 {
             return Err(format!(
-                "sketch of {words} words with rows of 2^{} counters",
-                self.row_bits
+                "sketch of {blocks} blocks halves at {} additions",
+                self.sample
             ));
         }
         if self.additions >= self.sample {
@@ -158,12 +167,13 @@ impl Sketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn counters_saturate_and_halve() {
         let mut s = Sketch::new(7);
         s.ensure(16);
-        assert_eq!(s.sample, 160);
+        assert_eq!((s.table.len(), s.sample), (2, 160));
         for _ in 0..20 {
             s.increment(1);
         }
@@ -182,5 +192,90 @@ mod tests {
         assert_eq!(h, 2 + 160 - 15, "halved at the 160th counted increment");
         assert_eq!(s.frequency(1), 7);
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn sizes_follow_entries() {
+        let mut s = Sketch::new(1);
+        s.ensure(0);
+        assert_eq!(s.table.len(), 2, "at least 16 words");
+        s.ensure(1000);
+        assert_eq!((s.table.len(), s.sample), (128, 10_240), "1024 words");
+        s.increment(5);
+        s.ensure(900);
+        assert_eq!(s.frequency(5), 1, "no shrinking, no clearing");
+        s.ensure(1025);
+        assert_eq!((s.table.len(), s.frequency(5)), (256, 0), "growing clears");
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn blocks_are_cache_lines() {
+        assert_eq!((size_of::<Block>(), align_of::<Block>()), (64, 64));
+        let mut s = Sketch::new(3);
+        s.ensure(4096);
+        assert_eq!(s.table.as_ptr() as usize % 64, 0);
+    }
+
+    /// One increment sets one counter in each of four different words of one block, the
+    /// words and nibbles the module docs describe.
+    #[test]
+    fn an_increment_touches_four_words_of_one_block() {
+        let mut s = Sketch::new(0x5eed);
+        s.ensure(256);
+        for hash in [0, 1, 42, 0xdead_beef, u32::MAX] {
+            s.table.iter_mut().for_each(|b| *b = Block::default());
+            s.increment(hash);
+            let spread = spread(hash, 0x5eed);
+            let block = (spread >> 32) as usize % s.table.len();
+            for (b, Block(words)) in s.table.iter().enumerate() {
+                for (w, &word) in words.iter().enumerate() {
+                    let byte = (spread >> (8 * (w / 2))) & 0xff;
+                    let want = if b == block && w % 2 == (byte & 1) as usize {
+                        1 << (((byte >> 1) & 15) * 4)
+                    } else {
+                        0
+                    };
+                    assert_eq!(word, want, "hash {hash}: block {b}, word {w}");
+                }
+            }
+            assert_eq!(s.frequency(hash), 1);
+        }
+    }
+
+    /// Before any halving, an estimate is never below the true count (capped at 15), and
+    /// mostly exact when the table is roomy; the seed moves the counters.
+    #[test]
+    fn estimates_never_undercount() {
+        let mut s = Sketch::new(11);
+        s.ensure(1024);
+        let mut truth = HashMap::new();
+        let mut x = 1u64;
+        for _ in 0..5_000 {
+            x = mix64(x);
+            let hash = (x % 500) as u32 * 7919 + 1;
+            let before = s.additions;
+            s.increment(hash);
+            assert!(s.additions >= before, "no halving");
+            *truth.entry(hash).or_insert(0u8) += 1;
+        }
+        let mut exact = 0;
+        for (&hash, &n) in &truth {
+            let got = s.frequency(hash);
+            assert!(got >= n.min(15), "hash {hash}: {got} < {n}");
+            exact += usize::from(got == n.min(15));
+        }
+        assert!(
+            exact * 10 > truth.len() * 9,
+            "{exact} of {} exact",
+            truth.len()
+        );
+        let mut other = Sketch::new(12);
+        other.ensure(1024);
+        assert_ne!(
+            s.locate(77),
+            other.locate(77),
+            "the seed places the counters"
+        );
     }
 }
