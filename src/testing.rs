@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::policy::{EvictionPolicy, Fifo, Lfu, Lru, SampledTtl};
+use crate::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu};
 use crate::{Cache, Clock, MockClock, RemovalCause};
 
 /// One operation of a generated sequence. Keys are small so that sequences collide.
@@ -74,6 +74,12 @@ pub enum Kind {
     Fifo,
     /// [`SampledTtl`]
     Ttl,
+    /// [`WTinyLfu`]: its own file has the decision-by-decision model test; here its victims
+    /// are taken from the listener and everything else (values, expiry, removals, capacity,
+    /// `validate()`) is checked.
+    WTinyLfu,
+    /// [`S3Fifo`], checked like [`Kind::WTinyLfu`].
+    S3Fifo,
 }
 
 /// Cache settings for one checked run.
@@ -150,7 +156,7 @@ impl Model {
                 e.prio = age + e.freq;
                 e.tick = tick;
             }
-            Kind::Fifo | Kind::Ttl => {}
+            Kind::Fifo | Kind::Ttl | Kind::WTinyLfu | Kind::S3Fifo => {}
         }
         let _ = update;
     }
@@ -160,7 +166,8 @@ impl Model {
         self.map.remove(&key).unwrap()
     }
 
-    /// The victim the policy must pick (`None` for the sampled TTL policy, checked otherwise).
+    /// The victim the policy must pick (`None` for the sampled TTL policy and the policies
+    /// whose victims are taken from the listener, checked otherwise).
     fn victim(&mut self) -> Option<u8> {
         match self.kind {
             Kind::Lru | Kind::Fifo => self.order.last().copied(),
@@ -169,7 +176,7 @@ impl Model {
                 self.age = self.age.max(e.prio);
                 Some(k)
             }
-            Kind::Ttl => None,
+            Kind::Ttl | Kind::WTinyLfu | Kind::S3Fifo => None,
         }
     }
 
@@ -221,6 +228,8 @@ pub fn check(setup: Setup, ops: &[Op]) -> Result<(), String> {
         Kind::Lfu => Checker::run(Lfu::new(), setup, ops),
         Kind::Fifo => Checker::run(Fifo::new(), setup, ops),
         Kind::Ttl => Checker::run(SampledTtl::with_samples(3).unwrap(), setup, ops),
+        Kind::WTinyLfu => Checker::run(WTinyLfu::new(), setup, ops),
+        Kind::S3Fifo => Checker::run(S3Fifo::new(), setup, ops),
     }
 }
 
@@ -354,7 +363,16 @@ impl<P: EvictionPolicy> Checker<P> {
         while self.model.map.len() >= self.model.capacity {
             let victim = match self.model.victim() {
                 Some(v) => v,
-                None => self.ttl_victim(got.get(want.len()))?,
+                None if self.model.kind == Kind::Ttl => self.ttl_victim(got.get(want.len()))?,
+                None => {
+                    let got = got.get(want.len());
+                    if got == Some(&(key, value, RemovalCause::Capacity)) {
+                        // Admission turned the newcomer away.
+                        want.push((key, value, RemovalCause::Capacity));
+                        return Ok(());
+                    }
+                    self.listed_victim(got)?
+                }
             };
             let cause = if self.model.expired(victim, now) {
                 RemovalCause::Expired
@@ -377,6 +395,16 @@ impl<P: EvictionPolicy> Checker<P> {
         );
         self.model.on_insert(key);
         Ok(())
+    }
+
+    /// A victim taken from the listener: it must be a key the model holds.
+    fn listed_victim(&self, got: Option<&Event>) -> Result<u8, String> {
+        let &(victim, _, _) = got.ok_or("the full cache evicted nothing")?;
+        if self.model.map.contains_key(&victim) {
+            Ok(victim)
+        } else {
+            Err(format!("evicted {victim}, which the model does not hold"))
+        }
     }
 
     /// Checks the sampled-TTL policy's victim: the soonest deadline of its recorded sample.

@@ -62,6 +62,16 @@ proptest! {
     }
 
     #[test]
+    fn wtinylfu_keeps_the_cache_contract(s in setup(Kind::WTinyLfu), ops in ops()) {
+        check(s, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn s3fifo_keeps_the_cache_contract(s in setup(Kind::S3Fifo), ops in ops()) {
+        check(s, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
     fn decoded_fuzz_input_matches_model(data in prop::collection::vec(any::<u8>(), 0..400), kind in 0usize..4, cap in 0u64..6) {
         let kind = [Kind::Lru, Kind::Lfu, Kind::Fifo, Kind::Ttl][kind];
         check(Setup { kind, capacity: cap, ttl: None, tti: Some(3) }, &Op::decode(&data, 10))
@@ -73,7 +83,14 @@ proptest! {
 #[test]
 fn long_sequences_match_models() {
     use rand::{Rng, SeedableRng, rngs::SmallRng};
-    for kind in [Kind::Lru, Kind::Lfu, Kind::Fifo, Kind::Ttl] {
+    for kind in [
+        Kind::Lru,
+        Kind::Lfu,
+        Kind::Fifo,
+        Kind::Ttl,
+        Kind::WTinyLfu,
+        Kind::S3Fifo,
+    ] {
         let mut rng = SmallRng::seed_from_u64(42);
         let data: Vec<u8> = (0..20_000).map(|_| rng.random()).collect();
         for capacity in [1, 4, 16] {

@@ -11,9 +11,18 @@ fuzz_target!(|data: &[u8]| {
     let Some((&head, rest)) = data.split_first() else {
         return;
     };
-    let kind = [Kind::Lru, Kind::Lfu, Kind::Fifo, Kind::Ttl][usize::from(head & 3)];
-    let capacity = u64::from((head >> 2) & 7);
-    let (ttl, tti) = match head >> 5 {
+    const KINDS: [Kind; 6] = [
+        Kind::Lru,
+        Kind::Lfu,
+        Kind::Fifo,
+        Kind::Ttl,
+        Kind::WTinyLfu,
+        Kind::S3Fifo,
+    ];
+    let kind = KINDS[usize::from(head) % KINDS.len()];
+    let rest_bits = head / KINDS.len() as u8; // 0..=42
+    let capacity = u64::from(rest_bits & 7);
+    let (ttl, tti) = match rest_bits >> 3 {
         0 | 1 => (None, None),
         2 | 3 => (Some(3), None),
         _ => (None, Some(2)),
