@@ -40,6 +40,9 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/moka.rs"]
+mod moka_common;
+use moka_common::moka_cache;
 #[path = "common/zipf.rs"]
 mod zipf;
 use zipf::zipf_ranks;
@@ -196,17 +199,6 @@ fn aside<P: EvictionPolicy>(size: u64, policy: P) -> Cache<u64, u64, P> {
         .seed(1)
         .build()
         .expect("valid configuration")
-}
-
-fn moka(size: u64, lru: bool) -> moka::sync::Cache<u64, u64> {
-    let builder = moka::sync::Cache::builder().max_capacity(size);
-    if lru {
-        builder
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .build()
-    } else {
-        builder.build()
-    }
 }
 
 fn moka_segmented(size: u64) -> moka::sync::SegmentedCache<u64, u64> {
@@ -478,8 +470,8 @@ fn throughput(c: &mut Criterion) {
                 bench_sync(c, &w, threads, "aside_s3fifo", || {
                     aside(size, S3Fifo::new())
                 });
-                bench_sync(c, &w, threads, "moka_tinylfu", || moka(size, false));
-                bench_sync(c, &w, threads, "moka_lru", || moka(size, true));
+                bench_sync(c, &w, threads, "moka_tinylfu", || moka_cache(size, false));
+                bench_sync(c, &w, threads, "moka_lru", || moka_cache(size, true));
                 bench_sync(c, &w, threads, "moka_segmented8", || moka_segmented(size));
                 bench_sync(c, &w, threads, "quick_cache", || {
                     quick_cache::sync::Cache::<u64, u64>::new(size as usize)

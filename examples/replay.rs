@@ -53,6 +53,9 @@ use std::time::Instant;
 use aside::Cache;
 use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu};
 
+#[path = "../benches/common/moka.rs"]
+mod moka_common;
+use moka_common::moka_cache;
 #[path = "../benches/common/out.rs"]
 mod out;
 
@@ -527,19 +530,8 @@ fn aside_hits<P: EvictionPolicy>(
     hits
 }
 
-fn moka_cache(capacity: usize, lru: bool) -> moka::sync::Cache<u64, ()> {
-    let builder = moka::sync::Cache::builder().max_capacity(capacity as u64);
-    if lru {
-        builder
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .build()
-    } else {
-        builder.build()
-    }
-}
-
 fn moka_hits(keys: &[u64], capacity: usize, lru: bool) -> u64 {
-    let cache = moka_cache(capacity, lru);
+    let cache: moka::sync::Cache<u64, ()> = moka_cache(capacity as u64, lru);
     replay(keys, |k| {
         if cache.get(&k).is_some() {
             true
@@ -757,8 +749,12 @@ fn run_shared(name: &str, keys: &[u64], capacity: usize, threads: usize) -> u64 
             replay_shared(keys, threads, &aside_cache(capacity, WTinyLfu::new(), None))
         }
         "aside_s3fifo" => replay_shared(keys, threads, &aside_cache(capacity, S3Fifo::new(), None)),
-        "moka_tinylfu" => replay_shared(keys, threads, &moka_cache(capacity, false)),
-        "moka_lru" => replay_shared(keys, threads, &moka_cache(capacity, true)),
+        "moka_tinylfu" => replay_shared(
+            keys,
+            threads,
+            &moka_cache::<u64, ()>(capacity as u64, false),
+        ),
+        "moka_lru" => replay_shared(keys, threads, &moka_cache::<u64, ()>(capacity as u64, true)),
         "quick_cache" => replay_shared(
             keys,
             threads,

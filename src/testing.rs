@@ -82,6 +82,18 @@ pub enum Kind {
     S3Fifo,
 }
 
+impl Kind {
+    /// Every kind, for tests and fuzz targets that cover them all.
+    pub const ALL: [Kind; 6] = [
+        Kind::Lru,
+        Kind::Lfu,
+        Kind::Fifo,
+        Kind::Ttl,
+        Kind::WTinyLfu,
+        Kind::S3Fifo,
+    ];
+}
+
 /// Cache settings for one checked run.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {

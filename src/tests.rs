@@ -83,14 +83,7 @@ proptest! {
 #[test]
 fn long_sequences_match_models() {
     use rand::{Rng, SeedableRng, rngs::SmallRng};
-    for kind in [
-        Kind::Lru,
-        Kind::Lfu,
-        Kind::Fifo,
-        Kind::Ttl,
-        Kind::WTinyLfu,
-        Kind::S3Fifo,
-    ] {
+    for kind in Kind::ALL {
         let mut rng = SmallRng::seed_from_u64(42);
         let data: Vec<u8> = (0..20_000).map(|_| rng.random()).collect();
         for capacity in [1, 4, 16] {

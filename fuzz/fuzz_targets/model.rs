@@ -11,16 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&head, rest)) = data.split_first() else {
         return;
     };
-    const KINDS: [Kind; 6] = [
-        Kind::Lru,
-        Kind::Lfu,
-        Kind::Fifo,
-        Kind::Ttl,
-        Kind::WTinyLfu,
-        Kind::S3Fifo,
-    ];
-    let kind = KINDS[usize::from(head) % KINDS.len()];
-    let rest_bits = head / KINDS.len() as u8; // 0..=42
+    let kind = Kind::ALL[usize::from(head) % Kind::ALL.len()];
+    let rest_bits = head / Kind::ALL.len() as u8; // 0..=42
     let capacity = u64::from(rest_bits & 7);
     let (ttl, tti) = match rest_bits >> 3 {
         0 | 1 => (None, None),
