@@ -94,7 +94,8 @@ pub mod testing;
 mod tests;
 
 pub use aside::{
-    AsideBuilder, AsideCache, LatencySummary, LeaseExpiry, LoadError, LoadStats, RefreshMode,
+    AsideBuilder, AsideCache, Labels, LatencySummary, LeaseExpiry, LoadError, LoadStats, Namespace,
+    RefreshMode, WarmProgress, WarmSummary,
 };
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
