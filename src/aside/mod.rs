@@ -53,6 +53,8 @@ mod slot;
 mod stats;
 mod tags;
 mod warm;
+#[cfg(feature = "async")]
+mod write;
 
 use std::convert::Infallible;
 use std::hash::Hash;
@@ -67,6 +69,8 @@ pub use stats::{LatencySummary, LoadStats};
 pub use tags::{Labels, Namespace};
 #[cfg(feature = "async")]
 pub use warm::Warmer;
+#[cfg(feature = "async")]
+pub use write::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
 
 use crate::expiry::{Clock, SystemClock, duration_nanos};
