@@ -479,3 +479,41 @@ where
         self.inner.book.tag_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_hide_what_started_before_an_invalidation() {
+        let book = Book::new();
+        let labels = Labels::new().tag("a").tag("b");
+        // A load that starts before the invalidation (even one that was not detached: the
+        // window between the epoch bump and the registry walk) is hidden...
+        let before = book.mark(Some(&labels)).unwrap();
+        book.invalidate_tag("b");
+        assert!(book.hidden(&before));
+        // ...one that starts after it is not, nor one with other tags.
+        let after = book.mark(Some(&labels)).unwrap();
+        assert!(!book.hidden(&after));
+        let other = book.mark(Some(&Labels::new().tag("c"))).unwrap();
+        book.invalidate_tag("a");
+        assert!(book.hidden(&after) && !book.hidden(&other));
+        assert!(book.mark(None).is_none());
+    }
+
+    #[test]
+    fn namespace_versions() {
+        let book = Book::new();
+        let ns = book.namespace("users");
+        let labels = Labels::new().namespace(&ns);
+        let m = book.mark(Some(&labels)).unwrap();
+        assert!(!book.hidden(&m));
+        book.namespace("users")
+            .0
+            .version
+            .fetch_add(1, Ordering::SeqCst);
+        assert!(book.hidden(&m));
+        assert!(!book.hidden(&book.mark(Some(&labels)).unwrap()));
+    }
+}
