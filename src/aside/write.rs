@@ -124,8 +124,9 @@ where
 /// Where a [`WriteBehind`] flushes its dirty entries: the source of truth, one batch at a
 /// time. Implemented for every `Fn(Vec<(K, V)>) -> impl Future<Output = Result<(), E>>`.
 ///
-/// A batch holds each key at most once. Retries resend the entries of a failed batch (with
-/// the newest value of each key), so `write_batch` must be idempotent (an upsert).
+/// A batch holds each key at most once. A failed batch is retried with the same entries,
+/// except keys written again meanwhile (their newer value goes out with the next round), so
+/// `write_batch` may see an entry more than once: make it idempotent (an upsert).
 ///
 /// # Example
 ///
@@ -483,7 +484,10 @@ where
             ));
         }
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            ConfigError::new("runtime", "a write-behind needs a tokio runtime to flush on")
+            ConfigError::new(
+                "runtime",
+                "a write-behind needs a tokio runtime to flush on",
+            )
         })?;
         let shared = Arc::new(Shared {
             cache: self.cache,
@@ -517,11 +521,17 @@ where
     S: WriteSink<K, V>,
 {
     let s = shared.settings;
+    // Ticks on a fixed schedule (a slow round does not push the next tick back).
+    let mut tick = tokio::time::Instant::now() + s.interval;
     loop {
         let closed = shared.dirty.lock().closed;
         if !closed {
             // A tick, or an early wake-up (full, shutdown): the result does not matter.
-            let _ = tokio::time::timeout(s.interval, shared.wake.notified()).await;
+            let _ = tokio::time::timeout_at(tick, shared.wake.notified()).await;
+            let now = tokio::time::Instant::now();
+            while tick <= now {
+                tick += s.interval;
+            }
         }
         // Everything written before this point is flushed in this round.
         let watermark = shared.dirty.lock().next_seq;
@@ -540,7 +550,10 @@ where
             if batch.is_empty() {
                 break;
             }
-            let entries = batch.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
+            let entries = batch
+                .iter()
+                .map(|(k, v, _)| (k.clone(), v.clone()))
+                .collect();
             let result = CatchUnwind(Box::pin(sink.write_batch(entries))).await;
             let error = match result {
                 Ok(Ok(())) => None,
@@ -548,7 +561,10 @@ where
                 Err(panic) => Some(panic_message(&*panic)),
             };
             if let Some(error) = error {
-                shared.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .failed_batches
+                    .fetch_add(1, Ordering::Relaxed);
                 *shared.last_error.lock() = Some(error);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(s.backoff_max);
