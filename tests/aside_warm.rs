@@ -16,14 +16,11 @@ fn counters() -> Arc<Vec<AtomicUsize>> {
     Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect())
 }
 
+/// A boxed load.
+type Load = std::pin::Pin<Box<dyn Future<Output = Result<Option<u64>, String>> + Send>>;
+
 /// A loader that counts its runs per key and takes 10 ms (of paused time).
-fn counting(
-    runs: &Arc<Vec<AtomicUsize>>,
-) -> impl Fn(u32) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<u64>, String>> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+fn counting(runs: &Arc<Vec<AtomicUsize>>) -> impl Fn(u32) -> Load + Clone + Send + Sync + 'static {
     let runs = runs.clone();
     move |k: u32| {
         let runs = runs.clone();
@@ -65,11 +62,18 @@ async fn warming_and_live_traffic_never_load_a_key_twice() {
         c.await.unwrap();
     }
     for (k, r) in runs.iter().enumerate() {
-        assert_eq!(r.load(Ordering::SeqCst), 1, "key {k} was loaded more than once");
+        assert_eq!(
+            r.load(Ordering::SeqCst),
+            1,
+            "key {k} was loaded more than once"
+        );
     }
     assert_eq!(cache.load_stats().loads, u64::from(KEYS));
     assert_eq!(summary.loaded + summary.already_cached, KEYS as usize);
-    assert!(summary.loaded > 0 && summary.already_cached > 0, "{summary:?}");
+    assert!(
+        summary.loaded > 0 && summary.already_cached > 0,
+        "{summary:?}"
+    );
     assert_eq!((summary.failed, summary.not_found), (0, 0));
     assert_eq!(cache.len(), KEYS as usize);
 }
@@ -116,7 +120,11 @@ async fn concurrency_is_bounded_and_progress_reported_per_key() {
     );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 10);
-    assert!(seen.iter().enumerate().all(|(i, p)| p.done == i + 1 && p.total == 10));
+    assert!(
+        seen.iter()
+            .enumerate()
+            .all(|(i, p)| p.done == i + 1 && p.total == 10)
+    );
     assert_eq!(
         *seen.last().unwrap(),
         WarmProgress {
@@ -159,7 +167,9 @@ async fn warms_from_a_key_file() {
 
     std::fs::write(&path, "1\ntwo\n").unwrap();
     match read_keys::<u32>(&path) {
-        Err(KeyFileError::Parse { line, text, .. }) => assert_eq!((line, text.as_str()), (2, "two")),
+        Err(KeyFileError::Parse { line, text, .. }) => {
+            assert_eq!((line, text.as_str()), (2, "two"))
+        }
         other => panic!("{other:?}"),
     }
     std::fs::remove_file(&path).unwrap();

@@ -32,10 +32,16 @@ async fn until(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A batch the sink accepted, with when (since the test's start).
+type Flushed = (Duration, Vec<(u32, u64)>);
+
+/// A boxed flush.
+type Flush = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
 /// The source of truth: every batch the sink accepted, and the table it produced.
 #[derive(Clone, Default)]
 struct Db {
-    batches: Arc<Mutex<Vec<(Duration, Vec<(u32, u64)>)>>>,
+    batches: Arc<Mutex<Vec<Flushed>>>,
     table: Arc<Mutex<BTreeMap<u32, u64>>>,
     calls: Arc<AtomicUsize>,
 }
@@ -49,11 +55,7 @@ impl Db {
         failures: usize,
         panic: bool,
         gate: Option<Arc<Semaphore>>,
-    ) -> impl Fn(
-        Vec<(u32, u64)>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-    + Send
-    + 'static {
+    ) -> impl Fn(Vec<(u32, u64)>) -> Flush + Send + 'static {
         let db = self.clone();
         move |mut batch| {
             let (db, gate) = (db.clone(), gate.clone());

@@ -69,9 +69,9 @@ pub use stats::{LatencySummary, LoadStats};
 pub use tags::{Labels, Namespace};
 #[cfg(feature = "async")]
 pub use warm::Warmer;
+pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
 #[cfg(feature = "async")]
 pub use write::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
-pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
 
 use crate::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, Lru};

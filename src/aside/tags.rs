@@ -45,6 +45,9 @@ use crate::policy::EvictionPolicy;
 
 const TAG_SHARDS: usize = 16;
 
+/// Tag → epoch of its latest invalidation.
+type TagMap = HashMap<Arc<str>, u64, RandomState>;
+
 /// A namespace: a version number shared by every entry stored in it. Get one from
 /// [`AsideCache::namespace`]; [`AsideCache::invalidate_namespace`] bumps its version, which
 /// makes every entry stored under an older version unreachable at once.
@@ -217,7 +220,7 @@ pub(crate) struct Book {
     /// The epoch of the latest `invalidate_tag`: a read skips the per-tag lookups for entries
     /// stamped at or after it.
     last_tag: AtomicU64,
-    tags: Box<[RwLock<HashMap<Arc<str>, u64, RandomState>>]>,
+    tags: Box<[RwLock<TagMap>]>,
     hasher: RandomState,
     namespaces: Mutex<HashMap<Arc<str>, Namespace, RandomState>>,
 }
@@ -235,7 +238,7 @@ impl Book {
         }
     }
 
-    fn tag_shard(&self, tag: &str) -> &RwLock<HashMap<Arc<str>, u64, RandomState>> {
+    fn tag_shard(&self, tag: &str) -> &RwLock<TagMap> {
         &self.tags[self.hasher.hash_one(tag) as usize % TAG_SHARDS]
     }
 
