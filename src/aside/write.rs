@@ -274,8 +274,25 @@ struct Shared<K, V, P: EvictionPolicy> {
     last_error: Mutex<Option<String>>,
 }
 
-/// A write-behind buffer in front of a [`WriteSink`]: see the [module docs](self) for the
-/// guarantees and the data-loss window.
+/// A write-behind buffer in front of a [`WriteSink`].
+///
+/// [`write`](Self::write) stores the value in the cache and in a bounded dirty set at once;
+/// a background flusher writes the dirty entries to the sink in batches of at most
+/// `max_batch`, every `interval` and at [`shutdown`](Self::shutdown). Writes to one key
+/// coalesce (the latest value wins). A failed or panicking batch is retried with exponential
+/// backoff and its entries stay dirty until a batch containing them succeeds; a newer value
+/// for a key supersedes the one being retried. When the dirty set is full, `write` waits
+/// for a flush to make room (and wakes the flusher) and [`try_write`](Self::try_write)
+/// returns [`WriteError::Full`].
+///
+/// # Data-loss window
+///
+/// Write-behind acknowledges a write before the source has it. If the process dies (crash,
+/// `kill -9`, power loss), every entry still in the dirty set is lost: at most the writes
+/// made since the last successful flush of their key, and never more than `capacity` keys.
+/// Reduce the window with a shorter `interval`, a smaller `capacity`, or use write-through
+/// for data that must not be lost. A graceful [`shutdown`](WriteBehind::shutdown) loses
+/// nothing: it flushes everything, retrying until the sink accepts it.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
