@@ -16,6 +16,10 @@
 //! - **Fail-safe.** Expired values kept for a grace period are served when a reload fails or
 //!   exceeds a soft timeout; retries are throttled.
 //! - **Negative caching** of "not found" with its own TTL, and **metrics** ([`LoadStats`]).
+//! - **Toolkit** (`docs/toolkit.md`): warming (`warm`, [`read_keys`]), batch loads
+//!   ([`get_many`](AsideCache::get_many), `get_or_load_many`), lazy invalidation by tag and
+//!   by namespace ([`Labels`], [`Namespace`]), write-through and write-behind (`write_through`,
+//!   `WriteBehind`; the async ones need the `async` feature).
 //!
 //! The async methods (`get_or_load`, `try_get_with`, `get_with`) need the `async` feature and
 //! run on tokio without ever blocking an executor thread; the `_blocking` twins need no runtime.

@@ -394,7 +394,7 @@ where
         self.load_async(key, loader, true, Some(labels)).await
     }
 
-    /// The blocking twin of [`get_or_load_labelled`](Self::get_or_load_labelled).
+    /// The blocking twin of `get_or_load_labelled` (`async` feature).
     ///
     /// # Errors
     ///
