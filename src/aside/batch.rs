@@ -26,7 +26,8 @@ use {
     super::future::{CatchUnwind, LEADING_TASK, WaitFlight},
     super::slot::Slot,
     super::stats::Counters,
-    super::{LeaseExpiry, LoadError},
+    super::{Labels, LeaseExpiry, LoadError},
+    std::collections::HashSet,
     std::panic::resume_unwind,
     std::sync::Arc,
     std::time::Instant,
@@ -57,6 +58,18 @@ where
             .filter_map(|k| Some((k.clone(), self.get(k)?)))
             .collect()
     }
+}
+
+/// One round of a batch load: the keys asked (those it leads, then `n_independent` keys to
+/// load without installing), and where results go.
+#[cfg(feature = "async")]
+struct Batch<'a, K: Hash + Eq + Clone, V: Clone> {
+    asked: Vec<K>,
+    n_independent: usize,
+    leads: Vec<(K, Lead<K, V>)>,
+    labels: Option<&'a Labels>,
+    stale: &'a HashMap<K, Slot<V>>,
+    found: &'a mut HashMap<K, V>,
 }
 
 /// A key of a batch waiting on someone else's flight.
@@ -133,6 +146,62 @@ where
     pub async fn get_or_load_many<E, F, Fut>(
         &self,
         keys: impl IntoIterator<Item = K>,
+        loader: F,
+    ) -> Result<HashMap<K, V>, LoadError<E>>
+    where
+        E: Send + Sync + 'static,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>>,
+    {
+        self.load_many(keys, None, loader).await
+    }
+
+    /// [`get_or_load_many`](Self::get_or_load_many) whose loaded values are stored with
+    /// `labels` (see [`get_or_load_labelled`](Self::get_or_load_labelled)).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_or_load_many`](Self::get_or_load_many).
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load_many`](Self::get_or_load_many).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::collections::HashMap;
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// let team = aside::Labels::new().tag("team:7");
+    /// let load = |ids: Vec<u32>| async move {
+    ///     Ok::<_, String>(ids.into_iter().map(|id| (id, id * 10)).collect::<HashMap<_, _>>())
+    /// };
+    /// let members = cache.get_or_load_many_labelled([1, 2, 3], &team, load).await.unwrap();
+    /// assert_eq!(members.len(), 3);
+    /// cache.invalidate_tag("team:7");
+    /// assert!(cache.get_many(&[1, 2, 3]).is_empty());
+    /// # }
+    /// ```
+    pub async fn get_or_load_many_labelled<E, F, Fut>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        labels: &Labels,
+        loader: F,
+    ) -> Result<HashMap<K, V>, LoadError<E>>
+    where
+        E: Send + Sync + 'static,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>>,
+    {
+        self.load_many(keys, Some(labels), loader).await
+    }
+
+    async fn load_many<E, F, Fut>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        labels: Option<&Labels>,
         mut loader: F,
     ) -> Result<HashMap<K, V>, LoadError<E>>
     where
@@ -144,8 +213,9 @@ where
         let mut found = HashMap::new();
         let mut stale: HashMap<K, Slot<V>> = HashMap::new();
         let mut pending = Vec::new();
+        let mut seen = HashSet::new();
         for key in keys {
-            if found.contains_key(&key) || stale.contains_key(&key) || pending.contains(&key) {
+            if !seen.insert(key.clone()) {
                 continue;
             }
             match inner.lookup(&key) {
@@ -167,7 +237,7 @@ where
             let mut leads: Vec<(K, Lead<K, V>)> = Vec::new();
             let mut waits: Vec<Waiting<K, V>> = Vec::new();
             let joins = pending.drain(..).map(|k| {
-                let j = inner.registry.join(&k);
+                let j = inner.registry.join_labelled(&k, labels);
                 (k, j)
             });
             let takes = take_over.drain(..).map(|(k, f)| {
@@ -196,8 +266,16 @@ where
                     .chain(independent.drain(..))
                     .collect();
                 let n_independent = asked.len() - leads.len();
-                self.load_batch(asked, n_independent, leads, &mut loader, &stale, &mut found)
-                    .await?;
+                let (stale, found) = (&stale, &mut found);
+                let batch = Batch {
+                    asked,
+                    n_independent,
+                    leads,
+                    labels,
+                    stale,
+                    found,
+                };
+                self.load_batch(batch, &mut loader).await?;
             }
             for (key, f) in waits {
                 let waited =
@@ -223,16 +301,12 @@ where
         Ok(found)
     }
 
-    /// One loader call for the keys this batch leads (`leads`) and the last `n_independent`
-    /// keys of `asked` (loaded for this caller only, never installed).
+    /// One loader call for the keys this batch leads and its independent keys (loaded for
+    /// this caller only, never installed).
     async fn load_batch<E, F, Fut>(
         &self,
-        asked: Vec<K>,
-        n_independent: usize,
-        leads: Vec<(K, Lead<K, V>)>,
+        batch: Batch<'_, K, V>,
         loader: &mut F,
-        stale: &HashMap<K, Slot<V>>,
-        found: &mut HashMap<K, V>,
     ) -> Result<(), LoadError<E>>
     where
         E: Send + Sync + 'static,
@@ -240,7 +314,16 @@ where
         Fut: Future<Output = Result<HashMap<K, V>, E>>,
     {
         let inner = &self.inner;
+        let Batch {
+            asked,
+            n_independent,
+            leads,
+            labels,
+            stale,
+            found,
+        } = batch;
         let independent: Vec<K> = asked[asked.len() - n_independent..].to_vec();
+        let mark = inner.book.mark(labels);
         let mut ids = LEADING_TASK.try_with(Clone::clone).unwrap_or_default();
         ids.extend(leads.iter().map(|(_, l)| l.flight().id));
         let t0 = inner.now();
@@ -258,7 +341,7 @@ where
                 for (key, lead) in leads {
                     match values.remove(&key) {
                         Some(v) => {
-                            inner.finish_loaded(lead, &key, Some(v.clone()), delta, None);
+                            inner.finish_loaded(lead, &key, Some(v.clone()), delta, mark.clone());
                             found.insert(key, v);
                         }
                         // Absent from the answer: reported as absent, not cached.

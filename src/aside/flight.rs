@@ -174,8 +174,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
         ))
     }
 
-    /// Leads a new load for `key`, or joins the one in flight.
-    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    /// Leads a new load for `key`, or joins the one in flight (unlabelled).
+    #[cfg(test)]
     pub(crate) fn join(&self, key: &K) -> Join<V> {
         self.join_labelled(key, None)
     }
