@@ -224,3 +224,36 @@ async fn a_load_racing_a_namespace_bump_never_installs_the_stale_value() {
     assert_eq!(leader.await.unwrap().unwrap().as_deref(), Some("v0"));
     assert_eq!(cache.get(&1), None);
 }
+
+#[tokio::test]
+async fn a_labelled_batch_racing_invalidate_tag_installs_nothing() {
+    let cache: AsideCache<u32, String> = AsideCache::builder().build().unwrap();
+    let team = Labels::new().tag("team:7");
+    let gate = Arc::new(Semaphore::new(0));
+    let batch = {
+        let (cache, team, gate) = (cache.clone(), team.clone(), gate.clone());
+        tokio::spawn(async move {
+            let load = move |ids: Vec<u32>| {
+                let gate = gate.clone();
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    let rows = ids.into_iter().map(|id| (id, format!("old {id}")));
+                    Ok::<_, String>(rows.collect::<std::collections::HashMap<_, _>>())
+                }
+            };
+            cache.get_or_load_many_labelled(0..10, &team, load).await
+        })
+    };
+    until(|| cache.in_flight() == 10).await;
+    cache.invalidate_tag("team:7");
+    assert_eq!(
+        cache.in_flight(),
+        0,
+        "the batch's flights were not detached"
+    );
+    gate.add_permits(1);
+    let got = batch.await.unwrap().unwrap();
+    assert_eq!(got.len(), 10); // its caller asked before the invalidation
+    assert!(cache.get_many(&(0..10).collect::<Vec<_>>()).is_empty());
+    assert_eq!(cache.load_stats().discarded, 10);
+}

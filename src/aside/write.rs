@@ -776,8 +776,9 @@ where
     }
 
     /// [`shutdown`](Self::shutdown) that gives up after `limit` (a sink that stays down):
-    /// the flusher is stopped and the entries still dirty are handed back for the caller to
-    /// keep elsewhere.
+    /// the flusher is stopped and the entries still dirty are handed back, in write order,
+    /// for the caller to keep elsewhere. They may include entries of a batch that was in
+    /// progress when it gave up (the sink may have applied them: it is idempotent).
     ///
     /// # Errors
     ///
