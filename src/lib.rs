@@ -70,7 +70,7 @@
 //!
 //! | feature | enables | cost |
 //! |---|---|---|
-//! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
+//! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio; warming, batch loads, write-through and write-behind | a dependency on `tokio` (`rt`, `time`, `sync`) |
 //!
 //! Without features the crate depends on no runtime.
 

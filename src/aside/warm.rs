@@ -79,7 +79,8 @@ pub struct WarmSummary {
     pub already_cached: usize,
     /// Keys the loader did not find (`Ok(None)`); cached only with a `negative_ttl`.
     pub not_found: usize,
-    /// Keys whose load failed (error, timeout, panic); nothing cached for them.
+    /// Keys whose load failed (error, timeout, panic); nothing cached for them. (With
+    /// fail-safe on, a key whose expired value was served instead counts as loaded.)
     pub failed: usize,
     /// Time the warm-up took, on tokio's clock (so paused-time tests measure it exactly).
     pub elapsed: Duration,
