@@ -180,6 +180,10 @@ fn a_namespace_bump_is_o1_and_touches_no_entry() {
     // Stored under the new version: visible.
     cache.put_labelled(Key(5), Value(55), &users);
     assert_eq!(cache.get(&Key(5)).map(|v| v.0), Some(55));
+    // On demand, an O(entries) purge reclaims the hidden ones at once.
+    assert_eq!(cache.purge_hidden(), N as usize - 1);
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.get(&Key(5)).map(|v| v.0), Some(55));
 }
 
 #[test]

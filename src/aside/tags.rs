@@ -493,6 +493,37 @@ where
             .invalidate_matching(|l| l.is_some_and(|l| l.in_namespace(&ns)));
     }
 
+    /// Removes every entry hidden by a tag or namespace invalidation now, instead of waiting
+    /// for eviction, expiry or a reload to reclaim it; returns how many it found (a shard
+    /// retried because of concurrent writes is counted again). O(entries):
+    /// each shard is snapshotted (keys and slots cloned) under its read lock and the hidden
+    /// entries removed under its write lock, as [`Cache::retain`](crate::Cache::retain) does.
+    /// A hidden entry stays hidden forever, so this never makes a stale value visible; a
+    /// value replaced concurrently may be removed too (a spurious miss, never a stale read).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::Labels;
+    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
+    /// let users = Labels::new().namespace(&cache.namespace("users"));
+    /// (0..100).for_each(|id| cache.put_labelled(id, id, &users));
+    /// cache.put(1_000, 1);
+    /// cache.invalidate_namespace("users");
+    /// assert_eq!(cache.purge_hidden(), 100);
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn purge_hidden(&self) -> usize {
+        let book = &self.inner.book;
+        let mut hidden = 0;
+        self.inner.cache.retain(|_, slot| {
+            let h = slot.mark.as_ref().is_some_and(|m| book.hidden(m));
+            hidden += usize::from(h);
+            !h
+        });
+        hidden
+    }
+
     /// Tags invalidated so far: the tag book keeps one small map entry per tag.
     ///
     /// # Example
