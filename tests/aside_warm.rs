@@ -175,3 +175,30 @@ async fn warms_from_a_key_file() {
     std::fs::remove_file(&path).unwrap();
     assert!(matches!(read_keys::<u32>(&path), Err(KeyFileError::Io(_))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_loader_abandons_the_other_warming_loads_cleanly() {
+    let cache: AsideCache<u32, u64> = AsideCache::builder().build().unwrap();
+    let warm = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            let load = |k: u32| async move {
+                tokio::time::sleep(Duration::from_millis(if k == 3 { 5 } else { 10 })).await;
+                assert_ne!(k, 3, "loader bug on key 3");
+                Ok::<_, String>(Some(u64::from(k)))
+            };
+            cache.warm(load).run([1, 3]).await
+        })
+    };
+    while cache.in_flight() < 2 {
+        tokio::task::yield_now().await;
+    }
+    // A client waits on the warmer's load of key 1 when the loader panics on key 3.
+    let client = cache.get_or_load(1, || async { Ok::<_, String>(Some(100)) });
+    let (warmed, client) = tokio::join!(warm, client);
+    assert!(warmed.unwrap_err().is_panic());
+    // The client was told the load was abandoned (not that it panicked) and loaded itself.
+    assert_eq!(client.unwrap(), Some(100));
+    assert_eq!(cache.in_flight(), 0);
+    assert_eq!(cache.get(&1), Some(100));
+}

@@ -19,6 +19,7 @@ use {
     crate::policy::EvictionPolicy,
     std::future::Future,
     std::hash::Hash,
+    std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind},
     std::pin::Pin,
     std::sync::atomic::{AtomicBool, Ordering},
     std::task::Poll,
@@ -274,23 +275,41 @@ where
             if running.is_empty() {
                 break;
             }
-            // Poll every running load; collect the ones that finished.
+            // Poll every running load; collect the ones that finished. A loader's panic is
+            // caught here so that the other loads are dropped normally (abandoned: their
+            // waiters take over) before it resumes, not while unwinding (which would tell
+            // their waiters that their loader panicked).
+            let mut panic = None;
             let finished: Vec<Warmed> = std::future::poll_fn(|cx| {
                 let mut ready = Vec::new();
-                running.retain_mut(|f| match f.as_mut().poll(cx) {
-                    Poll::Ready(w) => {
-                        ready.push(w);
-                        false
+                running.retain_mut(|f| {
+                    if panic.is_some() {
+                        return true;
                     }
-                    Poll::Pending => true,
+                    let polled = catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx)));
+                    match polled {
+                        Ok(Poll::Ready(w)) => {
+                            ready.push(w);
+                            false
+                        }
+                        Ok(Poll::Pending) => true,
+                        Err(p) => {
+                            panic = Some(p);
+                            false
+                        }
+                    }
                 });
-                if ready.is_empty() {
+                if ready.is_empty() && panic.is_none() {
                     Poll::Pending
                 } else {
                     Poll::Ready(ready)
                 }
             })
             .await;
+            if let Some(p) = panic {
+                running.clear();
+                resume_unwind(p);
+            }
             for w in finished {
                 match w {
                     Warmed::Loaded => summary.loaded += 1,
