@@ -363,3 +363,25 @@ async fn invalid_settings_name_the_field() {
         "retry_backoff"
     );
 }
+
+#[tokio::test]
+async fn a_panicking_write_through_sink_invalidates_and_propagates() {
+    let cache = cache();
+    cache.put(1, 1);
+    let task = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .write_through(1, 2, |_, _| async {
+                    if true {
+                        panic!("driver bug");
+                    }
+                    Ok::<_, String>(())
+                })
+                .await
+        })
+    };
+    assert!(task.await.unwrap_err().is_panic());
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get_with(1, || async { 3 }).await.unwrap(), 3);
+}
