@@ -18,19 +18,8 @@
 //! (a walk over the loads in flight, never over the entries), so a caller arriving after the
 //! invalidation starts a fresh load instead of joining one that read the old data.
 //!
-//! # Costs
-//!
-//! | operation | cost |
-//! |---|---|
-//! | `invalidate_tag` | O(1) in entries: one map insert, plus O(loads in flight) |
-//! | `invalidate_namespace` | O(1) in entries: one atomic add, plus O(loads in flight) |
-//! | read of an unlabelled entry | one branch |
-//! | read of a namespaced entry | one atomic load |
-//! | read of a tagged entry | one atomic load while no tag was invalidated since it was stored; otherwise a hash lookup (sharded read lock) per tag |
-//! | memory | one `Arc` per labelled entry (shared by entries loaded with the same [`Labels`]), one map entry per tag ever invalidated, one counter per namespace |
-//!
-//! Hidden entries occupy capacity until they are evicted, expire, or their key is loaded again:
-//! `len()` counts them.
+//! The costs (every invalidation O(1) in entries; reads of labelled entries one atomic load
+//! in the common case) are tabulated on [`Labels`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -127,8 +116,8 @@ impl std::fmt::Debug for Namespace {
 /// | read of a tagged entry | one atomic load while no tag was invalidated since it was stored; otherwise a hash lookup (sharded read lock) per tag |
 /// | memory | 8 bytes per entry (an `Option<Arc>`), plus a 40-byte allocation per labelled entry (the tags themselves are shared by every entry stored with the same `Labels`); one map entry per tag ever invalidated; one counter per namespace |
 ///
-/// Hidden entries occupy capacity until they are evicted, expire, or their key is loaded again:
-/// `len()` counts them.
+/// Hidden entries occupy capacity until they are evicted, expire, or their key is loaded again
+/// (`len()` counts them), or until [`AsideCache::purge_hidden`] reclaims them in O(entries).
 ///
 /// # Example
 ///
