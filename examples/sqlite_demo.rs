@@ -10,7 +10,11 @@
 //!    profiles 5 min, products 1 h, configuration 24 h, sessions a sliding 30 min idle timeout;
 //!    TTL jitter, negative caching of missing ids and XFetch early refresh.
 //! 3. Cold start: 200 requests for one user arrive at once against a slow query. The front door
-//!    coalesces them into a single database query.
+//!    coalesces them into a single database query. Then the toolkit, before serving:
+//!    **warming** the most-accessed users (read from a key file, 8 loads at a time, with a
+//!    progress line), a **batch load** of a page of 50 users with one `WHERE id IN (...)`
+//!    query, and a **tag invalidation** (a team's rows updated in one `UPDATE`, every cached
+//!    member hidden by one `invalidate_tag`).
 //! 4. Main run: 8 readers ask for Zipf-distributed ids (2% of them missing); 2 writers update
 //!    rows and then invalidate the key (delete-on-write) or, for products, `put` the fresh row
 //!    (update-on-write). Each read checks that it does not see a version older than one whose
@@ -22,13 +26,14 @@
 //! executor thread. The caches run on a clock 300 times faster than the wall clock
 //! ([`SimClock`]) so that 5-minute and 1-hour TTLs really expire during a 20-second run.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aside::{AsideCache, CacheStats, Clock, LoadStats};
+use aside::{AsideCache, CacheStats, Clock, Labels, LoadStats, WarmProgress};
 use rand::distr::Distribution;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -385,6 +390,277 @@ async fn stampede(app: &Arc<App>) -> (u64, u64, Row, Duration) {
     (queries, coalesced, rows.swap_remove(0), started.elapsed())
 }
 
+// --- The toolkit: warming, a batch load, a tag invalidation (run before serving). ---
+
+/// Users preloaded before serving (the most-accessed ids, as exported from a query log).
+const WARM_USERS: u64 = 2_000;
+const WARM_USERS_QUICK: u64 = 500;
+/// Loads in flight at once while warming.
+const WARM_CONCURRENCY: usize = 8;
+/// The page of users loaded in one batch: it straddles the warmed range, so part of it is
+/// cached and the rest comes from one `WHERE id IN (...)` query.
+const PAGE: u64 = 50;
+/// Teams are blocks of `TEAM_SIZE` users from `TEAM_BASE` (cold ids: no warming, few reads).
+const TEAM_BASE: u64 = 10_000;
+const TEAM_SIZE: u64 = 50;
+
+/// What warming did, for the report.
+struct Warmed {
+    keys: usize,
+    summary: aside::WarmSummary,
+}
+
+/// Writes the most-accessed user ids to a key file (Zipf rank 0 is the hottest id), reads it
+/// back with `read_keys` and warms the user cache through the loader, `WARM_CONCURRENCY` at a
+/// time, with a progress line on stderr.
+async fn warm_users(app: &Arc<App>, count: u64) -> Result<Warmed, Box<dyn std::error::Error>> {
+    let path =
+        std::env::temp_dir().join(format!("aside-demo-{}-top-users.txt", std::process::id()));
+    let ids: String = (0..count).map(|id| format!("{id}\n")).collect();
+    std::fs::write(&path, format!("# the most-accessed user ids\n{ids}"))?;
+    let keys: Vec<u64> = aside::aside::read_keys(&path)?;
+    std::fs::remove_file(&path)?;
+    let tty = std::io::stderr().is_terminal();
+    let mut shown = 0;
+    let progress = move |p: WarmProgress| {
+        // A tty redraws the line; a log gets one line per 25%.
+        let step = if tty { 1 } else { 25 };
+        let pct = (p.fraction() * 100.0) as usize;
+        if pct >= shown + step || p.done == p.total {
+            shown = pct;
+            let filled = pct * 30 / 100;
+            let bar = format!("{}{}", "#".repeat(filled), ".".repeat(30 - filled));
+            let (start, end) = if tty { ("\r", "") } else { ("", "\n") };
+            let (done, total, failed) = (p.done, p.total, p.failed);
+            eprint!("{start}warming [{bar}] {pct:>3}%  {done}/{total} users  {failed} failed{end}");
+        }
+    };
+    let users = &app.entities[USER];
+    let loader = |id: u64| {
+        let app = Arc::clone(app);
+        blocking(move || {
+            let entity = &app.entities[USER];
+            entity.queries.fetch_add(1, Relaxed);
+            app.db.row(entity.select, id)
+        })
+    };
+    let summary = users
+        .cache
+        .warm(loader)
+        .concurrency(WARM_CONCURRENCY)
+        .on_progress(progress)
+        .run(keys.iter().copied())
+        .await?;
+    if tty {
+        eprintln!();
+    }
+    Ok(Warmed {
+        keys: keys.len(),
+        summary,
+    })
+}
+
+impl Db {
+    /// `SELECT version, <rendering>, id FROM users WHERE id IN (?, ?, ...)`: every user of
+    /// `ids` in one query. Blocks: call it on the blocking pool.
+    fn users_in(&self, ids: &[u64]) -> rusqlite::Result<HashMap<u64, Row>> {
+        let idle = self.0.iter().find_map(|c| c.try_lock().ok());
+        let conn = idle.unwrap_or_else(|| self.0[0].lock().expect("connection poisoned"));
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = format!(
+            "SELECT version, name || ' <' || email || '>', id FROM users WHERE id IN ({marks})"
+        );
+        let mut statement = conn.prepare(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(ids), |r| {
+            let (version, data) = (r.get(0)?, r.get::<_, String>(1)?.into());
+            Ok((r.get(2)?, Row { version, data }))
+        })?;
+        rows.collect()
+    }
+}
+
+/// What the batch load did, for the report.
+struct Batched {
+    page: u64,
+    cached: usize,
+    loaded: usize,
+    queries: u64,
+}
+
+/// Loads a page of `PAGE` users with `get_or_load_many`: the cached ones from the cache, every
+/// other one with a single `WHERE id IN (...)` query.
+async fn batch_page(app: &Arc<App>, first: u64) -> Batched {
+    let users = &app.entities[USER];
+    let ids: Vec<u64> = (first..first + PAGE).collect();
+    let cached = users.cache.get_many(&ids).len();
+    let queries = users.queries.load(Relaxed);
+    let page = users.cache.get_or_load_many(ids, |missing: Vec<u64>| {
+        let app = Arc::clone(app);
+        blocking(move || {
+            app.entities[USER].queries.fetch_add(1, Relaxed);
+            app.db.users_in(&missing)
+        })
+    });
+    let page = page.await.expect("batch load failed");
+    assert_eq!(page.len() as u64, PAGE, "every user of the page exists");
+    Batched {
+        page: PAGE,
+        cached,
+        loaded: PAGE as usize - cached,
+        queries: users.queries.load(Relaxed) - queries,
+    }
+}
+
+/// What the tag invalidation did, for the report.
+struct Tagged {
+    team: u64,
+    updated: usize,
+    hidden: usize,
+    other_team_cached: usize,
+    invalidate_took: Duration,
+    reload_queries: u64,
+    reloaded_fresh: bool,
+}
+
+/// The users of `team`, and the labels their cached profiles carry.
+fn team(team: u64) -> (Vec<u64>, Labels) {
+    let first = TEAM_BASE + team * TEAM_SIZE;
+    let labels = Labels::new().tag(&format!("team:{team}"));
+    ((first..first + TEAM_SIZE).collect(), labels)
+}
+
+/// A team page: the profiles of `ids`, cached ones from the cache, the others with one
+/// `WHERE id IN (...)` query, stored with the team's tag.
+async fn load_team(app: &Arc<App>, ids: &[u64], labels: &Labels) -> HashMap<u64, Row> {
+    let load = |missing: Vec<u64>| {
+        let app = Arc::clone(app);
+        blocking(move || {
+            app.entities[USER].queries.fetch_add(1, Relaxed);
+            app.db.users_in(&missing)
+        })
+    };
+    let users = &app.entities[USER].cache;
+    let team = users.get_or_load_many_labelled(ids.iter().copied(), labels, load);
+    let team = team.await.expect("database read failed");
+    assert_eq!(team.len(), ids.len(), "team members exist");
+    team
+}
+
+/// Two teams' profiles are cached with a `team:<n>` tag (a labelled batch load per team);
+/// team 7 is renamed in one `UPDATE`, then one `invalidate_tag("team:7")` hides all its
+/// cached members. Team 8 stays cached; the next read of team 7 reloads the new rows, again
+/// in one query.
+async fn tag_invalidation(app: &Arc<App>) -> Tagged {
+    let users = &app.entities[USER];
+    let (seven, seven_labels) = team(7);
+    let (eight, eight_labels) = team(8);
+    load_team(app, &seven, &seven_labels).await;
+    load_team(app, &eight, &eight_labels).await;
+    let (first, last) = (seven[0], seven[seven.len() - 1]);
+    let db_app = Arc::clone(app);
+    let updated = blocking(move || {
+        let conn = db_app.db.0[0].lock().expect("connection poisoned");
+        conn.execute(
+            "UPDATE users SET version = version + 1,
+                 email = 'user' || id || '@team7.example.com'
+             WHERE id BETWEEN ?1 AND ?2",
+            [first, last],
+        )
+    })
+    .await
+    .expect("team update failed");
+    let started = Instant::now();
+    users.cache.invalidate_tag("team:7");
+    let invalidate_took = started.elapsed();
+    let hidden = seven
+        .iter()
+        .filter(|id| users.cache.get(id).is_none())
+        .count();
+    let other_team_cached = users.cache.get_many(&eight).len();
+    let queries = users.queries.load(Relaxed);
+    let reloaded = load_team(app, &seven, &seven_labels).await;
+    let reloaded_fresh = reloaded
+        .values()
+        .all(|r| r.data.contains("@team7.example.com"));
+    Tagged {
+        team: 7,
+        updated,
+        hidden,
+        other_team_cached,
+        invalidate_took,
+        reload_queries: users.queries.load(Relaxed) - queries,
+        reloaded_fresh,
+    }
+}
+
+/// Runs the toolkit steps and prints what each did.
+async fn toolkit(
+    app: &Arc<App>,
+    quick: bool,
+) -> Result<(Warmed, Batched, Tagged), Box<dyn std::error::Error>> {
+    let count = if quick { WARM_USERS_QUICK } else { WARM_USERS };
+    let warmed = warm_users(app, count).await?;
+    let s = &warmed.summary;
+    println!(
+        "Warming before serving: {} most-accessed users from a key file, {WARM_CONCURRENCY} at a time",
+        warmed.keys
+    );
+    println!(
+        "  -> {} loaded, {} already cached, {} failed in {:.0?}",
+        s.loaded, s.already_cached, s.failed, s.elapsed
+    );
+    let batch = batch_page(app, count - 10).await;
+    println!(
+        "Batch load: a page of {} users ({} cached) in {} query (WHERE id IN (...)) instead of {}",
+        batch.page, batch.cached, batch.queries, batch.loaded
+    );
+    let tag = tag_invalidation(app).await;
+    println!(
+        "Tag invalidation: team {} renamed ({} rows, one UPDATE); invalidate_tag(\"team:{}\") \
+         hid {} cached profiles in {:.1?}",
+        tag.team, tag.updated, tag.team, tag.hidden, tag.invalidate_took
+    );
+    println!(
+        "  -> team 8 untouched ({} cached); team {} re-read with {} query, every row new: {}",
+        tag.other_team_cached, tag.team, tag.reload_queries, tag.reloaded_fresh
+    );
+    Ok((warmed, batch, tag))
+}
+
+/// Whether the toolkit steps kept their promises (checked at exit with the rest).
+fn toolkit_ok((warmed, batch, tag): &(Warmed, Batched, Tagged)) -> bool {
+    let s = &warmed.summary;
+    s.failed == 0
+        && s.loaded + s.already_cached == warmed.keys
+        && batch.queries == u64::from(batch.loaded > 0)
+        && tag.hidden as u64 == TEAM_SIZE
+        && tag.other_team_cached as u64 == TEAM_SIZE
+        && tag.reload_queries == 1
+        && tag.reloaded_fresh
+}
+
+/// The toolkit's lines of the final report.
+fn toolkit_report((warmed, batch, tag): &(Warmed, Batched, Tagged)) {
+    let s = &warmed.summary;
+    println!(
+        "warming: {} users, {} loaded + {} already cached, {} failed, {:.0?}",
+        warmed.keys, s.loaded, s.already_cached, s.failed, s.elapsed
+    );
+    println!(
+        "batch load: {} users, {} from the cache, {} in 1 query: {} queries saved over N+1",
+        batch.page,
+        batch.cached,
+        batch.loaded,
+        (batch.loaded as u64).saturating_sub(batch.queries)
+    );
+    println!(
+        "tag invalidation: {} of {} team profiles hidden by one call, other team untouched: {}",
+        tag.hidden,
+        TEAM_SIZE,
+        tag.other_team_cached as u64 == TEAM_SIZE
+    );
+}
+
 /// 1234567 as "1.2M", for the progress line.
 fn short(n: u64) -> String {
     match n {
@@ -505,7 +781,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  -> {herd_queries} database query, {coalesced} callers coalesced onto it");
     let Row { version, data } = &row;
-    println!("  -> {took:.0?}; every caller got v{version} \"{data}\"");
+    println!("  -> {took:.0?}; every caller got v{version} \"{data}\"\n");
+
+    // 2b. The toolkit before serving: warming, a batch load, a tag invalidation.
+    let toolkit = toolkit(&app, quick).await?;
 
     // 3. The main run: readers and writers until `run_for` is up, with a progress line.
     let queries_before = sum(&app, |e| e.queries.load(Relaxed));
@@ -564,6 +843,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "\ncold-start stampede: {STAMPEDE} requests, {herd_queries} DB query, {coalesced} coalesced"
     );
+    toolkit_report(&toolkit);
     println!("stale reads observed after invalidation: {stale}");
     println!("total time {:.1?}", started.elapsed());
 
@@ -572,7 +852,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     app.entities.iter().try_for_each(|e| e.cache.validate())?;
     let in_flight = sum(&app, |e| e.cache.in_flight() as u64);
-    if herd_queries != 1 || stale != 0 || in_flight != 0 {
+    if herd_queries != 1 || stale != 0 || in_flight != 0 || !toolkit_ok(&toolkit) {
         return Err("the front door broke one of its guarantees (see above)".into());
     }
     Ok(())

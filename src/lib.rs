@@ -70,7 +70,7 @@
 //!
 //! | feature | enables | cost |
 //! |---|---|---|
-//! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
+//! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio; warming, batch loads, write-through and write-behind | a dependency on `tokio` (`rt`, `time`, `sync`) |
 //!
 //! Without features the crate depends on no runtime.
 
@@ -94,7 +94,8 @@ pub mod testing;
 mod tests;
 
 pub use aside::{
-    AsideBuilder, AsideCache, LatencySummary, LeaseExpiry, LoadError, LoadStats, RefreshMode,
+    AsideBuilder, AsideCache, Labels, LatencySummary, LeaseExpiry, LoadError, LoadStats, Namespace,
+    RefreshMode, WarmProgress, WarmSummary,
 };
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};

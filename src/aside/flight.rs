@@ -24,6 +24,8 @@ use std::time::Instant;
 use ahash::RandomState;
 use parking_lot::{Condvar, Mutex};
 
+use super::tags::Labels;
+
 /// A loader error shared by every waiter, with its type erased (`Arc<E>` inside).
 pub(crate) type SharedError = Arc<dyn Any + Send + Sync>;
 
@@ -55,15 +57,18 @@ pub(crate) struct Flight<V> {
     cond: Condvar,
     /// Set by `invalidate`/`put` or a takeover: the result must not be installed.
     stale: AtomicBool,
+    /// The tags and namespace of the load (`invalidate_tag`/`invalidate_namespace` detach it).
+    pub(crate) labels: Option<Labels>,
 }
 
 impl<V: Clone> Flight<V> {
-    fn new(id: u64) -> Self {
+    fn new(id: u64, labels: Option<Labels>) -> Self {
         Self {
             id,
             state: Mutex::new(State::Running { wakers: Vec::new() }),
             cond: Condvar::new(),
             stale: AtomicBool::new(false),
+            labels,
         }
     }
 
@@ -162,24 +167,33 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
         &self.shards[h & (self.shards.len() - 1)]
     }
 
-    fn new_flight(&self) -> Arc<Flight<V>> {
-        Arc::new(Flight::new(self.next_id.fetch_add(1, Ordering::Relaxed)))
+    fn new_flight(&self, labels: Option<Labels>) -> Arc<Flight<V>> {
+        Arc::new(Flight::new(
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            labels,
+        ))
     }
 
-    /// Leads a new load for `key`, or joins the one in flight.
+    /// Leads a new load for `key`, or joins the one in flight (unlabelled).
+    #[cfg(test)]
     pub(crate) fn join(&self, key: &K) -> Join<V> {
+        self.join_labelled(key, None)
+    }
+
+    /// [`join`](Self::join) for a load that will store its value with `labels`.
+    pub(crate) fn join_labelled(&self, key: &K, labels: Option<&Labels>) -> Join<V> {
         let mut map = self.shard(key).lock();
         if let Some(f) = map.get(key) {
             return Join::Wait(Arc::clone(f));
         }
-        let f = self.new_flight();
+        let f = self.new_flight(labels.cloned());
         map.insert(key.clone(), Arc::clone(&f));
         Join::Lead(f)
     }
 
     /// Leads a new load for `key` only if none is in flight (early refresh).
-    pub(crate) fn try_lead(&self, key: &K) -> Option<Arc<Flight<V>>> {
-        match self.join(key) {
+    pub(crate) fn try_lead(&self, key: &K, labels: Option<&Labels>) -> Option<Arc<Flight<V>>> {
+        match self.join_labelled(key, labels) {
             Join::Lead(f) => Some(f),
             Join::Wait(_) => None,
         }
@@ -195,7 +209,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
             None if stalled.outcome().is_some() => Join::Wait(Arc::clone(stalled)),
             _ => {
                 stalled.stale.store(true, Ordering::Release);
-                let f = self.new_flight();
+                let f = self.new_flight(stalled.labels.clone());
                 map.insert(key.clone(), Arc::clone(&f));
                 Join::Lead(f)
             }
@@ -227,6 +241,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
             }
         }
         write()
+    }
+
+    /// Marks stale and detaches every load in flight whose labels match (for
+    /// `invalidate_tag` and `invalidate_namespace`): O(loads in flight), one shard at a time.
+    pub(crate) fn invalidate_matching(&self, matches: impl Fn(Option<&Labels>) -> bool) {
+        for shard in &self.shards {
+            shard.lock().retain(|_, f| {
+                let hit = matches(f.labels.as_ref());
+                if hit {
+                    f.stale.store(true, Ordering::Release);
+                }
+                !hit
+            });
+        }
     }
 
     /// Number of loads in flight.

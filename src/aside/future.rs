@@ -15,12 +15,13 @@ use std::time::Instant;
 
 use super::flight::{self, Flight, Join, Lead, Outcome, SharedError};
 use super::stats::Counters;
+use super::tags::{Labels, Mark};
 use super::{AsideCache, Found, Inner, LeaseExpiry, LoadError, RefreshMode, Slot};
 use crate::policy::EvictionPolicy;
 
 tokio::task_local! {
     /// Flights the current task leads (reentrancy detection).
-    static LEADING_TASK: Vec<u64>;
+    pub(crate) static LEADING_TASK: Vec<u64>;
 }
 
 /// Whether the current task is running the loader of flight `id`.
@@ -35,7 +36,7 @@ type Panic = Box<dyn Any + Send>;
 
 /// Polls the loader inside `catch_unwind`, so that a panic becomes a value the leader can
 /// publish before resuming it.
-struct CatchUnwind<F: ?Sized>(Pin<Box<F>>);
+pub(crate) struct CatchUnwind<F: ?Sized>(pub(crate) Pin<Box<F>>);
 
 impl<F: Future + ?Sized> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Panic>;
@@ -51,7 +52,7 @@ impl<F: Future + ?Sized> Future for CatchUnwind<F> {
 }
 
 /// Waits for a flight's outcome.
-struct WaitFlight<V>(Arc<Flight<V>>);
+pub(crate) struct WaitFlight<V>(pub(crate) Arc<Flight<V>>);
 
 impl<V: Clone> Future for WaitFlight<V> {
     type Output = Outcome<V>;
@@ -69,6 +70,7 @@ async fn run_load<K, V, P, E>(
     key: K,
     load: BoxLoad<V, E>,
     stale: Option<Slot<V>>,
+    mark: Option<Arc<Mark>>,
 ) -> Result<Option<V>, LoadError<E>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -90,7 +92,7 @@ where
     let delta = inner.now().saturating_sub(t0);
     match result {
         Some(Ok(Ok(value))) => {
-            inner.finish_loaded(lead, &key, value.clone(), delta);
+            inner.finish_loaded(lead, &key, value.clone(), delta, mark);
             Ok(value)
         }
         Some(Ok(Err(e))) => {
@@ -125,11 +127,12 @@ where
     V: Clone + Send + Sync + 'static,
     P: EvictionPolicy,
 {
-    async fn load_async<E, F, Fut>(
+    pub(crate) async fn load_async<E, F, Fut>(
         &self,
         key: K,
         loader: F,
         accept_none: bool,
+        labels: Option<&Labels>,
     ) -> Result<Option<V>, LoadError<E>>
     where
         E: Send + Sync + 'static,
@@ -140,12 +143,14 @@ where
         let stale = match inner.lookup(&key) {
             Found::Fresh(v) if v.is_some() || accept_none => return Ok(v),
             Found::RefreshEarly(v) if v.is_some() || accept_none => {
-                let Some(f) = inner.registry.try_lead(&key) else {
+                let Some(f) = inner.registry.try_lead(&key, labels) else {
                     return Ok(v); // a refresh is already in flight
                 };
                 Counters::bump(&inner.stats.early_refreshes);
                 let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
-                let run = run_load(Arc::clone(inner), lead, key, Box::pin(loader()), None);
+                let mark = inner.book.mark(labels);
+                let load = Box::pin(loader());
+                let run = run_load(Arc::clone(inner), lead, key, load, None, mark);
                 let background = inner.settings.refresh == RefreshMode::Background;
                 return match tokio::runtime::Handle::try_current() {
                     Ok(handle) if background => {
@@ -158,18 +163,14 @@ where
             Found::Stale(s) => Some(s),
             _ => None,
         };
-        let mut join = inner.registry.join(&key);
+        let mut join = inner.registry.join_labelled(&key, labels);
         loop {
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
-                    let run = run_load(
-                        Arc::clone(inner),
-                        lead,
-                        key,
-                        Box::pin(loader()),
-                        stale.clone(),
-                    );
+                    let mark = inner.book.mark(labels);
+                    let load = Box::pin(loader());
+                    let run = run_load(Arc::clone(inner), lead, key, load, stale.clone(), mark);
                     let (Some(stale), Some(soft)) = (stale, inner.settings.soft_timeout) else {
                         return run.await;
                     };
@@ -198,7 +199,7 @@ where
                             {
                                 return r;
                             }
-                            join = inner.registry.join(&key);
+                            join = inner.registry.join_labelled(&key, labels);
                         }
                         Err(_) => {
                             Counters::bump(&inner.stats.timeouts);
@@ -280,7 +281,7 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
-        self.load_async(key, loader, true).await
+        self.load_async(key, loader, true, None).await
     }
 
     /// Like [`get_or_load`](Self::get_or_load) for a loader that always finds a value
@@ -318,6 +319,7 @@ where
                     async move { f.await.map(Some) }
                 },
                 false,
+                None,
             )
             .await?;
         Ok(loaded.expect("accept_none = false yields values only"))

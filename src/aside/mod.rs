@@ -16,6 +16,10 @@
 //! - **Fail-safe.** Expired values kept for a grace period are served when a reload fails or
 //!   exceeds a soft timeout; retries are throttled.
 //! - **Negative caching** of "not found" with its own TTL, and **metrics** ([`LoadStats`]).
+//! - **Toolkit** (`docs/toolkit.md`): warming (`warm`, [`read_keys`]), batch loads
+//!   ([`get_many`](AsideCache::get_many), `get_or_load_many`), lazy invalidation by tag and
+//!   by namespace ([`Labels`], [`Namespace`]), write-through and write-behind (`write_through`,
+//!   `WriteBehind`; the async ones need the `async` feature).
 //!
 //! The async methods (`get_or_load`, `try_get_with`, `get_with`) need the `async` feature and
 //! run on tokio without ever blocking an executor thread; the `_blocking` twins need no runtime.
@@ -44,12 +48,17 @@
 //! A loader that calls the front door for the key it is loading gets
 //! [`LoadError::Reentrant`] at once instead of deadlocking; other keys work.
 
+mod batch;
 mod error;
 mod flight;
 #[cfg(feature = "async")]
 mod future;
 mod slot;
 mod stats;
+mod tags;
+mod warm;
+#[cfg(feature = "async")]
+mod write;
 
 use std::convert::Infallible;
 use std::hash::Hash;
@@ -61,6 +70,12 @@ use rand::Rng;
 
 pub use error::LoadError;
 pub use stats::{LatencySummary, LoadStats};
+pub use tags::{Labels, Namespace};
+#[cfg(feature = "async")]
+pub use warm::Warmer;
+pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
+#[cfg(feature = "async")]
+pub use write::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 
 use crate::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, Lru};
@@ -68,6 +83,7 @@ use crate::{Cache, CacheStats, ConfigError};
 use flight::{Join, Lead, Outcome, Registry, SharedError, ThreadLeading};
 use slot::{EarlyRefresh, Freshness, Slot};
 use stats::Counters;
+use tags::{Book, Mark};
 
 /// What a waiter does when the load it waits on outlives the lease.
 ///
@@ -138,6 +154,7 @@ pub(crate) struct Inner<K, V, P: EvictionPolicy> {
     settings: Settings,
     clock: Arc<dyn Clock>,
     stats: Counters,
+    book: Book,
 }
 
 /// An async cache-aside front door over a sharded [`Cache`]; see the [module docs](self) for
@@ -627,6 +644,7 @@ impl<K, V, P> AsideBuilder<K, V, P> {
                 },
                 clock,
                 stats: Counters::default(),
+                book: Book::new(),
             }),
         })
     }
@@ -654,6 +672,9 @@ where
         let Some(slot) = self.cache.get(key) else {
             return Found::Miss;
         };
+        if slot.mark.as_ref().is_some_and(|m| self.book.hidden(m)) {
+            return Found::Miss; // invalidated by tag or namespace
+        }
         let random: f64 = 1.0 - rand::rng().random::<f64>(); // (0, 1]
         match slot.freshness(self.now(), &self.settings.early, random) {
             Freshness::Fresh => {
@@ -672,7 +693,13 @@ where
     }
 
     /// The slot and engine TTL for a loaded value, or `None` when it is not to be cached.
-    fn make_slot(&self, value: Option<V>, now: u64, delta: u64) -> Option<(Slot<V>, Option<u64>)> {
+    fn make_slot(
+        &self,
+        value: Option<V>,
+        now: u64,
+        delta: u64,
+        mark: Option<Arc<Mark>>,
+    ) -> Option<(Slot<V>, Option<u64>)> {
         let s = &self.settings;
         let (fresh_for, grace) = match (&value, s.negative_ttl) {
             (None, None) => return None,
@@ -695,6 +722,7 @@ where
                 fresh_until,
                 delta,
                 retry_after: 0,
+                mark,
             },
             engine_ttl,
         ))
@@ -711,14 +739,21 @@ where
     }
 
     /// Completes a successful load: installs it unless the key was invalidated meanwhile.
-    fn finish_loaded(&self, lead: Lead<K, V>, key: &K, value: Option<V>, delta: u64) {
+    fn finish_loaded(
+        &self,
+        lead: Lead<K, V>,
+        key: &K,
+        value: Option<V>,
+        delta: u64,
+        mark: Option<Arc<Mark>>,
+    ) {
         let now = self.now();
         let removed = lead.complete(Outcome::Loaded(value.clone()), |may_install| {
             if !may_install {
                 Counters::bump(&self.stats.discarded);
                 return None;
             }
-            self.make_slot(value, now, delta)
+            self.make_slot(value, now, delta, mark)
                 .map(|(slot, ttl)| self.store_slot(key.clone(), slot, ttl))
         });
         if let Some(r) = removed {
@@ -748,6 +783,19 @@ where
         if let Some(r) = removed {
             self.cache.notify_removed(r);
         }
+    }
+
+    /// `put`, with labels: stores `value` and detaches a load in flight for `key`.
+    fn put_marked(&self, key: K, value: V, labels: Option<&Labels>) {
+        let now = self.now();
+        let removed = self.registry.invalidate_with(&key, || {
+            let mark = self.book.mark(labels);
+            let (slot, ttl) = self
+                .make_slot(Some(value), now, 0, mark)
+                .expect("values are always cached");
+            self.store_slot(key.clone(), slot, ttl)
+        });
+        self.cache.notify_removed(removed);
     }
 
     fn served_stale(&self, stale: &Slot<V>) -> Option<V> {
@@ -787,7 +835,9 @@ where
         key: &K,
         loader: impl FnOnce() -> Result<Option<V>, E>,
         stale: Option<&Slot<V>>,
+        labels: Option<&Labels>,
     ) -> Result<Option<V>, LoadError<E>> {
+        let mark = self.book.mark(labels);
         let t0 = self.now();
         let started = Instant::now();
         let result = {
@@ -799,7 +849,7 @@ where
         let delta = self.now().saturating_sub(t0);
         match result {
             Ok(Ok(value)) => {
-                self.finish_loaded(lead, key, value.clone(), delta);
+                self.finish_loaded(lead, key, value.clone(), delta, mark);
                 Ok(value)
             }
             Ok(Err(e)) => {
@@ -824,27 +874,29 @@ where
         key: K,
         loader: impl FnOnce() -> Result<Option<V>, E>,
         accept_none: bool,
+        labels: Option<&Labels>,
     ) -> Result<Option<V>, LoadError<E>> {
         let stale = match self.lookup(&key) {
             Found::Fresh(v) if v.is_some() || accept_none => return Ok(v),
             Found::RefreshEarly(v) if v.is_some() || accept_none => {
                 // Blocking twins refresh in the caller; a failed refresh keeps the current value.
-                if let Some(f) = self.registry.try_lead(&key) {
+                if let Some(f) = self.registry.try_lead(&key, labels) {
                     Counters::bump(&self.stats.early_refreshes);
                     let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
-                    return Ok(self.lead_blocking(lead, &key, loader, None).unwrap_or(v));
+                    let refreshed = self.lead_blocking(lead, &key, loader, None, labels);
+                    return Ok(refreshed.unwrap_or(v));
                 }
                 return Ok(v);
             }
             Found::Stale(s) => Some(s),
             _ => None,
         };
-        let mut join = self.registry.join(&key);
+        let mut join = self.registry.join_labelled(&key, labels);
         loop {
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
-                    return self.lead_blocking(lead, &key, loader, stale.as_ref());
+                    return self.lead_blocking(lead, &key, loader, stale.as_ref(), labels);
                 }
                 Join::Wait(f) => {
                     if flight::is_leading(f.id) {
@@ -858,7 +910,7 @@ where
                             {
                                 return r;
                             }
-                            join = self.registry.join(&key);
+                            join = self.registry.join_labelled(&key, labels);
                         }
                         None => {
                             Counters::bump(&self.stats.timeouts);
@@ -912,7 +964,7 @@ where
         key: K,
         loader: impl FnOnce() -> Result<Option<V>, E>,
     ) -> Result<Option<V>, LoadError<E>> {
-        self.inner.load_blocking(key, loader, true)
+        self.inner.load_blocking(key, loader, true, None)
     }
 
     /// Blocking twin of `try_get_with`: the loader returns `Result<V, E>`.
@@ -937,7 +989,7 @@ where
         loader: impl FnOnce() -> Result<V, E>,
     ) -> Result<V, LoadError<E>> {
         self.inner
-            .load_blocking(key, || loader().map(Some), false)
+            .load_blocking(key, || loader().map(Some), false, None)
             .map(|v| v.expect("accept_none = false yields values only"))
     }
 
@@ -1013,15 +1065,7 @@ where
     /// assert_eq!(cache.get_with_blocking(1, || 0).unwrap(), 10);
     /// ```
     pub fn put(&self, key: K, value: V) {
-        let now = self.inner.now();
-        let removed = self.inner.registry.invalidate_with(&key, || {
-            let (slot, ttl) = self
-                .inner
-                .make_slot(Some(value), now, 0)
-                .expect("values are always cached");
-            self.inner.store_slot(key.clone(), slot, ttl)
-        });
-        self.inner.cache.notify_removed(removed);
+        self.inner.put_marked(key, value, None);
     }
 
     /// Removes everything; loads in flight will not install.

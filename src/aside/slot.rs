@@ -1,5 +1,9 @@
 //! What the front door stores in the engine for each key, and the freshness decisions on it.
 
+use std::sync::Arc;
+
+use super::tags::Mark;
+
 /// A cached load result with the metadata the front door needs.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot<V> {
@@ -13,6 +17,8 @@ pub(crate) struct Slot<V> {
     pub(crate) delta: u64,
     /// Fail-safe throttle: no reload is attempted before this instant.
     pub(crate) retry_after: u64,
+    /// Tags and namespace, with the epoch and version the value was loaded under.
+    pub(crate) mark: Option<Arc<Mark>>,
 }
 
 /// What a hit on a slot means at `now`.
@@ -83,6 +89,7 @@ mod tests {
             fresh_until: fresh,
             delta,
             retry_after: 0,
+            mark: None,
         }
     }
 
