@@ -84,6 +84,8 @@ mod expiry;
 mod metrics;
 mod notify;
 pub mod policy;
+#[cfg(feature = "redis")]
+pub mod tier;
 mod shard;
 mod shim;
 mod slab;
