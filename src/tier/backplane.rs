@@ -152,6 +152,9 @@ where
                 continue;
             };
             backoff = Duration::from_millis(50);
+            self.counters
+                .backplane_connected
+                .store(true, Ordering::Relaxed);
             match first.take() {
                 Some(tx) => {
                     let _ = tx.send(true);
@@ -162,9 +165,6 @@ where
                     Counters::bump(&self.counters.backplane_resubscribes);
                 }
             }
-            self.counters
-                .backplane_connected
-                .store(true, Ordering::Relaxed);
             self.listen(pubsub).await;
             self.counters
                 .backplane_connected

@@ -109,6 +109,9 @@ impl L2 {
             }
             Ok(Err(e)) => {
                 Counters::bump(&self.counters.l2_errors);
+                if e.is_timeout() {
+                    Counters::bump(&self.counters.l2_timeouts);
+                }
                 if is_connection_level(&e) {
                     permit.failure();
                     self.reset().await;
