@@ -71,6 +71,7 @@
 //! | feature | enables | cost |
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
+//! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
 //!
 //! Without features the crate depends on no runtime.
 
@@ -84,11 +85,11 @@ mod expiry;
 mod metrics;
 mod notify;
 pub mod policy;
-#[cfg(feature = "redis")]
-pub mod tier;
 mod shard;
 mod shim;
 mod slab;
+#[cfg(feature = "redis")]
+pub mod tier;
 
 #[cfg(any(test, fuzzing))]
 pub mod testing;

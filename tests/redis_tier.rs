@@ -69,7 +69,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not answer within 10 s", self.port);
+        panic!(
+            "redis-server on port {} did not answer within 10 s",
+            self.port
+        );
     }
 
     fn url(&self) -> String {
@@ -193,7 +196,10 @@ async fn two_instances_share_l2_and_see_each_others_invalidations() {
     let v = b.get_or_load(1, counted(&calls, "never")).await.unwrap();
     assert_eq!(v.as_deref(), Some("v1"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!((m(&a).l2_misses, m(&a).lock_acquired, m(&a).l2_writes), (1, 1, 1));
+    assert_eq!(
+        (m(&a).l2_misses, m(&a).lock_acquired, m(&a).l2_writes),
+        (1, 1, 1)
+    );
     assert_eq!((m(&b).l2_hits, m(&b).loads), (1, 0));
     assert_eq!(b.l1().get(&1).as_deref(), Some("v1"));
 
@@ -204,7 +210,10 @@ async fn two_instances_share_l2_and_see_each_others_invalidations() {
     assert!(!exists(&mut raw, "test:1").await);
     eventually("B drops key 1", async || b.l1().get(&1).is_none()).await;
     assert_eq!(m(&b).backplane_received, 1);
-    eventually("A ignores its own message", async || m(&a).backplane_own == 1).await;
+    eventually("A ignores its own message", async || {
+        m(&a).backplane_own == 1
+    })
+    .await;
     assert_eq!(m(&a).backplane_received, 0);
 
     // Write-through on B: A's next read gets the new value from Redis, not from a loader.
@@ -232,7 +241,11 @@ async fn two_instances_share_l2_and_see_each_others_invalidations() {
     a.invalidate_all().await;
     assert!(a.l1().is_empty());
     eventually("B clears its L1", async || b.l1().is_empty()).await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut raw).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(keys, vec!["other:1".to_string()]);
     assert_eq!(calls.load(Ordering::SeqCst), 12);
     a.l1().validate().unwrap();
@@ -273,15 +286,26 @@ async fn the_lock_lets_exactly_one_of_four_instances_load_a_cold_key() {
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().as_deref(), Some("seven"));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one load across four instances");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one load across four instances"
+    );
     let sum = |f: fn(&TierMetrics) -> u64| tiers.iter().map(|t| f(&m(t))).sum::<u64>();
     assert_eq!(sum(|m| m.lock_acquired), 1);
     assert_eq!(sum(|m| m.lock_fallback_loads), 0);
     assert_eq!(sum(|m| m.loads), 1);
-    assert_eq!(sum(|m| m.l2_hits), 3, "the waiters found the holder's value");
+    assert_eq!(
+        sum(|m| m.l2_hits),
+        3,
+        "the waiters found the holder's value"
+    );
     let mut raw = server.raw().await;
     assert!(exists(&mut raw, "test:7").await);
-    assert!(!exists(&mut raw, "lock:test:7").await, "the holder released");
+    assert!(
+        !exists(&mut raw, "lock:test:7").await,
+        "the holder released"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,8 +333,14 @@ async fn a_crashed_holder_costs_waiters_lock_wait_then_they_load_themselves() {
     assert_eq!(v.as_deref(), Some("five"));
     assert!(started.elapsed() >= Duration::from_millis(300));
     let mt = m(&t);
-    assert_eq!((mt.lock_waited, mt.lock_fallback_loads, mt.loads), (1, 1, 1));
-    assert!(!exists(&mut raw, "test:5").await, "a fallback load writes nothing");
+    assert_eq!(
+        (mt.lock_waited, mt.lock_fallback_loads, mt.loads),
+        (1, 1, 1)
+    );
+    assert!(
+        !exists(&mut raw, "test:5").await,
+        "a fallback load writes nothing"
+    );
     assert_eq!(t.l1().get(&5).as_deref(), Some("five"));
 }
 
@@ -330,7 +360,10 @@ async fn an_invalidation_during_a_load_keeps_the_stale_value_out_of_redis_and_l1
         })
     };
     let mut raw = server.raw().await;
-    eventually("A holds the lock", async || exists(&mut raw, "lock:test:3").await).await;
+    eventually("A holds the lock", async || {
+        exists(&mut raw, "lock:test:3").await
+    })
+    .await;
     b.invalidate(&3).await; // the database changed
     eventually("A hears it", async || m(&a).backplane_received == 1).await;
     gate.add_permits(1);
@@ -348,8 +381,10 @@ async fn a_panicking_loader_releases_the_lock_and_the_key_loads_again() {
     let panicked = {
         let a = a.clone();
         tokio::spawn(async move {
-            a.get_or_load(9, || async { panic!("loader bug") as Result<Option<String>, String> })
-                .await
+            a.get_or_load(9, || async {
+                panic!("loader bug") as Result<Option<String>, String>
+            })
+            .await
         })
     };
     assert!(panicked.await.unwrap_err().is_panic());
@@ -367,7 +402,9 @@ async fn a_panicking_loader_releases_the_lock_and_the_key_loads_again() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A loader error is shared in-process and nothing is written.
     let err = a
-        .get_or_load(10, || async { Err::<Option<String>, _>("db down".to_string()) })
+        .get_or_load(10, || async {
+            Err::<Option<String>, _>("db down".to_string())
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::Loader(ref e) if **e == "db down"));
@@ -387,11 +424,20 @@ async fn redis_killed_then_restarted_degrades_then_recovers() {
     // Reads keep being answered (L1 hits, then the loader), within the op timeout each.
     for k in 100..110 {
         let started = Instant::now();
-        let v = a.get_or_load(k, counted(&calls, "from the db")).await.unwrap();
+        let v = a
+            .get_or_load(k, counted(&calls, "from the db"))
+            .await
+            .unwrap();
         assert_eq!(v.as_deref(), Some("from the db"));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
-    assert_eq!(a.get_or_load(1, counted(&calls, "x")).await.unwrap().as_deref(), Some("one"));
+    assert_eq!(
+        a.get_or_load(1, counted(&calls, "x"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("one")
+    );
     let ma = m(&a);
     assert_eq!(ma.degraded_loads, 10);
     assert_eq!(ma.breaker, BreakerState::Open);
@@ -399,7 +445,10 @@ async fn redis_killed_then_restarted_degrades_then_recovers() {
     // Writes do not fail the caller.
     a.invalidate(&1).await;
     a.put(2, "two".to_string()).await;
-    eventually("B notices the lost subscription", async || !m(&b).backplane_connected).await;
+    eventually("B notices the lost subscription", async || {
+        !m(&b).backplane_connected
+    })
+    .await;
 
     server.restart();
     // L2 serves again: what A loads, B reads from Redis without loading.
@@ -414,7 +463,10 @@ async fn redis_killed_then_restarted_degrades_then_recovers() {
     .await;
     assert_eq!(m(&a).breaker, BreakerState::Closed);
     // The invalidate and the put made while Redis was down were retried as deletions.
-    eventually("the failed writes are retried", async || m(&a).writes_retried == 2).await;
+    eventually("the failed writes are retried", async || {
+        m(&a).writes_retried == 2
+    })
+    .await;
     assert_eq!(m(&a).writes_dropped, 0);
     // The backplane resubscribed (clearing B's L1) and carries invalidations again.
     eventually("B resubscribes", async || {
@@ -422,7 +474,9 @@ async fn redis_killed_then_restarted_degrades_then_recovers() {
     })
     .await;
     eventually("A resubscribes", async || m(&a).backplane_connected).await;
-    b.get_or_load(5000, counted(&calls, "cached on B")).await.unwrap();
+    b.get_or_load(5000, counted(&calls, "cached on B"))
+        .await
+        .unwrap();
     assert!(b.l1().get(&5000).is_some());
     a.invalidate(&5000).await;
     eventually("B drops 5000", async || b.l1().get(&5000).is_none()).await;
@@ -438,9 +492,15 @@ async fn a_hung_redis_times_out_fast_and_the_tier_recovers_when_it_resumes() {
     let started = Instant::now();
     let v = a.get_or_load(2, counted(&calls, "two")).await.unwrap();
     assert_eq!(v.as_deref(), Some("two"));
-    assert!(started.elapsed() < Duration::from_secs(1), "bounded by the op timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "bounded by the op timeout"
+    );
     assert!(m(&a).l2_timeouts >= 1);
-    eventually("B's ping notices the hang", async || !m(&b).backplane_connected).await;
+    eventually("B's ping notices the hang", async || {
+        !m(&b).backplane_connected
+    })
+    .await;
     server.signal("-CONT");
     eventually("B resubscribes and clears its L1", async || {
         m(&b).backplane_connected && m(&b).backplane_resubscribes >= 1
@@ -463,13 +523,34 @@ async fn invalid_configuration_is_an_error_naming_the_field() {
         ("redis_url", TieredCache::builder(l1(), "nope://x")),
         ("key_prefix", TieredCache::builder(l1(), url).key_prefix("")),
         ("channel", TieredCache::builder(l1(), url).channel("")),
-        ("l2_ttl", TieredCache::builder(l1(), url).l2_ttl(Duration::from_micros(10))),
-        ("lock_lease", TieredCache::builder(l1(), url).lock_lease(Duration::ZERO)),
-        ("lock_poll", TieredCache::builder(l1(), url).lock_poll(Duration::ZERO)),
-        ("op_timeout", TieredCache::builder(l1(), url).op_timeout(Duration::ZERO)),
-        ("backplane_ping", TieredCache::builder(l1(), url).backplane_ping(Duration::ZERO)),
-        ("breaker", TieredCache::builder(l1(), url).breaker(0, Duration::from_secs(1))),
-        ("breaker", TieredCache::builder(l1(), url).breaker(1, Duration::ZERO)),
+        (
+            "l2_ttl",
+            TieredCache::builder(l1(), url).l2_ttl(Duration::from_micros(10)),
+        ),
+        (
+            "lock_lease",
+            TieredCache::builder(l1(), url).lock_lease(Duration::ZERO),
+        ),
+        (
+            "lock_poll",
+            TieredCache::builder(l1(), url).lock_poll(Duration::ZERO),
+        ),
+        (
+            "op_timeout",
+            TieredCache::builder(l1(), url).op_timeout(Duration::ZERO),
+        ),
+        (
+            "backplane_ping",
+            TieredCache::builder(l1(), url).backplane_ping(Duration::ZERO),
+        ),
+        (
+            "breaker",
+            TieredCache::builder(l1(), url).breaker(0, Duration::from_secs(1)),
+        ),
+        (
+            "breaker",
+            TieredCache::builder(l1(), url).breaker(1, Duration::ZERO),
+        ),
     ];
     for (field, builder) in cases {
         let err = builder.build().await.unwrap_err();

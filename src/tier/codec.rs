@@ -181,7 +181,10 @@ mod tests {
     fn postcard_round_trips_and_rejects_garbage() {
         let v: Vec<(u32, String)> = vec![(1, "a".into()), (300, "bcd".into())];
         let bytes = Postcard.encode(&v).unwrap();
-        assert_eq!(Codec::<Vec<(u32, String)>>::decode(&Postcard, &bytes).unwrap(), v);
+        assert_eq!(
+            Codec::<Vec<(u32, String)>>::decode(&Postcard, &bytes).unwrap(),
+            v
+        );
         assert!(Codec::<String>::decode(&Postcard, &[5, b'a']).is_err());
     }
 
@@ -189,7 +192,10 @@ mod tests {
     fn display_key_round_trips_strings_with_spaces() {
         let codec = DisplayKey;
         let k = "user 42: Ann".to_string();
-        assert_eq!(KeyCodec::<String>::decode(&codec, &codec.encode(&k)), Some(k));
+        assert_eq!(
+            KeyCodec::<String>::decode(&codec, &codec.encode(&k)),
+            Some(k)
+        );
         assert_eq!(KeyCodec::<u8>::decode(&codec, "300"), None);
     }
 }

@@ -834,7 +834,10 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             return Err(ConfigError::new("l2_ttl", named("must be at least 1 ms")));
         }
         if ms(self.lease) == 0 {
-            return Err(ConfigError::new("lock_lease", named("must be at least 1 ms")));
+            return Err(ConfigError::new(
+                "lock_lease",
+                named("must be at least 1 ms"),
+            ));
         }
         for (field, d) in [
             ("lock_poll", self.lock_poll),
@@ -1061,9 +1064,13 @@ where
 
     async fn delete_everywhere(&self, rkey: String, message: String) {
         let inner = &self.inner;
-        let deleted =
-            Inner::<K, V, P>::delete_and_publish(&inner.l2, &rkey, &inner.settings.channel, &message)
-                .await;
+        let deleted = Inner::<K, V, P>::delete_and_publish(
+            &inner.l2,
+            &rkey,
+            &inner.settings.channel,
+            &message,
+        )
+        .await;
         match deleted {
             Ok(()) => {
                 Counters::bump(&inner.counters.l2_writes);
@@ -1118,7 +1125,8 @@ where
         inner.l1.invalidate_all();
         let message = Message::new(inner.instance, Scope::All).encode();
         let (prefix, channel) = (&inner.settings.prefix, &inner.settings.channel);
-        let cleared = Inner::<K, V, P>::clear_and_publish(&inner.l2, prefix, channel, &message).await;
+        let cleared =
+            Inner::<K, V, P>::clear_and_publish(&inner.l2, prefix, channel, &message).await;
         if cleared.is_ok() {
             Counters::bump(&inner.counters.l2_writes);
             Counters::bump(&inner.counters.backplane_sent);
