@@ -49,7 +49,7 @@
 //!
 //! ## Panic and cancellation
 //! A panicking loader panics its caller (the L1's waiters get
-//! [`LoadError::Panicked`](crate::LoadError::Panicked)); a held Redis lock is released by a
+//! [`LoadError::Panicked`]); a held Redis lock is released by a
 //! spawned task (or expires with its lease). A cancelled load releases its lock the same way.
 //!
 //! # Example
