@@ -139,7 +139,7 @@ fn print_metrics(name: &str, m: &TierMetrics) {
 async fn main() {
     let (url, _server) = start_redis();
     let db = Database::default();
-    for id in 1..=3 {
+    for id in 1..=1000 {
         db.rows.lock().insert(
             id,
             Product {
@@ -202,6 +202,46 @@ async fn main() {
     println!(
         "  database reads for product 2: {}",
         db.reads.load(Ordering::SeqCst) - reads
+    );
+
+    println!("\n3b. A loads products 100..600 (concurrently); B reads them from Redis");
+    let loads: Vec<_> = (100..600)
+        .map(|id| {
+            let (a, db) = (a.clone(), db.clone());
+            tokio::spawn(async move {
+                a.get_or_load(id, move || async move { db.load(id).await })
+                    .await
+            })
+        })
+        .collect();
+    for l in loads {
+        l.await.expect("no panic").expect("a value");
+    }
+    let (reads, hits) = (db.reads.load(Ordering::SeqCst), b.metrics().l2_hits);
+    let started = Instant::now();
+    for id in 100..600 {
+        let db = db.clone();
+        b.get_or_load(id, move || async move { db.load(id).await })
+            .await
+            .expect("a value");
+    }
+    let per_read = started.elapsed() / 500;
+    println!(
+        "  500 reads on B: {} L2 hits, {} database reads, {per_read:?} per read (L1 miss + Redis GET + L1 install)",
+        b.metrics().l2_hits - hits,
+        db.reads.load(Ordering::SeqCst) - reads
+    );
+    let started = Instant::now();
+    for id in 100..600 {
+        b.get_or_load(id, || async {
+            Err::<Option<Product>, String>("not called".into())
+        })
+        .await
+        .expect("a value");
+    }
+    println!(
+        "  the same 500 reads again: {:?} per read (L1 hits)",
+        started.elapsed() / 500
     );
 
     println!("\n4. the price of product 1 changes; A invalidates (delete on write)");
