@@ -97,9 +97,14 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`) with the shell's builtin `kill` (no procps needed).
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill {signal} {pid}"))
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -114,14 +119,8 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.child.as_ref().map(|c| {
-                Command::new("kill")
-                    .args(["-CONT", &c.id().to_string()])
-                    .status()
-            });
-        }
-        self.kill();
+        self.kill(); // SIGKILL ends a stopped (SIGSTOP) server too
+
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -303,7 +302,9 @@ async fn the_lock_lets_exactly_one_of_four_instances_load_a_cold_key() {
         "one load across four instances"
     );
     let sum = |f: fn(&TierMetrics) -> u64| tiers.iter().map(|t| f(&m(t))).sum::<u64>();
-    assert_eq!(sum(|m| m.lock_acquired), 1);
+    // A waiter may win the lock right after the holder's install released it; its re-check
+    // then finds the value and it does not load.
+    assert!((1..=4).contains(&sum(|m| m.lock_acquired)));
     assert_eq!(sum(|m| m.lock_fallback_loads), 0);
     assert_eq!(sum(|m| m.loads), 1);
     assert_eq!(

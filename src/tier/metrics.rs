@@ -51,7 +51,8 @@ pub struct TierMetrics {
     pub backplane_resubscribes: u64,
     /// Whether the subscriber is subscribed right now.
     pub backplane_connected: bool,
-    /// Distributed locks won (this instance loaded for everyone).
+    /// Distributed locks won. A winner first re-reads Redis: a value installed between its
+    /// `GET` and its `SET NX` (by the previous holder) is used instead of loading.
     pub lock_acquired: u64,
     /// Loads that found the lock held and waited for its holder's value.
     pub lock_waited: u64,
