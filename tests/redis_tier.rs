@@ -710,3 +710,40 @@ async fn foreign_and_undecodable_messages_are_counted_and_handled_safely() {
     assert_eq!(m(&t).backplane_undecodable, 2);
     assert_eq!(m(&t).backplane_received, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_all_deletes_only_its_own_prefix_even_with_glob_characters() {
+    let server = RedisServer::start();
+    let build = |prefix: &'static str| {
+        TieredCache::builder(l1(), server.url())
+            .key_prefix(prefix)
+            .build()
+    };
+    let (globby, other) = (
+        build("a*[x]:").await.unwrap(),
+        build("ab[x]:").await.unwrap(),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    for k in 0..5 {
+        globby.get_or_load(k, counted(&calls, "g")).await.unwrap();
+        other.get_or_load(k, counted(&calls, "o")).await.unwrap();
+    }
+    globby.invalidate_all().await;
+    let mut raw = server.raw().await;
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    keys.sort();
+    let expected: Vec<String> = (0..5).map(|k| format!("ab[x]:{k}")).collect();
+    assert_eq!(keys, expected, "a `*` in the prefix is matched literally");
+    // The other cache listens on its own channel: by the time the message came back to its
+    // sender, it would have reached the other cache too, had they shared the channel.
+    eventually("globby hears itself", async || {
+        m(&globby).backplane_own == 1
+    })
+    .await;
+    assert_eq!(other.l1().len(), 5);
+    assert_eq!(m(&other).backplane_received, 0);
+}

@@ -764,3 +764,14 @@ where
 pub(crate) fn shielded(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_escape_quotes_every_pattern_character() {
+        assert_eq!(glob_escape("app:user:"), "app:user:");
+        assert_eq!(glob_escape(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
+    }
+}
