@@ -69,7 +69,8 @@ pub struct TierMetrics {
     pub l2_writes: u64,
     /// Failed writes that a background retry completed later.
     pub writes_retried: u64,
-    /// Failed writes given up after the retry window (or with the retry queue full).
+    /// Failed writes given up: `put`/`invalidate` writes after the retry window (or with the
+    /// retry queue full), and populates after a load (never retried: the next miss writes).
     pub writes_dropped: u64,
 }
 

@@ -276,7 +276,9 @@ where
                 Ok(bytes) => match guard.install(&rkey, &bytes, self.l2_ttl_ms()).await {
                     Ok(true) => Counters::bump(&self.counters.l2_writes),
                     Ok(false) => Counters::bump(&self.counters.lock_lost),
-                    Err(_) => {} // counted as an L2 error; the guard's drop releases the lock
+                    // Not retried: the next miss writes again. The guard's drop releases the
+                    // lock.
+                    Err(_) => Counters::bump(&self.counters.writes_dropped),
                 },
                 Err(_) => {
                     Counters::bump(&self.counters.codec_errors);
