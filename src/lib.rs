@@ -89,6 +89,7 @@ mod shard;
 mod shim;
 mod slab;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
 
 #[cfg(any(test, fuzzing))]
