@@ -71,6 +71,7 @@
 //! | feature | enables | cost |
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio; warming, batch loads, write-through and write-behind | a dependency on `tokio` (`rt`, `time`, `sync`) |
+//! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
 //!
 //! Without features the crate depends on no runtime.
 
@@ -87,6 +88,9 @@ pub mod policy;
 mod shard;
 mod shim;
 mod slab;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod tier;
 
 #[cfg(any(test, fuzzing))]
 pub mod testing;

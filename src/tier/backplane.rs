@@ -1,0 +1,217 @@
+//! The invalidation backplane: Redis pub/sub messages that make every instance drop a key (or
+//! everything) from its L1.
+//!
+//! A message is one line of text, so that `redis-cli SUBSCRIBE` shows it readably:
+//!
+//! ```text
+//! aside1 <origin instance, 32 hex digits> <unix time in ms> key <encoded key>
+//! aside1 <origin instance, 32 hex digits> <unix time in ms> all
+//! ```
+//!
+//! The subscriber task keeps one dedicated pub/sub connection, pings it every
+//! `backplane_ping` (a hung server is a lost subscription too), and reconnects with a backoff
+//! from 50 ms doubling to 1 s. Every subscription established after the first one clears the
+//! L1: messages published while it was down are lost (Redis pub/sub is at most once), and
+//! clearing is the only way to be sure nothing stale survives the gap.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::codec::KeyCodec;
+use super::metrics::Counters;
+use crate::AsideCache;
+use crate::policy::EvictionPolicy;
+
+const VERSION: &str = "aside1";
+
+/// What a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Drop this (encoded) key.
+    Key(String),
+    /// Drop everything.
+    All,
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Message {
+    pub(crate) origin: u128,
+    pub(crate) sent_at_ms: u64,
+    pub(crate) scope: Scope,
+}
+
+impl Message {
+    pub(crate) fn new(origin: u128, scope: Scope) -> Self {
+        let sent_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            origin,
+            sent_at_ms,
+            scope,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let head = format!("{VERSION} {:032x} {}", self.origin, self.sent_at_ms);
+        match &self.scope {
+            Scope::Key(k) => format!("{head} key {k}"),
+            Scope::All => format!("{head} all"),
+        }
+    }
+
+    pub(crate) fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(5, ' ');
+        if parts.next()? != VERSION {
+            return None;
+        }
+        let origin = u128::from_str_radix(parts.next()?, 16).ok()?;
+        let sent_at_ms = parts.next()?.parse().ok()?;
+        let scope = match (parts.next()?, parts.next()) {
+            ("key", Some(k)) => Scope::Key(k.to_string()),
+            ("all", None) => Scope::All,
+            _ => return None,
+        };
+        Some(Self {
+            origin,
+            sent_at_ms,
+            scope,
+        })
+    }
+}
+
+/// What the subscriber task needs (no reference back to the tier, so dropping the tier ends
+/// the task through its abort handle).
+pub(crate) struct Subscriber<K, V, P: EvictionPolicy> {
+    pub(crate) client: redis::Client,
+    pub(crate) channel: String,
+    pub(crate) instance: u128,
+    pub(crate) l1: AsideCache<K, V, P>,
+    pub(crate) keys: Arc<dyn KeyCodec<K>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) op_timeout: Duration,
+    pub(crate) ping_every: Duration,
+}
+
+impl<K, V, P> Subscriber<K, V, P>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    P: EvictionPolicy,
+{
+    /// Applies one message to the L1.
+    fn apply(&self, payload: &[u8]) {
+        let message = std::str::from_utf8(payload).ok().and_then(Message::decode);
+        let Some(message) = message else {
+            // Not ours to read: someone else publishing on the channel, or a newer format.
+            Counters::bump(&self.counters.backplane_undecodable);
+            return;
+        };
+        if message.origin == self.instance {
+            // We applied it to our L1 before publishing.
+            Counters::bump(&self.counters.backplane_own);
+            return;
+        }
+        Counters::bump(&self.counters.backplane_received);
+        match message.scope {
+            Scope::All => self.l1.invalidate_all(),
+            Scope::Key(text) => match self.keys.decode(&text) {
+                Some(key) => self.l1.invalidate(&key),
+                None => {
+                    Counters::bump(&self.counters.backplane_undecodable);
+                    self.l1.invalidate_all();
+                }
+            },
+        }
+    }
+
+    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.channel).await?;
+        Ok(pubsub)
+    }
+
+    /// The subscriber loop; `first` learns whether the first subscription succeeded.
+    pub(crate) async fn run(self, first: oneshot::Sender<bool>) {
+        let mut first = Some(first);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let subscribed = tokio::time::timeout(self.op_timeout, self.subscribe()).await;
+            let Ok(Ok(pubsub)) = subscribed else {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(false);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            };
+            backoff = Duration::from_millis(50);
+            self.counters
+                .backplane_connected
+                .store(true, Ordering::Relaxed);
+            match first.take() {
+                Some(tx) => {
+                    let _ = tx.send(true);
+                }
+                None => {
+                    // A gap: whatever was published meanwhile is lost.
+                    super::shielded(|| self.l1.invalidate_all());
+                    Counters::bump(&self.counters.backplane_resubscribes);
+                }
+            }
+            self.listen(pubsub).await;
+            self.counters
+                .backplane_connected
+                .store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies messages until the subscription is lost (stream ended or a ping unanswered).
+    async fn listen(&self, pubsub: redis::aio::PubSub) {
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ping = tokio::time::interval(self.ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await; // the first tick is immediate
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(m) => super::shielded(|| self.apply(m.get_payload_bytes())),
+                    None => return,
+                },
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(
+                        self.op_timeout,
+                        sink.ping::<redis::Value>(),
+                    )
+                    .await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_reject_foreign_text() {
+        for scope in [Scope::Key("user 42: x".into()), Scope::All] {
+            let m = Message::new(0xabc, scope);
+            assert_eq!(Message::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(Message::decode("hello"), None);
+        assert_eq!(Message::decode("aside1 zz 1 all"), None);
+        assert_eq!(Message::decode("aside1 1 1 all extra"), None);
+        assert_eq!(Message::decode("aside2 1 1 all"), None);
+    }
+}

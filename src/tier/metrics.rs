@@ -1,0 +1,137 @@
+//! [`TierMetrics`]: what the Redis tier counted.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::BreakerState;
+
+/// A snapshot of the tier's counters, from [`TieredCache::metrics`](super::TieredCache::metrics).
+///
+/// Counters only grow; take two snapshots and subtract for rates.
+///
+/// # Example
+///
+/// ```
+/// let m = aside::tier::TierMetrics::default();
+/// assert_eq!(m.l2_hits + m.l2_misses, 0);
+/// assert_eq!(m.breaker, aside::tier::BreakerState::Closed);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierMetrics {
+    /// Lookups answered by the L1 (`AsideCache`) without going to Redis.
+    pub l1_hits: u64,
+    /// Lookups the L1 could not answer.
+    pub l1_misses: u64,
+    /// Redis `GET`s that found the value (including the polls of lock waiters that found it).
+    pub l2_hits: u64,
+    /// First Redis `GET`s of an L1 miss that found nothing.
+    pub l2_misses: u64,
+    /// Redis operations that failed: connection errors, timeouts, error replies.
+    pub l2_errors: u64,
+    /// Of those, operations that exceeded the op timeout.
+    pub l2_timeouts: u64,
+    /// Operations not sent to Redis because the breaker was open.
+    pub l2_skipped: u64,
+    /// Values that failed to encode or decode (a decode failure counts as a miss).
+    pub codec_errors: u64,
+    /// Where the breaker stands now.
+    pub breaker: BreakerState,
+    /// How many times the breaker opened.
+    pub breaker_opened: u64,
+    /// Invalidation messages this instance published.
+    pub backplane_sent: u64,
+    /// Invalidation messages from other instances received (and applied to the L1).
+    pub backplane_received: u64,
+    /// This instance's own messages, received and ignored.
+    pub backplane_own: u64,
+    /// Messages that were not ours to read or whose key did not decode (the L1 was cleared
+    /// for the latter).
+    pub backplane_undecodable: u64,
+    /// Subscriptions re-established after a loss (each cleared the L1).
+    pub backplane_resubscribes: u64,
+    /// Whether the subscriber is subscribed right now.
+    pub backplane_connected: bool,
+    /// Distributed locks won. A winner first re-reads Redis: a value installed between its
+    /// `GET` and its `SET NX` (by the previous holder) is used instead of loading.
+    pub lock_acquired: u64,
+    /// Loads that found the lock held and waited for its holder's value.
+    pub lock_waited: u64,
+    /// Waiters that ran out of `lock_wait` and loaded themselves (the last resort).
+    pub lock_fallback_loads: u64,
+    /// Holders whose value was not installed in Redis because their lease was gone
+    /// (invalidated while loading, or the lease ran out).
+    pub lock_lost: u64,
+    /// Loads run without Redis because it was unavailable (breaker open or an error).
+    pub degraded_loads: u64,
+    /// Calls of the user's loader, whichever path led to them.
+    pub loads: u64,
+    /// Writes to Redis (populate, `put`, `invalidate`) that succeeded at the first try.
+    pub l2_writes: u64,
+    /// Failed writes that a background retry completed later.
+    pub writes_retried: u64,
+    /// Failed writes given up: `put`/`invalidate` writes after the retry window (or with the
+    /// retry queue full), and populates after a load (never retried: the next miss writes).
+    pub writes_dropped: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) l2_misses: AtomicU64,
+    pub(crate) l2_errors: AtomicU64,
+    pub(crate) l2_timeouts: AtomicU64,
+    pub(crate) l2_skipped: AtomicU64,
+    pub(crate) codec_errors: AtomicU64,
+    pub(crate) backplane_sent: AtomicU64,
+    pub(crate) backplane_received: AtomicU64,
+    pub(crate) backplane_own: AtomicU64,
+    pub(crate) backplane_undecodable: AtomicU64,
+    pub(crate) backplane_resubscribes: AtomicU64,
+    pub(crate) backplane_connected: AtomicBool,
+    pub(crate) lock_acquired: AtomicU64,
+    pub(crate) lock_waited: AtomicU64,
+    pub(crate) lock_fallback_loads: AtomicU64,
+    pub(crate) lock_lost: AtomicU64,
+    pub(crate) degraded_loads: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) l2_writes: AtomicU64,
+    pub(crate) writes_retried: AtomicU64,
+    pub(crate) writes_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> TierMetrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TierMetrics {
+            l1_hits: 0,
+            l1_misses: 0,
+            l2_hits: get(&self.l2_hits),
+            l2_misses: get(&self.l2_misses),
+            l2_errors: get(&self.l2_errors),
+            l2_timeouts: get(&self.l2_timeouts),
+            l2_skipped: get(&self.l2_skipped),
+            codec_errors: get(&self.codec_errors),
+            breaker: BreakerState::Closed,
+            breaker_opened: 0,
+            backplane_sent: get(&self.backplane_sent),
+            backplane_received: get(&self.backplane_received),
+            backplane_own: get(&self.backplane_own),
+            backplane_undecodable: get(&self.backplane_undecodable),
+            backplane_resubscribes: get(&self.backplane_resubscribes),
+            backplane_connected: self.backplane_connected.load(Ordering::Relaxed),
+            lock_acquired: get(&self.lock_acquired),
+            lock_waited: get(&self.lock_waited),
+            lock_fallback_loads: get(&self.lock_fallback_loads),
+            lock_lost: get(&self.lock_lost),
+            degraded_loads: get(&self.degraded_loads),
+            loads: get(&self.loads),
+            l2_writes: get(&self.l2_writes),
+            writes_retried: get(&self.writes_retried),
+            writes_dropped: get(&self.writes_dropped),
+        }
+    }
+}

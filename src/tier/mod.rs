@@ -1,0 +1,779 @@
+//! The Redis L2 tier (`redis` feature): [`TieredCache`], several application instances each
+//! with its own [`AsideCache`] as L1, sharing one Redis as L2.
+//!
+//! ```text
+//! get_or_load(k) ── L1 hit ─────────────────────────────────────────────▶ value
+//!      │ L1 miss (single flight: one task per key and process goes on)
+//!      ▼
+//!  Redis GET ───── hit ─────────────────────────────── install in L1 ──▶ value
+//!      │ miss
+//!      ▼
+//!  SET lock:k token NX PX lease ── won ──▶ loader ──▶ SET k PX ttl (if still holding the
+//!      │ held by another instance                      lease) + release ─▶ L1 ──▶ value
+//!      ▼
+//!  poll GET every lock_poll, retrying the lock ── value appears ──▶ L1 ──▶ value
+//!      │ lock_wait over
+//!      ▼
+//!  loader (the last resort; the value goes to L1 only) ──────────────────▶ value
+//! ```
+//!
+//! `put` and `invalidate` update the local L1 at once, then, in one Redis transaction, write or
+//! delete the value, delete its lock (so a load in flight cannot write back what it read before
+//! the change) and `PUBLISH` a message that makes every other instance drop the key from its
+//! L1. `docs/deployment.md` discusses TTL choice, failure modes and the backplane's gaps.
+//!
+//! # Guarantees
+//!
+//! ## One load per key across instances
+//! While Redis is up and loads finish within `lock_lease`, one instance loads a cold key and
+//! the others get its value from Redis. In-process single flight sits in front (the L2 fetch
+//! and the load run as the L1's loader), so one process sends at most one lock attempt per key
+//! at a time. A waiter that runs out of `lock_wait` loads for itself and does not write to
+//! Redis.
+//!
+//! ## Invalidation
+//! The invalidating instance's L1 is updated before the call returns; Redis in the same call
+//! when it is reachable; other instances when they receive the message (normally within a
+//! millisecond or two on a LAN). Own messages are ignored (already applied). A lost
+//! subscription is detected by the end of its stream or an unanswered ping (every
+//! `backplane_ping`), re-established with a backoff of at most 1 s, and **every
+//! re-subscription clears the L1**, because messages published meanwhile are lost.
+//!
+//! ## Degradation
+//! Every Redis operation runs under `op_timeout` and a circuit breaker; with Redis down or slow
+//! reads fall through to the loader (`degraded_loads`) and no call fails because of Redis.
+//! Failed writes are retried in the background for `write_retry_window` as deletions (a
+//! deletion is always safe to repeat; a late write-through could resurrect an old value), then
+//! dropped. Recovery is automatic: the breaker half-opens after its open period, the
+//! connection is re-established, the backplane resubscribes.
+//!
+//! ## Panic and cancellation
+//! A panicking loader panics its caller (the L1's waiters get
+//! [`LoadError::Panicked`]); a held Redis lock is released by a
+//! spawned task (or expires with its lease). A cancelled load releases its lock the same way.
+//!
+//! # Example
+//!
+//! With Redis unreachable the tier still answers, from the loader:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use aside::AsideCache;
+//! use aside::tier::TieredCache;
+//! use std::time::Duration;
+//!
+//! let l1: AsideCache<u64, String> = AsideCache::builder()
+//!     .time_to_live(Duration::from_secs(30))
+//!     .build()
+//!     .unwrap();
+//! // Port 1 refuses connections: Redis is "down".
+//! let users = TieredCache::builder(l1, "redis://127.0.0.1:1/")
+//!     .l2_ttl(Duration::from_secs(300))
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let name = users
+//!     .get_or_load(42, || async { Ok::<_, std::io::Error>(Some("Alice".to_string())) })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(name.as_deref(), Some("Alice"));
+//! assert_eq!(users.metrics().degraded_loads, 1);
+//! # }
+//! ```
+
+mod backplane;
+mod breaker;
+mod builder;
+mod codec;
+mod l2;
+mod lock;
+mod metrics;
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::task::JoinHandle;
+
+pub use breaker::BreakerState;
+pub use builder::TierBuilder;
+pub use codec::{Codec, CodecError, DisplayKey, KeyCodec, Postcard};
+pub use metrics::TierMetrics;
+
+use crate::policy::{EvictionPolicy, Lru};
+use crate::{AsideCache, LoadError};
+use backplane::{Message, Scope};
+use l2::{L2, L2Error};
+use lock::LockGuard;
+use metrics::Counters;
+
+/// What one Redis `GET` found.
+enum Fetched<V> {
+    Hit(V),
+    Miss,
+    Down,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    prefix: String,
+    channel: String,
+    l2_ttl_ms: u64,
+    l2_jitter_ms: u64,
+    lease_ms: u64,
+    lock_wait: Duration,
+    lock_poll: Duration,
+}
+
+struct Inner<K, V, P: EvictionPolicy> {
+    l1: AsideCache<K, V, P>,
+    l2: Arc<L2>,
+    keys: Arc<dyn KeyCodec<K>>,
+    codec: Arc<dyn Codec<V>>,
+    settings: Settings,
+    instance: u128,
+    counters: Arc<Counters>,
+    subscriber: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<K, V, P: EvictionPolicy> Drop for Inner<K, V, P> {
+    fn drop(&mut self) {
+        if let Some(task) = self.subscriber.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+/// Escapes Redis glob characters so that `prefix` matches itself in `SCAN MATCH`.
+fn glob_escape(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl<K, V, P> Inner<K, V, P>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    P: EvictionPolicy,
+{
+    fn value_key(&self, encoded: &str) -> String {
+        format!("{}{encoded}", self.settings.prefix)
+    }
+
+    fn l2_ttl_ms(&self) -> u64 {
+        let s = &self.settings;
+        let jitter = if s.l2_jitter_ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..s.l2_jitter_ms)
+        };
+        s.l2_ttl_ms.saturating_add(jitter)
+    }
+
+    async fn l2_get(&self, rkey: &str) -> Fetched<V> {
+        let got = self
+            .l2
+            .run(|mut c| async move {
+                redis::cmd("GET")
+                    .arg(rkey)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await;
+        match got {
+            Ok(Some(bytes)) => match self.codec.decode(&bytes) {
+                Ok(v) => {
+                    Counters::bump(&self.counters.l2_hits);
+                    Fetched::Hit(v)
+                }
+                Err(_) => {
+                    Counters::bump(&self.counters.codec_errors);
+                    Fetched::Miss
+                }
+            },
+            Ok(None) => Fetched::Miss,
+            Err(_) => Fetched::Down,
+        }
+    }
+
+    async fn load_degraded<E, F, Fut>(&self, loader: F) -> Result<Option<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        Counters::bump(&self.counters.degraded_loads);
+        Counters::bump(&self.counters.loads);
+        loader().await
+    }
+
+    /// The L1's loader: Redis, the distributed lock, the user's loader.
+    async fn fetch_or_load<E, F, Fut>(
+        self: Arc<Self>,
+        encoded: String,
+        loader: F,
+    ) -> Result<Option<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        let rkey = self.value_key(&encoded);
+        match self.l2_get(&rkey).await {
+            Fetched::Hit(v) => return Ok(Some(v)),
+            Fetched::Miss => Counters::bump(&self.counters.l2_misses),
+            Fetched::Down => return self.load_degraded(loader).await,
+        }
+        let s = &self.settings;
+        let lock_key = format!("lock:{rkey}");
+        let token = lock::new_token(self.instance);
+        let deadline = tokio::time::Instant::now() + s.lock_wait;
+        let mut waited = false;
+        let guard = loop {
+            match lock::try_acquire(&self.l2, &lock_key, &token, s.lease_ms).await {
+                Ok(true) => break LockGuard::new(Arc::clone(&self.l2), lock_key, token),
+                Ok(false) => {}
+                Err(_) => return self.load_degraded(loader).await,
+            }
+            if !waited {
+                waited = true;
+                Counters::bump(&self.counters.lock_waited);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                // The holder may have crashed or be slow: load ourselves, write nothing.
+                Counters::bump(&self.counters.lock_fallback_loads);
+                Counters::bump(&self.counters.loads);
+                return loader().await;
+            }
+            tokio::time::sleep(s.lock_poll.min(deadline - now)).await;
+            match self.l2_get(&rkey).await {
+                Fetched::Hit(v) => return Ok(Some(v)),
+                Fetched::Miss => {}
+                Fetched::Down => return self.load_degraded(loader).await,
+            }
+        };
+        Counters::bump(&self.counters.lock_acquired);
+        // The previous holder may have installed between our GET and our SET NX.
+        if let Fetched::Hit(v) = self.l2_get(&rkey).await {
+            guard.release().await;
+            return Ok(Some(v));
+        }
+        Counters::bump(&self.counters.loads);
+        let result = loader().await;
+        match &result {
+            Ok(Some(v)) => match self.codec.encode(v) {
+                Ok(bytes) => match guard.install(&rkey, &bytes, self.l2_ttl_ms()).await {
+                    Ok(true) => Counters::bump(&self.counters.l2_writes),
+                    Ok(false) => Counters::bump(&self.counters.lock_lost),
+                    // Not retried: the next miss writes again. The guard's drop releases the
+                    // lock.
+                    Err(_) => Counters::bump(&self.counters.writes_dropped),
+                },
+                Err(_) => {
+                    Counters::bump(&self.counters.codec_errors);
+                    guard.release().await;
+                }
+            },
+            _ => guard.release().await,
+        }
+        result
+    }
+
+    /// Deletes `encoded`'s value and lock and publishes `message`, in one transaction.
+    async fn delete_and_publish(
+        l2: &L2,
+        rkey: &str,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), L2Error> {
+        l2.run(|mut c| async move {
+            redis::pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(rkey)
+                .arg(format!("lock:{rkey}"))
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Deletes every value and lock under the prefix (`SCAN` + `UNLINK`), then publishes
+    /// `message`.
+    async fn clear_and_publish(
+        l2: &L2,
+        prefix: &str,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), L2Error> {
+        let escaped = glob_escape(prefix);
+        for pattern in [format!("{escaped}*"), format!("lock:{escaped}*")] {
+            let mut cursor = 0u64;
+            loop {
+                let pattern = &pattern;
+                let (next, keys) = l2
+                    .run(|mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async::<(u64, Vec<Vec<u8>>)>(&mut c)
+                            .await
+                    })
+                    .await?;
+                if !keys.is_empty() {
+                    l2.run(|mut c| async move {
+                        redis::cmd("UNLINK")
+                            .arg(&keys)
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                    .await?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        l2.run(|mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// After a failed write: delete-and-publish in the background until it works.
+    fn retry_delete(&self, rkey: String, message: String) {
+        let channel = self.settings.channel.clone();
+        let counters = Arc::clone(&self.counters);
+        self.l2.retry_in_background(move |l2| {
+            let (rkey, channel, message) = (rkey.clone(), channel.clone(), message.clone());
+            let counters = Arc::clone(&counters);
+            async move {
+                Self::delete_and_publish(&l2, &rkey, &channel, &message).await?;
+                Counters::bump(&counters.backplane_sent);
+                Ok(())
+            }
+        });
+    }
+}
+
+/// An L1 [`AsideCache`] in front of a shared Redis L2; see the [module docs](self) for the
+/// read path and the guarantees.
+///
+/// Cheap to clone (an `Arc`); clones share the L1, the connection and the subscriber task.
+/// Build one per application instance (and per cache), each with its own connections.
+///
+/// # Example
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use aside::AsideCache;
+/// use aside::tier::TieredCache;
+/// use std::time::Duration;
+///
+/// let l1: AsideCache<u64, String> = AsideCache::builder()
+///     .max_capacity(10_000)
+///     .time_to_live(Duration::from_secs(30)) // short: the L1 is a copy
+///     .build()?;
+/// let users = TieredCache::builder(l1, "redis://127.0.0.1:6379/")
+///     .key_prefix("app:user:")
+///     .l2_ttl(Duration::from_secs(300))
+///     .build()
+///     .await?;
+///
+/// let name = users
+///     .get_or_load(42, || async { Ok::<_, std::io::Error>(Some("Alice".to_string())) })
+///     .await?;
+/// assert_eq!(name.as_deref(), Some("Alice"));
+///
+/// // After writing the database: drop the key everywhere.
+/// users.invalidate(&42).await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct TieredCache<K, V, P: EvictionPolicy = Lru> {
+    inner: Arc<Inner<K, V, P>>,
+}
+
+impl<K, V, P: EvictionPolicy> Clone for TieredCache<K, V, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V, P: EvictionPolicy> fmt::Debug for TieredCache<K, V, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("instance", &format_args!("{:032x}", self.inner.instance))
+            .field("prefix", &self.inner.settings.prefix)
+            .field("channel", &self.inner.settings.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error of an L1 load that only looked in Redis ([`TieredCache::get`]).
+struct NotInL2;
+
+impl<K, V, P> TieredCache<K, V, P>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    P: EvictionPolicy,
+{
+    /// The value for `key`: from the L1, else from Redis, else from `loader` (run by one
+    /// instance for all, under the distributed lock), then stored in Redis (with the L2 TTL)
+    /// and in the L1 (with the L1's TTL). The loader returns `Ok(None)` for "not found", which
+    /// is not stored in Redis (the L1 caches it only with its `negative_ttl`).
+    ///
+    /// # Errors
+    ///
+    /// As [`AsideCache::get_or_load`]: the loader's error (shared by the in-process waiters),
+    /// [`LoadError::Timeout`], [`LoadError::Panicked`], [`LoadError::Reentrant`]. Redis
+    /// failures are never errors: the loader answers instead.
+    ///
+    /// # Panics
+    ///
+    /// If this caller's own loader panics, after the in-process waiters have been released and
+    /// the Redis lock handed to a release task.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future abandons the load as in the L1 (a waiter takes over); a held Redis
+    /// lock is released by a spawned task.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// let name = users
+    ///     .get_or_load(42, || async { Ok::<_, std::io::Error>(Some("Alice".to_string())) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(name.as_deref(), Some("Alice"));
+    /// # }
+    /// ```
+    pub async fn get_or_load<E, F, Fut>(&self, key: K, loader: F) -> Result<Option<V>, LoadError<E>>
+    where
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+    {
+        let encoded = self.inner.keys.encode(&key);
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .l1
+            .get_or_load(key, move || inner.fetch_or_load(encoded, loader))
+            .await
+    }
+
+    /// The value for `key` from the L1 or Redis (installed in the L1 on a Redis hit); never
+    /// loads. `None` when neither has it or Redis is unavailable.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// users.put(7, "Bob".to_string()).await;
+    /// assert_eq!(users.get(&7).await.as_deref(), Some("Bob"));
+    /// # }
+    /// ```
+    pub async fn get(&self, key: &K) -> Option<V> {
+        let rkey = self.inner.value_key(&self.inner.keys.encode(key));
+        let inner = Arc::clone(&self.inner);
+        let found = self
+            .inner
+            .l1
+            .try_get_with(key.clone(), move || async move {
+                match inner.l2_get(&rkey).await {
+                    Fetched::Hit(v) => Ok(v),
+                    Fetched::Miss => {
+                        Counters::bump(&inner.counters.l2_misses);
+                        Err(NotInL2)
+                    }
+                    Fetched::Down => Err(NotInL2),
+                }
+            })
+            .await;
+        found.ok()
+    }
+
+    /// Write-through after writing the source of truth: stores `value` in the L1 at once, then
+    /// in Redis (with the L2 TTL, deleting any lock on the key so a load in flight cannot
+    /// overwrite it) and publishes an invalidation so that other instances drop their copy.
+    /// If Redis is unavailable, the Redis copy is deleted by a background retry instead.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// users.put(42, "Alice Smith".to_string()).await;
+    /// # }
+    /// ```
+    pub async fn put(&self, key: K, value: V) {
+        let inner = &self.inner;
+        let encoded = inner.keys.encode(&key);
+        let bytes = inner.codec.encode(&value);
+        inner.l1.put(key, value);
+        let rkey = inner.value_key(&encoded);
+        let message = Message::new(inner.instance, Scope::Key(encoded)).encode();
+        let Ok(bytes) = bytes else {
+            Counters::bump(&inner.counters.codec_errors);
+            return self.delete_everywhere(rkey, message).await;
+        };
+        let (ttl, channel) = (inner.l2_ttl_ms(), &inner.settings.channel);
+        let written = inner
+            .l2
+            .run(|mut c| {
+                let (rkey, message) = (&rkey, &message);
+                async move {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("SET")
+                        .arg(rkey)
+                        .arg(bytes)
+                        .arg("PX")
+                        .arg(ttl)
+                        .ignore()
+                        .cmd("DEL")
+                        .arg(format!("lock:{rkey}"))
+                        .ignore()
+                        .cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(message)
+                        .ignore()
+                        .query_async::<()>(&mut c)
+                        .await
+                }
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                Counters::bump(&inner.counters.l2_writes);
+                Counters::bump(&inner.counters.backplane_sent);
+            }
+            Err(_) => inner.retry_delete(rkey, message),
+        }
+    }
+
+    async fn delete_everywhere(&self, rkey: String, message: String) {
+        let inner = &self.inner;
+        let deleted = Inner::<K, V, P>::delete_and_publish(
+            &inner.l2,
+            &rkey,
+            &inner.settings.channel,
+            &message,
+        )
+        .await;
+        match deleted {
+            Ok(()) => {
+                Counters::bump(&inner.counters.l2_writes);
+                Counters::bump(&inner.counters.backplane_sent);
+            }
+            Err(_) => inner.retry_delete(rkey, message),
+        }
+    }
+
+    /// Delete-on-write after writing the source of truth: drops `key` from the L1 at once (a
+    /// load in flight will not install), deletes it and its lock in Redis and publishes an
+    /// invalidation so that other instances drop it too. If Redis is unavailable, the deletion
+    /// and the message are retried in the background (`write_retry_window`).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// users.invalidate(&42).await;
+    /// assert_eq!(users.l1().get(&42), None);
+    /// # }
+    /// ```
+    pub async fn invalidate(&self, key: &K) {
+        let inner = &self.inner;
+        inner.l1.invalidate(key);
+        let encoded = inner.keys.encode(key);
+        let rkey = inner.value_key(&encoded);
+        let message = Message::new(inner.instance, Scope::Key(encoded)).encode();
+        self.delete_everywhere(rkey, message).await;
+    }
+
+    /// Clears the L1, deletes every key under the prefix in Redis (`SCAN` + `UNLINK`, not
+    /// atomic: a value loaded during the scan may survive) and tells every instance to clear
+    /// its L1. Retried in the background if Redis is unavailable.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// users.invalidate_all().await;
+    /// assert!(users.l1().is_empty());
+    /// # }
+    /// ```
+    pub async fn invalidate_all(&self) {
+        let inner = &self.inner;
+        inner.l1.invalidate_all();
+        let message = Message::new(inner.instance, Scope::All).encode();
+        let (prefix, channel) = (&inner.settings.prefix, &inner.settings.channel);
+        let cleared =
+            Inner::<K, V, P>::clear_and_publish(&inner.l2, prefix, channel, &message).await;
+        if cleared.is_ok() {
+            Counters::bump(&inner.counters.l2_writes);
+            Counters::bump(&inner.counters.backplane_sent);
+            return;
+        }
+        let (prefix, channel) = (prefix.clone(), channel.clone());
+        let counters = Arc::clone(&inner.counters);
+        inner.l2.retry_in_background(move |l2| {
+            let (prefix, channel, message) = (prefix.clone(), channel.clone(), message.clone());
+            let counters = Arc::clone(&counters);
+            async move {
+                Inner::<K, V, P>::clear_and_publish(&l2, &prefix, &channel, &message).await?;
+                Counters::bump(&counters.backplane_sent);
+                Ok(())
+            }
+        });
+    }
+
+    /// The tier's counters, with the L1's hits and misses and the breaker's state.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1:1/")
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// let m = users.metrics();
+    /// assert_eq!(m.loads, 0);
+    /// assert!(!m.backplane_connected); // nothing listens on port 1
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> TierMetrics {
+        let inner = &self.inner;
+        let mut m = inner.counters.snapshot();
+        let l1 = inner.l1.cache_stats();
+        m.l1_hits = l1.hits;
+        m.l1_misses = l1.misses;
+        m.breaker = inner.l2.breaker.state();
+        m.breaker_opened = inner.l2.breaker.times_opened();
+        m
+    }
+
+    /// The L1 front door (its own statistics, direct reads).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1:1/").build().await.unwrap();
+    /// assert!(users.l1().is_empty());
+    /// # }
+    /// ```
+    pub fn l1(&self) -> &AsideCache<K, V, P> {
+        &self.inner.l1
+    }
+
+    /// This instance's id, as carried by its backplane messages and lock tokens.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1:1/").build().await.unwrap();
+    /// assert_eq!(users.instance_id(), users.clone().instance_id());
+    /// # }
+    /// ```
+    pub fn instance_id(&self) -> u128 {
+        self.inner.instance
+    }
+
+    /// Stops the backplane subscriber (also stopped when the last clone is dropped). The
+    /// cache still reads and writes through Redis afterwards but no longer hears other
+    /// instances' invalidations, so call it when the instance is going away.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1:1/").build().await.unwrap();
+    /// users.shutdown().await;
+    /// assert!(!users.metrics().backplane_connected);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        let task = self.inner.subscriber.lock().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.inner
+            .counters
+            .backplane_connected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Runs `f`, swallowing a panic from user code reached through it (eviction listeners run by
+/// L1 invalidations): the subscriber must outlive them.
+pub(crate) fn shielded(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_escape_quotes_every_pattern_character() {
+        assert_eq!(glob_escape("app:user:"), "app:user:");
+        assert_eq!(glob_escape(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
+    }
+}
