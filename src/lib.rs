@@ -71,6 +71,7 @@
 //! | feature | enables | cost |
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
+//! | `config` (default) | [`registry`]: named caches configured from a TOML file | dependencies on `serde` and `toml` |
 //!
 //! Without features the crate depends on no runtime.
 
@@ -84,6 +85,8 @@ mod expiry;
 mod metrics;
 mod notify;
 pub mod policy;
+#[cfg(feature = "config")]
+pub mod registry;
 mod shard;
 mod shim;
 mod slab;
