@@ -90,8 +90,8 @@ impl AnyPolicy {
             "lfu" => Self::Lfu(Lfu::new()),
             "fifo" => Self::Fifo(Fifo::new()),
             "ttl" => Self::SampledTtl(SampledTtl::new()),
-            "wtinylfu" => Self::WTinyLfu(Box::new(WTinyLfu::new())),
-            "s3fifo" => Self::S3Fifo(Box::new(S3Fifo::new())),
+            "wtinylfu" => Self::WTinyLfu(Box::default()),
+            "s3fifo" => Self::S3Fifo(Box::default()),
             _ => return None,
         };
         Some(policy)

@@ -183,7 +183,7 @@ fn type_error(expected: &str, value: &toml::Value) -> String {
     )
 }
 
-fn article(word: &str) -> String {
+pub(crate) fn article(word: &str) -> String {
     if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
         format!("an {word}")
     } else {

@@ -239,7 +239,7 @@ impl Registry {
                     return Err(RegistryError::new(
                         Some(name),
                         None,
-                        format!("must be a table, got a {}", value.type_str()),
+                        format!("must be a table, got {}", config::article(value.type_str())),
                     ));
                 };
                 let config = CacheConfig::from_table(t).map_err(|(field, reason)| {
@@ -280,6 +280,11 @@ impl Registry {
 
     /// Writes the configuration back as TOML that [`from_toml_str`](Self::from_toml_str) reads
     /// into an equal registry (fields left out stay left out; durations in canonical form).
+    ///
+    /// # Panics
+    ///
+    /// Never: the document is tables of strings, integers, floats and booleans, all of which
+    /// TOML can write.
     ///
     /// # Example
     ///
@@ -457,7 +462,7 @@ impl Registry {
         &self,
         name: &str,
     ) -> Result<CacheBuilder<K, V, AnyPolicy>, RegistryError> {
-        let c = self.engine_config(name)?;
+        let c = self.config(name)?;
         if c.max_weight.is_some() {
             return Err(RegistryError::new(
                 Some(name),
@@ -465,6 +470,7 @@ impl Registry {
                 "needs a weigher: use `Registry::weighed_cache_builder`",
             ));
         }
+        Self::refuse_front_door(name, c)?;
         Ok(Self::engine_builder(c))
     }
 
@@ -493,7 +499,7 @@ impl Registry {
         name: &str,
         weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static,
     ) -> Result<CacheBuilder<K, V, AnyPolicy>, RegistryError> {
-        let c = self.engine_config(name)?;
+        let c = self.config(name)?;
         if c.max_entries.is_some() {
             return Err(RegistryError::new(
                 Some(name),
@@ -501,12 +507,12 @@ impl Registry {
                 "a weighed cache is sized by `max_weight`",
             ));
         }
+        Self::refuse_front_door(name, c)?;
         Ok(Self::engine_builder(c).weigher(weigher))
     }
 
-    /// The configuration of `name`, refusing front-door settings.
-    fn engine_config(&self, name: &str) -> Result<&CacheConfig, RegistryError> {
-        let c = self.config(name)?;
+    /// Refuses front-door settings for a plain cache, which would ignore them.
+    fn refuse_front_door(name: &str, c: &CacheConfig) -> Result<(), RegistryError> {
         let front_door = [
             ("negative_ttl", c.negative_ttl.is_some()),
             ("grace", c.grace.is_some()),
@@ -527,7 +533,7 @@ impl Registry {
                  `Registry::builder` for an `AsideCache`",
             ));
         }
-        Ok(c)
+        Ok(())
     }
 
     fn engine_builder<K, V>(c: &CacheConfig) -> CacheBuilder<K, V, AnyPolicy> {
