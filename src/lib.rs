@@ -72,6 +72,7 @@
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
 //! | `config` (default) | [`registry`]: named caches configured from a TOML file | dependencies on `serde` and `toml` |
+//! | `metrics` | [`sampler`] reports sampled counters through the `metrics` facade | a dependency on `metrics` (the facade only; the application picks the exporter) |
 //!
 //! Without features the crate depends on no runtime.
 
@@ -87,6 +88,7 @@ mod notify;
 pub mod policy;
 #[cfg(feature = "config")]
 pub mod registry;
+pub mod sampler;
 mod shard;
 mod shim;
 mod slab;
