@@ -53,6 +53,22 @@ use std::path::Path;
 
 pub use config::CacheConfig;
 
+/// Formats a duration as the configuration file writes it, with the fewest parts: `"1h30m"`,
+/// `"250ms"`, `"0s"` (units `d`, `h`, `m`, `s`, `ms`, `us`, `ns`). A file reads it back as
+/// the same duration.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(aside::registry::format_duration(Duration::from_secs(5400)), "1h30m");
+/// assert_eq!(aside::registry::format_duration(Duration::from_millis(1500)), "1s500ms");
+/// ```
+#[must_use]
+pub fn format_duration(d: std::time::Duration) -> String {
+    duration::format(d)
+}
+
 use crate::policy::AnyPolicy;
 use crate::{AsideBuilder, AsideCache, Cache, CacheBuilder};
 
