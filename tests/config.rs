@@ -923,3 +923,56 @@ fn configured_policy_matches_the_hand_built_one() {
         "the run must evict to compare anything: {evictions}"
     );
 }
+
+/// What `AnyPolicy` costs in memory: the 16-byte `AnyState` replaces the wrapped policy's
+/// state in every entry's slot, and nothing else changes (`allocated_bytes` counts the table,
+/// the slab and the state array).
+#[test]
+fn any_policy_memory_per_entry() {
+    const N: u64 = 100_000;
+    fn bytes<P: EvictionPolicy>(policy: P) -> (usize, usize) {
+        let cache: Cache<u64, u64, P> = Cache::builder()
+            .max_capacity(N)
+            .shards(4)
+            .seed(1)
+            .policy(policy)
+            .build()
+            .unwrap();
+        for k in 0..N {
+            cache.insert(k, k);
+        }
+        (cache.allocated_bytes(), cache.len())
+    }
+    fn compare<P: EvictionPolicy + Into<AnyPolicy> + Clone>(policy: P, state: usize) -> f64 {
+        let (plain, len) = bytes(policy.clone());
+        let (any, any_len) = bytes(policy.into());
+        assert_eq!(len, any_len);
+        let extra = (any - plain) as f64 / len as f64;
+        // The state array has one slot per slab slot (at least one per entry).
+        let slots = (any - plain) / (16 - state).max(1);
+        assert!(
+            state == 16 || slots >= len,
+            "{slots} state slots for {len} entries"
+        );
+        println!(
+            "{:>10}: {:.1} -> {:.1} bytes per entry (+{extra:.1})",
+            std::any::type_name::<P>().rsplit("::").next().unwrap(),
+            plain as f64 / len as f64,
+            any as f64 / len as f64
+        );
+        extra
+    }
+    // Per-entry extra = (16 - own state) x slots per entry (slab slack 1.0 to 1.3 here).
+    let lru = compare(Lru::new(), 8);
+    assert!((8.0..=8.0 * 1.35).contains(&lru), "{lru}");
+    let fifo = compare(Fifo::new(), 8);
+    assert!((8.0..=8.0 * 1.35).contains(&fifo), "{fifo}");
+    let lfu = compare(Lfu::new(), 8);
+    assert!((8.0..=8.0 * 1.35).contains(&lfu), "{lfu}");
+    let ttl = compare(SampledTtl::new(), 0);
+    assert!((16.0..=16.0 * 1.35).contains(&ttl), "{ttl}");
+    let s3 = compare(S3Fifo::new(), 12);
+    assert!((4.0..=4.0 * 1.35).contains(&s3), "{s3}");
+    let w = compare(WTinyLfu::new(), 16);
+    assert_eq!(w, 0.0);
+}

@@ -22,6 +22,9 @@ use super::{
 ///   policy's own state: the largest state (W-TinyLFU's, 16 bytes) with the enum's tag folded
 ///   into a niche of it. That is 8 more bytes per entry than a plain `Lru`, `Fifo` or `Lfu`
 ///   (8), 4 more than `S3Fifo` (12), 16 more than `SampledTtl` (0), none more than `WTinyLfu`.
+///   Measured (`tests/config.rs`, `Cache::allocated_bytes` for `u64 → u64` at 100,000
+///   entries, payload included): LRU 46.7 bytes per entry, `AnyPolicy::Lru` 54.7; every
+///   variant costs 54.7, as W-TinyLFU does on its own.
 /// - **Hits**: [`HIT`](EvictionPolicy::HIT) is a constant, so it is
 ///   [`HitAccess::Exclusive`] for every variant. Under `Fifo` and `SampledTtl`, which ignore
 ///   hits, a hit is still pushed to the shard's access buffer and replayed as a no-op: one
