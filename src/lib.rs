@@ -66,6 +66,15 @@
 //! blocking twins (`get_or_load_blocking`, ...) need no runtime; the async methods need the
 //! `async` feature.
 //!
+//! # Named caches and metrics
+//!
+//! [`registry::Registry`] reads one table per named cache (TTL, size, policy, jitter, early
+//! refresh, lease, ...) from a TOML file an operator can edit, and hands out builders by name;
+//! the policy is then chosen at run time ([`policy::AnyPolicy`]). [`sampler::MetricsSampler`]
+//! samples each named cache's counters (totals and deltas) and, with the `metrics` feature,
+//! exports them through the `metrics` facade labelled by cache name. `docs/toolkit.md` has
+//! the details.
+//!
 //! # Cargo features
 //!
 //! | feature | enables | cost |

@@ -368,13 +368,14 @@ impl MetricsSampler {
     /// assert_eq!(sampler.sample(SystemTime::now())[0].delta.inserts, 0);
     /// ```
     pub fn sample(&mut self, at: SystemTime) -> Vec<CacheMetric> {
+        // Read every source before updating any baseline: if a `StatsSource` of the
+        // caller's panics, the sampler is unchanged and the next sample's deltas are whole.
         let metrics: Vec<CacheMetric> = self
             .sources
-            .iter_mut()
+            .iter()
             .map(|s| {
                 let totals = CacheCounts::read(&*s.source);
                 let delta = totals.since(s.last);
-                s.last = totals;
                 CacheMetric {
                     name: s.name.clone(),
                     at,
@@ -385,6 +386,9 @@ impl MetricsSampler {
                 }
             })
             .collect();
+        for (s, m) in self.sources.iter_mut().zip(&metrics) {
+            s.last = m.totals;
+        }
         #[cfg(feature = "metrics")]
         {
             if !self.described {

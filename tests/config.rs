@@ -976,3 +976,20 @@ fn any_policy_memory_per_entry() {
     let w = compare(WTinyLfu::new(), 16);
     assert_eq!(w, 0.0);
 }
+
+/// The demo's committed configuration parses, and each of its caches builds.
+#[test]
+fn the_demo_configuration_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sqlite_demo.toml");
+    let r = Registry::from_path(path).unwrap();
+    assert_eq!(
+        r.names().collect::<Vec<_>>(),
+        ["config", "product", "session", "user"]
+    );
+    for name in ["config", "product", "session", "user"] {
+        let c: AsideCache<u64, String, AnyPolicy> = r.builder(name).unwrap().build().unwrap();
+        assert!(c.is_empty());
+    }
+    assert_eq!(r.config("session").unwrap().sliding_ttl, secs(30 * 60));
+    assert_eq!(r.config("user").unwrap().ttl, secs(5 * 60));
+}

@@ -331,3 +331,45 @@ mod task {
         assert_eq!(cache.get(&1), Some(1));
     }
 }
+
+/// A `StatsSource` of the caller's that panics leaves the sampler as it was: the next
+/// sample's deltas cover the whole interval for every cache.
+#[test]
+fn panicking_stats_source_leaves_the_sampler_unchanged() {
+    use aside::CacheStats;
+    use aside::sampler::StatsSource;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Flaky(Arc<AtomicBool>);
+    impl StatsSource for Flaky {
+        fn cache_stats(&self) -> CacheStats {
+            assert!(!self.0.load(Ordering::Relaxed), "stats backend down");
+            CacheStats::default()
+        }
+        fn entries(&self) -> u64 {
+            0
+        }
+    }
+
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let fail = Arc::new(AtomicBool::new(false));
+    let mut sampler = MetricsSampler::new();
+    sampler
+        .add("c", cache.clone())
+        .add("flaky", Flaky(fail.clone()));
+    cache.get(&1);
+    assert_eq!(sampler.sample(at(0))[0].delta.misses, 1);
+    cache.get(&2);
+    fail.store(true, Ordering::Relaxed);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sampler.sample(at(1))));
+    assert!(r.is_err());
+    fail.store(false, Ordering::Relaxed);
+    cache.get(&3);
+    let s = sampler.sample(at(2));
+    assert_eq!(
+        s[0].delta.misses, 2,
+        "the failed sample's interval is not lost"
+    );
+    assert_eq!(s[0].totals.misses, 3);
+}

@@ -21,7 +21,7 @@
 //! every field at once; an invalid file is a [`RegistryError`] naming the cache and the field
 //! (`caches.user.ttl: invalid duration "5 parsecs": ...`), never a panic. The code then asks
 //! for a builder by name, typed by the caller, with the policy chosen at run time
-//! ([`AnyPolicy`](crate::policy::AnyPolicy)), and can still set what a file cannot hold (a
+//! ([`AnyPolicy`]), and can still set what a file cannot hold (a
 //! clock, a weigher, a listener):
 //!
 //! ```
