@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aside::policy::AnyPolicy;
-use aside::registry::{CacheConfig, Registry};
+use aside::registry::{CacheConfig, Caches, Registry};
 use aside::sampler::{CacheMetric, MetricsSampler};
 use aside::{AsideCache, CacheStats, Clock, LoadStats};
 use rand::distr::Distribution;
@@ -179,14 +179,12 @@ fn ttl_label(c: &CacheConfig) -> String {
     }
 }
 
-/// The four entities, each with the cache `registry` configures for it (see the module docs
-/// and `examples/sqlite_demo.toml`).
-fn entities(
-    clock: SimClock,
-    registry: &Registry,
-) -> Result<[Entity; 4], Box<dyn std::error::Error>> {
+/// The four entities, each with the cache `caches` builds for it from the configuration file
+/// (see the module docs and `examples/sqlite_demo.toml`), on the demo's clock.
+fn entities(clock: SimClock, caches: &Caches) -> Result<[Entity; 4], Box<dyn std::error::Error>> {
+    let registry = caches.registry();
     let entity = |name, cache_name, rows, on_write, [select, update]: [&'static str; 2]| {
-        let cache = registry.builder(cache_name)?.clock(clock).build()?;
+        let cache = caches.get_with(cache_name, |b| b.clock(clock))?;
         Ok::<_, Box<dyn std::error::Error>>(Entity {
             name,
             cache_name,
@@ -524,23 +522,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(i) => args.get(i + 1).ok_or("--config needs a path")?.into(),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sqlite_demo.toml"),
     };
-    let registry = Registry::from_path(&config).unwrap_or_else(|e| {
+    let caches = Caches::new(Registry::from_path(&config).unwrap_or_else(|e| {
         eprintln!("{}: {e}", config.display());
         std::process::exit(2)
-    });
+    }));
 
     // 1. The database, seeded, and a pool of connections to it (+ 2 for background refreshes).
     let path = std::env::temp_dir().join(format!("aside-demo-{}.db", std::process::id()));
     seed(&path)?;
     let app = Arc::new(App {
         db: Db::open(&path, (READERS + WRITERS) as usize + 2)?,
-        entities: entities(SimClock(Instant::now()), &registry)?,
+        entities: entities(SimClock(Instant::now()), &caches)?,
         stop: AtomicBool::new(false),
         stale_reads: AtomicU64::new(0),
     });
     let (seeded, path_shown) = (started.elapsed(), path.display());
     println!("SQLite database {path_shown} (WAL mode) created and seeded in {seeded:.2?}.");
-    let names: Vec<&str> = registry.names().collect();
+    let names: Vec<&str> = caches.registry().names().collect();
     println!(
         "Caches configured by {}: {}.",
         config.display(),
@@ -568,10 +566,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         writers.spawn(writer(app.clone(), w));
     }
     // Per-cache metrics sampled every quarter of the run, under the names of the file.
-    let mut sampler = MetricsSampler::new();
-    for e in &app.entities {
-        sampler.add(e.cache_name, e.cache.clone());
-    }
+    let mut sampler: MetricsSampler = caches.sampler();
     let (sample_every, mut next_sample) = (run_for / 4, Duration::ZERO);
     let mut samples = Vec::new();
     let tty = std::io::stderr().is_terminal();

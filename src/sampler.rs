@@ -86,6 +86,20 @@ pub trait StatsSource {
     fn entries(&self) -> u64;
 }
 
+impl<T: StatsSource + ?Sized> StatsSource for Arc<T> {
+    fn cache_stats(&self) -> CacheStats {
+        (**self).cache_stats()
+    }
+
+    fn load_stats(&self) -> Option<LoadStats> {
+        (**self).load_stats()
+    }
+
+    fn entries(&self) -> u64 {
+        (**self).entries()
+    }
+}
+
 impl<K, V, P: EvictionPolicy, S> StatsSource for Cache<K, V, P, S> {
     fn cache_stats(&self) -> CacheStats {
         self.stats()

@@ -993,3 +993,103 @@ fn the_demo_configuration_is_valid() {
     assert_eq!(r.config("session").unwrap().sliding_ttl, secs(30 * 60));
     assert_eq!(r.config("user").unwrap().ttl, secs(5 * 60));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Caches: built once per name, shared, typed.
+
+fn caches() -> aside::registry::Caches {
+    aside::registry::Caches::new(Registry::from_toml_str(FULL).unwrap())
+}
+
+#[test]
+fn caches_are_built_once_and_shared() {
+    let caches = caches();
+    let built = std::sync::atomic::AtomicUsize::new(0);
+    let a = caches
+        .get_with::<u64, String>("session", |b| {
+            built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            b
+        })
+        .unwrap();
+    a.put(1, "cart".to_string());
+    let b = caches
+        .get_with::<u64, String>("session", |_| unreachable!("built already"))
+        .unwrap();
+    assert_eq!(b.get(&1).as_deref(), Some("cart"));
+    assert_eq!(built.into_inner(), 1);
+    assert_eq!(caches.built_names(), ["session"]);
+}
+
+#[test]
+fn caches_refuse_other_types_unknown_names_and_bad_customizations() {
+    let caches = caches();
+    caches.get::<u64, String>("session").unwrap();
+    let e = caches.get::<u32, u32>("session").unwrap_err();
+    assert_eq!((e.cache(), e.field()), (Some("session"), None));
+    // (`type_name`'s spelling is not stable: check the gist only.)
+    let (built, requested) = e.reason().split_once(", requested as ").unwrap();
+    assert!(
+        built.starts_with("built as ") && built.contains("String"),
+        "{e}"
+    );
+    assert!(
+        requested.contains("u32") && !requested.contains("String"),
+        "{e}"
+    );
+
+    let e = caches.get::<u32, u32>("nope").unwrap_err();
+    assert_eq!(e.cache(), Some("nope"));
+    let e = caches.get::<u32, Vec<u8>>("blobs").unwrap_err();
+    assert_eq!((e.cache(), e.field()), (Some("blobs"), Some("max_weight")));
+
+    // A customization the builder rejects: named by the builder's field, for this cache;
+    // nothing is built, and a later valid request builds it.
+    let e = caches
+        .get_with::<u32, u32>("user", |b| b.lease(Duration::ZERO))
+        .unwrap_err();
+    assert_eq!((e.cache(), e.field()), (Some("user"), Some("lease")));
+    assert_eq!(caches.built_names(), ["session"]);
+    caches.get::<u32, u32>("user").unwrap();
+    assert_eq!(caches.built_names(), ["session", "user"]);
+}
+
+#[test]
+fn caches_from_many_threads_are_one_cache() {
+    let caches = caches();
+    let clock = MockClock::new();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (caches, clock) = (&caches, &clock);
+            s.spawn(move || {
+                let c = caches
+                    .get_with::<u64, u64>("user", |b| {
+                        // Customizations may ask for other caches: no lock is held here.
+                        caches.get::<u64, String>("session").unwrap();
+                        b.clock(clock.clone())
+                    })
+                    .unwrap();
+                c.put(t, t);
+            });
+        }
+    });
+    let c = caches.get::<u64, u64>("user").unwrap();
+    assert_eq!(c.len(), 8, "every thread wrote into the same cache");
+    assert_eq!(caches.built_names(), ["session", "user"]);
+}
+
+#[test]
+fn caches_sampler_covers_every_built_cache() {
+    let caches = caches();
+    let users = caches.get::<u64, u64>("user").unwrap();
+    let sessions = caches.get::<u64, u64>("session").unwrap();
+    users.get_with_blocking(1, || 1).unwrap();
+    users.get_with_blocking(1, || 1).unwrap();
+    sessions.get_with_blocking(1, || 1).unwrap();
+    let mut sampler = caches.sampler();
+    let rows = sampler.sample(std::time::SystemTime::UNIX_EPOCH);
+    let got: Vec<(&str, u64, u64)> = rows
+        .iter()
+        .map(|m| (m.name.as_str(), m.totals.hits, m.totals.loads))
+        .collect();
+    assert_eq!(got, [("session", 0, 1), ("user", 1, 1)]);
+}

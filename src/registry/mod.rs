@@ -44,6 +44,7 @@
 //!
 //! Needs the `config` feature (on by default), which brings in `serde` and `toml`.
 
+mod caches;
 mod config;
 mod duration;
 
@@ -51,6 +52,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+pub use caches::Caches;
 pub use config::CacheConfig;
 
 /// Formats a duration as the configuration file writes it, with the fewest parts: `"1h30m"`,
