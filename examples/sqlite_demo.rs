@@ -1,14 +1,16 @@
 //! The cache-aside pattern end to end: one [`AsideCache`] per entity in front of a real SQLite
 //! database.
 //!
-//! Run: `cargo run --release --features async --example sqlite_demo` (about 20 s), or append
+//! Run: `cargo run --release --features async,config --example sqlite_demo` (about 20 s), or append
 //! `-- --quick` for a run of a few seconds.
 //!
 //! 1. Creates and seeds a SQLite database in a temp file (WAL mode): users, products,
 //!    configuration and sessions. Every row has a `version` that each update increments.
 //! 2. Puts one `AsideCache` in front of each table with the TTL its entity deserves: user
 //!    profiles 5 min, products 1 h, configuration 24 h, sessions a sliding 30 min idle timeout;
-//!    TTL jitter, negative caching of missing ids and XFetch early refresh.
+//!    TTL jitter, negative caching of missing ids and XFetch early refresh. Those settings, and
+//!    each cache's size and eviction policy, come from `examples/sqlite_demo.toml` (or the file
+//!    given with `--config PATH`) through a [`Registry`]: edit it and re-run.
 //! 3. Cold start: 200 requests for one user arrive at once against a slow query. The front door
 //!    coalesces them into a single database query. Then the toolkit, before serving:
 //!    **warming** the most-accessed users (read from a key file, 8 loads at a time, with a
@@ -19,8 +21,9 @@
 //!    rows and then invalidate the key (delete-on-write) or, for products, `put` the fresh row
 //!    (update-on-write). Each read checks that it does not see a version older than one whose
 //!    invalidation had completed before the read started.
-//! 5. Reports reads, database queries with and without the cache, hit ratios, read latencies
-//!    and the front door's counters.
+//! 5. Reports reads, database queries with and without the cache, hit ratios, read latencies,
+//!    the front door's counters, and the per-cache metrics a [`MetricsSampler`] took during
+//!    the run (the seeds' `CacheMetric` rows).
 //!
 //! SQLite calls block, so they run on tokio's blocking pool (`spawn_blocking`), never on an
 //! executor thread. The caches run on a clock 300 times faster than the wall clock
@@ -31,8 +34,11 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use aside::policy::AnyPolicy;
+use aside::registry::{CacheConfig, Caches, Registry};
+use aside::sampler::{CacheMetric, MetricsSampler};
 use aside::{AsideCache, CacheStats, Clock, Labels, LoadStats, WarmProgress};
 use rand::distr::Distribution;
 use rand::rngs::SmallRng;
@@ -136,14 +142,18 @@ enum OnWrite {
 /// One table, the cache in front of it, and its counters.
 struct Entity {
     name: &'static str,
-    ttl: &'static str,
+    /// The cache's name in the configuration file.
+    cache_name: &'static str,
+    /// The TTL and the eviction policy, as configured (for the report).
+    ttl: String,
+    policy: &'static str,
     rows: u64,
     /// `SELECT version, <rendering> ... WHERE id = ?1`.
     select: &'static str,
     /// `UPDATE ... SET version = version + 1 ... WHERE id = ?1 RETURNING version, <rendering>`.
     update: &'static str,
     on_write: OnWrite,
-    cache: AsideCache<u64, Row>,
+    cache: AsideCache<u64, Row, AnyPolicy>,
     zipf: Zipf,
     /// `SELECT`s that reached the database (cache misses and refreshes).
     queries: AtomicU64,
@@ -163,62 +173,50 @@ struct App {
     stale_reads: AtomicU64,
 }
 
-/// A cache with a fixed TTL (plus jitter), negative caching of missing ids for 1 min, and
-/// XFetch: hot keys are refreshed in the background just before they expire.
-fn ttl_cache(
-    clock: SimClock,
-    capacity: u64,
-    ttl: Duration,
-    jitter: Duration,
-) -> Result<AsideCache<u64, Row>, aside::ConfigError> {
-    AsideCache::builder()
-        .max_capacity(capacity)
-        .time_to_live(ttl)
-        .ttl_jitter(jitter) // spreads the expiry of keys loaded together
-        .negative_ttl(Duration::from_secs(60))
-        .xfetch_beta(1.0) // the default, spelled out
-        .clock(clock)
-        .build()
+/// The TTL column of the report: `5m ±30s`, `30m idle`.
+fn ttl_label(c: &CacheConfig) -> String {
+    let d = aside::registry::format_duration;
+    match (c.ttl, c.sliding_ttl, c.jitter) {
+        (Some(ttl), _, Some(j)) if !j.is_zero() => format!("{} ±{}", d(ttl), d(j)),
+        (Some(ttl), _, _) => d(ttl),
+        (None, Some(idle), _) => format!("{} idle", d(idle)),
+        (None, None, _) => "none".to_string(),
+    }
 }
 
-/// The four entities, with the TTL each deserves (see the module docs).
-fn entities(clock: SimClock) -> Result<[Entity; 4], aside::ConfigError> {
-    let min = |m: u64| Duration::from_secs(60 * m);
-    let entity = |name, ttl, rows, on_write, cache, [select, update]: [&'static str; 2]| Entity {
-        name,
-        ttl,
-        rows,
-        select,
-        update,
-        on_write,
-        cache,
-        zipf: Zipf::new(rows),
-        queries: AtomicU64::new(0),
-        reads: AtomicU64::new(0),
-        writes: AtomicU64::new(0),
-        min_version: (0..rows).map(|_| AtomicU64::new(0)).collect(),
+/// The four entities, each with the cache `caches` builds for it from the configuration file
+/// (see the module docs and `examples/sqlite_demo.toml`), on the demo's clock.
+fn entities(clock: SimClock, caches: &Caches) -> Result<[Entity; 4], Box<dyn std::error::Error>> {
+    let registry = caches.registry();
+    let entity = |name, cache_name, rows, on_write, [select, update]: [&'static str; 2]| {
+        let cache = caches.get_with(cache_name, |b| b.clock(clock))?;
+        Ok::<_, Box<dyn std::error::Error>>(Entity {
+            name,
+            cache_name,
+            ttl: ttl_label(registry.config(cache_name)?),
+            policy: registry.config(cache_name)?.policy,
+            rows,
+            select,
+            update,
+            on_write,
+            cache,
+            zipf: Zipf::new(rows),
+            queries: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            min_version: (0..rows).map(|_| AtomicU64::new(0)).collect(),
+        })
     };
-    // Sessions slide: each access resets a 30 min idle timeout. A sliding deadline has no
-    // fixed expiry to refresh ahead of, so XFetch does not apply.
-    let sessions = AsideCache::builder()
-        .max_capacity(SESSION_ROWS / 2)
-        .time_to_idle(min(30))
-        .negative_ttl(min(1))
-        .no_xfetch()
-        .clock(clock)
-        .build()?;
     Ok([
         // Profiles change occasionally and staleness shows: 5 min.
-        entity("user profile", "5 min ±30 s", USER_ROWS, OnWrite::Invalidate,
-            ttl_cache(clock, USER_ROWS / 2, min(5), Duration::from_secs(30))?, [
+        entity("user profile", "user", USER_ROWS, OnWrite::Invalidate, [
             "SELECT version, name || ' <' || email || '>' FROM users WHERE id = ?1",
             "UPDATE users SET version = version + 1,
                  email = 'user' || id || '.v' || (version + 1) || '@example.com'
              WHERE id = ?1 RETURNING version, name || ' <' || email || '>'",
-        ]),
+        ])?,
         // The catalog changes rarely: 1 h. Writers store the updated row (update-on-write).
-        entity("product", "1 h ±5 min", PRODUCT_ROWS, OnWrite::Put,
-            ttl_cache(clock, PRODUCT_ROWS / 2, min(60), min(5))?, [
+        entity("product", "product", PRODUCT_ROWS, OnWrite::Put, [
             "SELECT version, name || printf(' $%.2f, ', price_cents / 100.0) || stock || ' left'
              FROM products WHERE id = ?1",
             "UPDATE products SET version = version + 1, price_cents = price_cents + 1,
@@ -226,21 +224,20 @@ fn entities(clock: SimClock) -> Result<[Entity; 4], aside::ConfigError> {
              WHERE id = ?1
              RETURNING version,
                  name || printf(' $%.2f, ', price_cents / 100.0) || stock || ' left'",
-        ]),
+        ])?,
         // Static configuration: 24 h.
-        entity("configuration", "24 h ±1 h", CONFIG_ROWS, OnWrite::Invalidate,
-            ttl_cache(clock, 64, min(24 * 60), min(60))?, [
+        entity("configuration", "config", CONFIG_ROWS, OnWrite::Invalidate, [
             "SELECT version, key || ' = ' || value FROM config WHERE id = ?1",
             "UPDATE config SET version = version + 1, value = 'rev ' || (version + 1)
              WHERE id = ?1 RETURNING version, key || ' = ' || value",
-        ]),
-        entity("session", "30 min idle", SESSION_ROWS, OnWrite::Invalidate, sessions, [
+        ])?,
+        entity("session", "session", SESSION_ROWS, OnWrite::Invalidate, [
             "SELECT version, 'user ' || user_id || ', ' || cart_items || ' items in cart'
              FROM sessions WHERE id = ?1",
             "UPDATE sessions SET version = version + 1, cart_items = cart_items + 1
              WHERE id = ?1
              RETURNING version, 'user ' || user_id || ', ' || cart_items || ' items in cart'",
-        ]),
+        ])?,
     ])
 }
 
@@ -728,7 +725,15 @@ type Counter = (&'static str, fn(&Entity) -> u64);
 fn entity_table(app: &App) {
     let names = app.entities.iter().map(|e| e.name.to_string());
     line("", names.chain(["total".to_string()]));
-    line("TTL", app.entities.iter().map(|e| e.ttl.to_string()));
+    line(
+        "cache (from the TOML file)",
+        app.entities.iter().map(|e| e.cache_name.to_string()),
+    );
+    line(
+        "  policy",
+        app.entities.iter().map(|e| e.policy.to_string()),
+    );
+    line("  TTL", app.entities.iter().map(|e| e.ttl.clone()));
     let on_write = |e: &Entity| format!("{:?}", e.on_write).to_lowercase();
     line("on write", app.entities.iter().map(on_write));
     let ratio = |e: &Entity| format!("{:.2}%", cs(e).hit_ratio() * 100.0);
@@ -755,23 +760,66 @@ fn entity_table(app: &App) {
     }
 }
 
+/// The sampled metrics: one row per cache per sample, with the change since the previous
+/// sample (the first sample, at the start of the main run, holds the stampede's counts).
+fn metrics_table(samples: &[(Duration, Vec<CacheMetric>)]) {
+    println!("\nSampled metrics (MetricsSampler; change since the previous sample):");
+    println!(
+        "{:>8}  {:<9}{:>10}{:>10}{:>10}{:>11}{:>10}{:>8}{:>9}",
+        "at", "cache", "hits", "misses", "hit ratio", "evictions", "expired", "loads", "entries"
+    );
+    for (at, rows) in samples {
+        for m in rows {
+            let d = &m.delta;
+            println!(
+                "{:>8}  {:<9}{:>10}{:>10}{:>9.2}%{:>11}{:>10}{:>8}{:>9}",
+                format!("{:.1}s", at.as_secs_f64()),
+                m.name,
+                d.hits,
+                d.misses,
+                m.hit_ratio * 100.0,
+                d.evictions,
+                d.expirations,
+                d.loads,
+                m.entries
+            );
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let run_for = Duration::from_secs(if quick { 2 } else { 20 });
     let started = Instant::now();
+    // The per-entity cache settings: an invalid file stops here with the cache and the field.
+    let config = match args.iter().position(|a| a == "--config") {
+        Some(i) => args.get(i + 1).ok_or("--config needs a path")?.into(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sqlite_demo.toml"),
+    };
+    let caches = Caches::new(Registry::from_path(&config).unwrap_or_else(|e| {
+        eprintln!("{}: {e}", config.display());
+        std::process::exit(2)
+    }));
 
     // 1. The database, seeded, and a pool of connections to it (+ 2 for background refreshes).
     let path = std::env::temp_dir().join(format!("aside-demo-{}.db", std::process::id()));
     seed(&path)?;
     let app = Arc::new(App {
         db: Db::open(&path, (READERS + WRITERS) as usize + 2)?,
-        entities: entities(SimClock(Instant::now()))?,
+        entities: entities(SimClock(Instant::now()), &caches)?,
         stop: AtomicBool::new(false),
         stale_reads: AtomicU64::new(0),
     });
     let (seeded, path_shown) = (started.elapsed(), path.display());
     println!("SQLite database {path_shown} (WAL mode) created and seeded in {seeded:.2?}.");
+    let names: Vec<&str> = caches.registry().names().collect();
+    println!(
+        "Caches configured by {}: {}.",
+        config.display(),
+        names.join(", ")
+    );
     println!("The caches' clock runs {SPEED}x faster than the wall clock.\n");
 
     // 2. The cold-start stampede.
@@ -796,9 +844,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for w in 0..WRITERS {
         writers.spawn(writer(app.clone(), w));
     }
+    // Per-cache metrics sampled every quarter of the run, under the names of the file.
+    let mut sampler: MetricsSampler = caches.sampler();
+    let (sample_every, mut next_sample) = (run_for / 4, Duration::ZERO);
+    let mut samples = Vec::new();
     let tty = std::io::stderr().is_terminal();
     let tick = if tty { run_for / 200 } else { run_for / 10 };
     while run_started.elapsed() < run_for {
+        if run_started.elapsed() >= next_sample {
+            samples.push((run_started.elapsed(), sampler.sample(SystemTime::now())));
+            next_sample += sample_every;
+        }
         let fraction = run_started.elapsed().as_secs_f64() / run_for.as_secs_f64();
         draw_progress(&app, fraction, tty);
         tokio::time::sleep(tick).await;
@@ -839,6 +895,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  cache hit ratio                    {hit:>12}");
     println!("  read latency                       p50 {p50:.2?}  p99 {p99:.2?}  max {max:.2?}\n");
     entity_table(&app);
+    samples.push((run, sampler.sample(SystemTime::now())));
+    metrics_table(&samples);
     let stale = app.stale_reads.load(Relaxed);
     println!(
         "\ncold-start stampede: {STAMPEDE} requests, {herd_queries} DB query, {coalesced} coalesced"

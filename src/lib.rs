@@ -66,12 +66,23 @@
 //! blocking twins (`get_or_load_blocking`, ...) need no runtime; the async methods need the
 //! `async` feature.
 //!
+//! # Named caches and metrics
+//!
+//! [`registry::Registry`] reads one table per named cache (TTL, size, policy, jitter, early
+//! refresh, lease, ...) from a TOML file an operator can edit, and hands out builders by name;
+//! the policy is then chosen at run time ([`policy::AnyPolicy`]). [`sampler::MetricsSampler`]
+//! samples each named cache's counters (totals and deltas) and, with the `metrics` feature,
+//! exports them through the `metrics` facade labelled by cache name. `docs/toolkit.md` has
+//! the details.
+//!
 //! # Cargo features
 //!
 //! | feature | enables | cost |
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio; warming, batch loads, write-through and write-behind | a dependency on `tokio` (`rt`, `time`, `sync`) |
 //! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
+//! | `config` | [`registry`]: named caches configured from a TOML file | dependencies on `serde` and `toml` |
+//! | `metrics` | [`sampler`] reports sampled counters through the `metrics` facade | a dependency on `metrics` (the facade only; the application picks the exporter) |
 //!
 //! Without features the crate depends on no runtime.
 
@@ -85,6 +96,9 @@ mod expiry;
 mod metrics;
 mod notify;
 pub mod policy;
+#[cfg(feature = "config")]
+pub mod registry;
+pub mod sampler;
 mod shard;
 mod shim;
 mod slab;

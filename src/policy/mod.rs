@@ -15,9 +15,11 @@
 //! | [`S3Fifo`] | `s3fifo.rs` | buffered, O(1) counter bump | small queue's oldest unless hit twice, else main queue by CLOCK | 12 bytes, plus the ghost |
 //! | [`SampledTtl`] | `ttl.rs` | nothing | soonest deadline of a random sample | 0 bytes |
 //! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1) | window LRU or probation LRU, whichever a frequency sketch rates lower | 16 bytes, plus 8 to 16 in the sketch |
+//! | [`AnyPolicy`] | `any.rs` | buffered, then as the policy it holds | as the policy it holds, chosen at run time | 16 bytes |
 
 use std::fmt;
 
+mod any;
 mod fifo;
 mod lfu;
 mod list;
@@ -26,6 +28,7 @@ mod s3fifo;
 mod ttl;
 mod wtinylfu;
 
+pub use any::{AnyPolicy, AnyState};
 pub use fifo::Fifo;
 pub use lfu::{Lfu, LfuState};
 pub use list::Links;
