@@ -229,6 +229,7 @@ where
             Cache::builder()
                 .max_capacity(n as u64)
                 .shards(1)
+                .policy(Lru::new())
                 .seed(1)
                 .build()
                 .expect("valid configuration")

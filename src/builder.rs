@@ -12,7 +12,7 @@ use rand::{RngCore, SeedableRng};
 use crate::cache::Cache;
 use crate::expiry::{Clock, Expiration, SystemClock, duration_nanos};
 use crate::notify::{Listener, RemovalCause};
-use crate::policy::{EvictionPolicy, Lru};
+use crate::policy::{EvictionPolicy, WTinyLfu};
 
 /// The largest shard count a cache accepts.
 pub const MAX_SHARDS: usize = 1 << 16;
@@ -121,7 +121,7 @@ impl std::error::Error for ConfigError {}
 /// # Ok::<(), aside::ConfigError>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct CacheBuilder<K, V, P = Lru, S = RandomState> {
+pub struct CacheBuilder<K, V, P = WTinyLfu, S = RandomState> {
     max_capacity: u64,
     shards: Option<usize>,
     policy: P,
@@ -141,7 +141,7 @@ impl<K, V> CacheBuilder<K, V> {
         Self {
             max_capacity: u64::MAX,
             shards: None,
-            policy: Lru::new(),
+            policy: WTinyLfu::new(),
             hasher: RandomState::new(),
             seed: None,
             ttl: None,
@@ -244,7 +244,7 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
     ///
     /// ```
     /// use std::collections::hash_map::RandomState;
-    /// let cache: aside::Cache<u32, u32, aside::policy::Lru, RandomState> =
+    /// let cache: aside::Cache<u32, u32, aside::policy::WTinyLfu, RandomState> =
     ///     aside::Cache::builder().hasher(RandomState::new()).build().unwrap();
     /// # let _ = cache;
     /// ```

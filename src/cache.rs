@@ -12,7 +12,7 @@ use crate::builder::{CacheBuilder, Weigher};
 use crate::expiry::{Clock, Expiration, duration_nanos};
 use crate::metrics::CacheStats;
 use crate::notify::{Listener, Removed};
-use crate::policy::{EvictionPolicy, Lru, ShardContext};
+use crate::policy::{EvictionPolicy, ShardContext, WTinyLfu};
 use crate::shard::{Inserted, Lookup, Shard};
 use crate::shim::{AtomicU64, Ordering, RwLock};
 
@@ -75,7 +75,7 @@ struct Inner<K, V, P: EvictionPolicy, S> {
 /// std::thread::spawn(move || handle.insert(1, Arc::new("one".into()))).join().unwrap();
 /// assert_eq!(cache.get(&1).as_deref().map(String::as_str), Some("one"));
 /// ```
-pub struct Cache<K, V, P: EvictionPolicy = Lru, S = RandomState> {
+pub struct Cache<K, V, P: EvictionPolicy = WTinyLfu, S = RandomState> {
     inner: Arc<Inner<K, V, P, S>>,
 }
 
@@ -107,7 +107,8 @@ where
     K: Hash + Eq,
     V: Clone,
 {
-    /// An LRU cache holding at most `capacity` entries, with default settings.
+    /// A cache holding at most `capacity` entries, with default settings (the default policy,
+    /// [`WTinyLfu`](crate::policy::WTinyLfu)).
     ///
     /// # Panics
     ///

@@ -56,10 +56,11 @@ fn insert_get_peek_contains_key() {
 
 #[test]
 fn peek_and_contains_key_have_no_side_effects() {
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, Lru> = Cache::builder()
         .max_capacity(2)
         .shards(1)
         .seed(2)
+        .policy(Lru::new())
         .build()
         .unwrap();
     cache.insert(1, 1);
@@ -280,10 +281,11 @@ fn len_is_empty_capacity_weighted_size_shard_count() {
 #[test]
 fn iter_is_a_snapshot_of_live_entries_and_touches_no_policy_state() {
     let clock = MockClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, Lru> = Cache::builder()
         .max_capacity(100)
         .shards(4)
         .clock(clock.clone())
+        .policy(Lru::new())
         .build()
         .unwrap();
     for i in 0..20 {
@@ -305,7 +307,12 @@ fn iter_is_a_snapshot_of_live_entries_and_touches_no_policy_state() {
     assert!(after.len() <= 20 && after.len() >= 19);
 
     // Iteration does not refresh LRU order.
-    let lru: Cache<u32, u32> = Cache::builder().max_capacity(2).shards(1).build().unwrap();
+    let lru: Cache<u32, u32, Lru> = Cache::builder()
+        .max_capacity(2)
+        .shards(1)
+        .policy(Lru::new())
+        .build()
+        .unwrap();
     lru.insert(1, 1);
     lru.insert(2, 2);
     assert_eq!(lru.iter().count(), 2);
@@ -494,6 +501,7 @@ fn weigher_bounds_total_weight_and_rejects_oversized_entries() {
     let cache = builder
         .max_capacity(10)
         .shards(1)
+        .policy(Lru::new())
         .weigher(|_k: &u32, v: &String| v.len() as u32)
         .build()
         .unwrap();
@@ -624,6 +632,7 @@ fn stats_count_every_kind_of_event() {
         .max_capacity(2)
         .shards(1)
         .clock(clock.clone())
+        .policy(Lru::new())
         .build()
         .unwrap();
     assert_eq!(cache.stats().hit_ratio(), 0.0);

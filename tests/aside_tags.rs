@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use aside::policy::Lru;
 use aside::{AsideCache, Labels};
 use tokio::sync::Semaphore;
 
@@ -188,7 +189,11 @@ fn a_namespace_bump_is_o1_and_touches_no_entry() {
 
 #[test]
 fn old_namespace_entries_are_reclaimed_by_eviction() {
-    let cache: AsideCache<u64, u64> = AsideCache::builder().max_capacity(1_000).build().unwrap();
+    let cache: AsideCache<u64, u64, Lru> = AsideCache::builder()
+        .max_capacity(1_000)
+        .policy(Lru::new())
+        .build()
+        .unwrap();
     let products = Labels::new().namespace(&cache.namespace("products"));
     for id in 0..1_000 {
         cache.put_labelled(id, id, &products);

@@ -318,9 +318,10 @@ fn concurrent_readers_and_writers_on_one_hot_shard() {
 fn a_panicking_listener_leaves_the_cache_consistent() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let cache: Cache<u32, Tracked<5>> = Cache::builder()
+    let cache: Cache<u32, Tracked<5>, Lru> = Cache::builder()
         .max_capacity(4)
         .shards(1)
+        .policy(Lru::new())
         .eviction_listener(move |k, _v, cause| {
             counter.fetch_add(1, Ordering::SeqCst);
             if *k == 0 || cause == RemovalCause::Explicit {

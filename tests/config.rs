@@ -108,7 +108,7 @@ fn parses_every_field() {
     let mut expected = CacheConfig::default();
     expected.max_entries = Some(1);
     assert_eq!(r.config("min").unwrap(), &expected);
-    assert_eq!(r.config("min").unwrap().policy, "lru");
+    assert_eq!(r.config("min").unwrap().policy, "wtinylfu");
 
     // Every policy name, in any case.
     for name in AnyPolicy::NAMES {
@@ -389,7 +389,7 @@ fn every_error_names_the_cache_and_the_field() {
         (
             "max_entries = 10\nsamples = 5",
             "samples",
-            "applies to policy \"ttl\" only, not \"lru\"",
+            "applies to policy \"ttl\" only, not \"wtinylfu\"",
         ),
         (
             "max_entries = 10\npolicy = \"wtinylfu\"\nwindow_fraction = 1.5",

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aside::policy::Lru;
 use aside::{Cache, MockClock, RemovalCause};
 
 const NS: Duration = Duration::from_nanos(1);
@@ -446,10 +447,11 @@ fn an_expired_victim_is_announced_as_expired() {
     let clock = MockClock::new();
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = log.clone();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, Lru> = Cache::builder()
         .max_capacity(2)
         .shards(1)
         .clock(clock.clone())
+        .policy(Lru::new())
         .eviction_listener(move |k, _v, cause| sink.lock().unwrap().push((*k, cause)))
         .build()
         .unwrap();

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use aside::policy::Lru;
 use aside::sampler::{CacheCounts, CacheMetric, MetricsSampler};
 use aside::{AsideCache, Cache, MockClock};
 
@@ -38,12 +39,13 @@ fn counts(
 
 /// Two caches driven on a mock clock: capacity evictions, expiry, invalidation, hits and
 /// misses.
-fn two_caches() -> (Cache<u32, u32>, AsideCache<u32, u32>, MockClock) {
+fn two_caches() -> (Cache<u32, u32, Lru>, AsideCache<u32, u32>, MockClock) {
     let clock = MockClock::new();
-    let users: Cache<u32, u32> = Cache::builder()
+    let users: Cache<u32, u32, Lru> = Cache::builder()
         .max_capacity(4)
         .shards(1)
         .clock(clock.clone())
+        .policy(Lru::new())
         .build()
         .unwrap();
     let products: AsideCache<u32, u32> = AsideCache::builder()

@@ -78,7 +78,7 @@ pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
 pub use write::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 
 use crate::expiry::{Clock, SystemClock, duration_nanos};
-use crate::policy::{EvictionPolicy, Lru};
+use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{Cache, CacheStats, ConfigError};
 use flight::{Join, Lead, Outcome, Registry, SharedError, ThreadLeading};
 use slot::{EarlyRefresh, Freshness, Slot};
@@ -181,7 +181,7 @@ pub(crate) struct Inner<K, V, P: EvictionPolicy> {
 /// users.invalidate(&42);
 /// # Ok::<(), aside::ConfigError>(())
 /// ```
-pub struct AsideCache<K, V, P: EvictionPolicy = Lru> {
+pub struct AsideCache<K, V, P: EvictionPolicy = WTinyLfu> {
     inner: Arc<Inner<K, V, P>>,
 }
 
@@ -236,7 +236,7 @@ impl<K, V, P: EvictionPolicy> Clone for AsideCache<K, V, P> {
 /// # Ok::<(), aside::ConfigError>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct AsideBuilder<K, V, P = Lru> {
+pub struct AsideBuilder<K, V, P = WTinyLfu> {
     max_capacity: u64,
     shards: Option<usize>,
     policy: P,
@@ -270,7 +270,7 @@ impl<K, V> AsideCache<K, V> {
         AsideBuilder {
             max_capacity: u64::MAX,
             shards: None,
-            policy: Lru::new(),
+            policy: WTinyLfu::new(),
             seed: None,
             clock: None,
             ttl: None,

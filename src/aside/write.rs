@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use super::AsideCache;
 use super::future::CatchUnwind;
 use crate::ConfigError;
-use crate::policy::{EvictionPolicy, Lru};
+use crate::policy::{EvictionPolicy, WTinyLfu};
 
 impl<K, V, P> AsideCache<K, V, P>
 where
@@ -324,7 +324,7 @@ struct Shared<K, V, P: EvictionPolicy> {
 /// assert_eq!(*db.lock().unwrap(), [(1, 3)]);
 /// # }
 /// ```
-pub struct WriteBehind<K, V, P: EvictionPolicy = Lru> {
+pub struct WriteBehind<K, V, P: EvictionPolicy = WTinyLfu> {
     shared: Arc<Shared<K, V, P>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }

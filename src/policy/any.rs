@@ -65,9 +65,9 @@ pub enum AnyPolicy {
 }
 
 impl Default for AnyPolicy {
-    /// [`AnyPolicy::Lru`], the crate's default policy.
+    /// [`AnyPolicy::WTinyLfu`], the crate's default policy.
     fn default() -> Self {
-        Self::Lru(Lru::new())
+        Self::WTinyLfu(Box::default())
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 ///
 /// | TOML key | type | builder setting |
 /// |---|---|---|
-/// | `policy` | `"lru"`, `"lfu"`, `"fifo"`, `"ttl"`, `"wtinylfu"`, `"s3fifo"` | [`policy`](crate::AsideBuilder::policy) through [`AnyPolicy`] (default `"lru"`) |
+/// | `policy` | `"lru"`, `"lfu"`, `"fifo"`, `"ttl"`, `"wtinylfu"`, `"s3fifo"` | [`policy`](crate::AsideBuilder::policy) through [`AnyPolicy`] (default `"wtinylfu"`, the crate's default) |
 /// | `max_entries` | integer ≥ 1 | [`max_capacity`](crate::AsideBuilder::max_capacity) in entries |
 /// | `max_weight` | integer ≥ 1 | [`max_capacity`](crate::CacheBuilder::max_capacity) in weight units, with a weigher |
 /// | `shards` | power of two | [`shards`](crate::AsideBuilder::shards) |
@@ -116,10 +116,11 @@ pub struct CacheConfig {
 }
 
 impl Default for CacheConfig {
-    /// LRU and nothing else set (not valid on its own: a size is required).
+    /// W-TinyLFU (the crate's default policy) and nothing else set (not valid on its own: a
+    /// size is required).
     fn default() -> Self {
         Self {
-            policy: "lru",
+            policy: "wtinylfu",
             max_entries: None,
             max_weight: None,
             shards: None,

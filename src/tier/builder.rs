@@ -19,7 +19,7 @@ use super::l2::L2;
 use super::metrics::Counters;
 use super::{Inner, Settings, TieredCache};
 use crate::expiry::{Clock, SystemClock, duration_nanos};
-use crate::policy::{EvictionPolicy, Lru};
+use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{AsideCache, ConfigError};
 
 /// Builds a [`TieredCache`]; every setting but the L1 and the Redis address has a default.
@@ -58,7 +58,7 @@ use crate::{AsideCache, ConfigError};
 /// # }
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct TierBuilder<K, V, P: EvictionPolicy = Lru> {
+pub struct TierBuilder<K, V, P: EvictionPolicy = WTinyLfu> {
     l1: AsideCache<K, V, P>,
     client: Result<redis::Client, String>,
     keys: Arc<dyn KeyCodec<K>>,

@@ -106,7 +106,7 @@ pub use builder::TierBuilder;
 pub use codec::{Codec, CodecError, DisplayKey, KeyCodec, Postcard};
 pub use metrics::TierMetrics;
 
-use crate::policy::{EvictionPolicy, Lru};
+use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{AsideCache, LoadError};
 use backplane::{Message, Scope};
 use l2::{L2, L2Error};
@@ -415,7 +415,7 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub struct TieredCache<K, V, P: EvictionPolicy = Lru> {
+pub struct TieredCache<K, V, P: EvictionPolicy = WTinyLfu> {
     inner: Arc<Inner<K, V, P>>,
 }
 
