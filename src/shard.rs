@@ -356,7 +356,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.writes.updates += 1;
         self.generation += 1;
         let (policy, mut view) = self.parts();
-        policy.on_update(id, &mut view);
+        policy.on_update(id, old_weight, &mut view);
         out.push(key, old, RemovalCause::Replaced);
         self.evict_to_fit(now, out);
     }
@@ -386,7 +386,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         }
         // Make room first, as LFU-DA and Redis do: the newcomer is never its own victim, and
         // it enters with the age its victims set.
-        self.evict_while(u64::from(weight), now, out);
+        self.evict_while(weight, now, out);
         let slab = &self.slab;
         self.table
             .reserve(1, |&i| table_hash(slab.at(EntryId(i)).hash));
@@ -413,10 +413,10 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     }
 
     /// Evicts the policy's victims until `incoming` more weight fits.
-    fn evict_while(&mut self, incoming: u64, now: u64, out: &mut Removed<K, V>) {
-        while self.weight + incoming > self.capacity {
+    fn evict_while(&mut self, incoming: u32, now: u64, out: &mut Removed<K, V>) {
+        while self.weight + u64::from(incoming) > self.capacity {
             let (policy, mut view) = self.parts();
-            let Some(victim) = policy.victim(&mut view) else {
+            let Some(victim) = policy.victim(incoming, &mut view) else {
                 break;
             };
             if !self.slab.contains(victim) {

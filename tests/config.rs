@@ -973,8 +973,8 @@ fn any_policy_memory_per_entry() {
     assert!((16.0..=16.0 * 1.35).contains(&ttl), "{ttl}");
     let s3 = compare(S3Fifo::new(), 12);
     assert!((4.0..=4.0 * 1.35).contains(&s3), "{s3}");
-    let w = compare(WTinyLfu::new(), 16);
-    assert_eq!(w, 0.0);
+    let w = compare(WTinyLfu::new(), 12);
+    assert!((4.0..=4.0 * 1.35).contains(&w), "{w}");
 }
 
 /// The demo's committed configuration parses, and each of its caches builds.

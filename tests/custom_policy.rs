@@ -100,7 +100,7 @@ impl EvictionPolicy for Mru {
         self.unlink(id, entries);
     }
 
-    fn victim(&mut self, _: &mut impl Entries<MruLinks>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, _: &mut impl Entries<MruLinks>) -> Option<EntryId> {
         self.head
     }
 
@@ -272,7 +272,7 @@ impl EvictionPolicy for SecondChance {
         state.0.store(1, Ordering::Relaxed);
     }
 
-    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<RefBit>) {
+    fn on_update(&mut self, id: EntryId, _: u32, entries: &mut impl Entries<RefBit>) {
         entries.state(id).0.store(1, Ordering::Relaxed);
     }
 
@@ -281,7 +281,7 @@ impl EvictionPolicy for SecondChance {
         self.queue.remove(at);
     }
 
-    fn victim(&mut self, entries: &mut impl Entries<RefBit>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, entries: &mut impl Entries<RefBit>) -> Option<EntryId> {
         // At most one full turn clears every bit; the second turn finds a victim.
         for _ in 0..=self.queue.len() {
             let front = *self.queue.front()?;
@@ -421,14 +421,14 @@ impl EvictionPolicy for Doorkeeper {
         self.queue.push_back(id);
     }
 
-    fn on_update(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
+    fn on_update(&mut self, _: EntryId, _: u32, _: &mut impl Entries<()>) {}
 
     fn on_remove(&mut self, id: EntryId, _: &mut impl Entries<()>) {
         let at = self.queue.iter().position(|&e| e == id).expect("queued");
         self.queue.remove(at);
     }
 
-    fn victim(&mut self, _: &mut impl Entries<()>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, _: &mut impl Entries<()>) -> Option<EntryId> {
         self.queue.front().copied()
     }
 
@@ -531,7 +531,7 @@ impl EvictionPolicy for NeverEvicts {
     const HIT: HitAccess = HitAccess::Ignore;
     fn on_insert(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
     fn on_remove(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
-    fn victim(&mut self, _: &mut impl Entries<()>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, _: &mut impl Entries<()>) -> Option<EntryId> {
         None
     }
     fn clear(&mut self) {}
@@ -552,4 +552,78 @@ fn a_policy_that_refuses_to_evict_is_caught_by_validate() {
     let err = cache.validate().unwrap_err();
     assert!(err.contains("exceeds capacity"), "{err}");
     assert!(err.starts_with("shard 0"), "{err}");
+}
+
+/// FIFO that records what the shard tells it: each `victim` call's `incoming` weight and each
+/// `on_update`'s old and new weights.
+#[derive(Clone, Default)]
+struct WeightLog {
+    queue: VecDeque<EntryId>,
+    calls: Arc<Mutex<Vec<WeightCall>>>,
+}
+
+/// The hook, then (`incoming`, victim's weight) or (old weight, new weight).
+type WeightCall = (&'static str, u32, u32);
+
+impl EvictionPolicy for WeightLog {
+    type State = ();
+    const HIT: HitAccess = HitAccess::Ignore;
+
+    fn on_insert(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        self.queue.push_back(id);
+    }
+
+    fn on_update(&mut self, id: EntryId, old_weight: u32, entries: &mut impl Entries<()>) {
+        let new = entries.weight(id);
+        self.calls.lock().unwrap().push(("update", old_weight, new));
+    }
+
+    fn on_remove(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        let at = self.queue.iter().position(|&e| e == id).expect("queued");
+        self.queue.remove(at);
+    }
+
+    fn victim(&mut self, incoming: u32, entries: &mut impl Entries<()>) -> Option<EntryId> {
+        let victim = self.queue.front().copied()?;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(("victim", incoming, entries.weight(victim)));
+        Some(victim)
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
+
+/// `victim` learns the weight of the newcomer it makes room for (0 when an update made the
+/// shard too heavy), and `on_update` the weight the entry had, with the new one already in
+/// `Entries::weight`: what a policy keeping per-segment weight totals needs.
+#[test]
+fn hooks_are_told_the_incoming_and_the_old_weight() {
+    let policy = WeightLog::default();
+    let cache: Cache<u32, Vec<u8>, WeightLog> = Cache::builder()
+        .max_capacity(10)
+        .shards(1)
+        .weigher(|_: &u32, v: &Vec<u8>| v.len() as u32)
+        .policy(policy.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, vec![0; 4]);
+    cache.insert(2, vec![0; 4]);
+    cache.insert(3, vec![0; 3]); // 11 > 10: one victim (key 1, weight 4) for a newcomer of 3
+    cache.insert(2, vec![0; 6]); // an update 4 -> 6: 6 + 3 = 9, no victim
+    cache.insert(3, vec![0; 5]); // an update 3 -> 5: 11 > 10, a victim (key 2) for no newcomer
+    assert_eq!(
+        *policy.calls.lock().unwrap(),
+        [
+            ("victim", 3, 4),
+            ("update", 4, 6),
+            ("update", 3, 5),
+            ("victim", 0, 6),
+        ]
+    );
+    assert!(!cache.contains_key(&1) && !cache.contains_key(&2) && cache.contains_key(&3));
+    cache.validate().unwrap();
 }

@@ -361,16 +361,16 @@ impl EvictionPolicy for AnyPolicy {
         forward!(self, entries, |p, view| p.on_access(id, view));
     }
 
-    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<AnyState>) {
-        forward!(self, entries, |p, view| p.on_update(id, view));
+    fn on_update(&mut self, id: EntryId, old_weight: u32, entries: &mut impl Entries<AnyState>) {
+        forward!(self, entries, |p, view| p.on_update(id, old_weight, view));
     }
 
     fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<AnyState>) {
         forward!(self, entries, |p, view| p.on_remove(id, view));
     }
 
-    fn victim(&mut self, entries: &mut impl Entries<AnyState>) -> Option<EntryId> {
-        forward!(self, entries, |p, view| p.victim(view))
+    fn victim(&mut self, incoming: u32, entries: &mut impl Entries<AnyState>) -> Option<EntryId> {
+        forward!(self, entries, |p, view| p.victim(incoming, view))
     }
 
     fn clear(&mut self) {
@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(size_of::<Links>(), 8);
         assert_eq!(size_of::<LfuState>(), 8);
         assert_eq!(size_of::<S3FifoState>(), 12);
-        assert_eq!(size_of::<WTinyLfuState>(), 16);
+        assert_eq!(size_of::<WTinyLfuState>(), 12);
     }
 
     #[test]

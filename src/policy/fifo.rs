@@ -48,13 +48,13 @@ impl EvictionPolicy for Fifo {
         self.list.push_front(id, entries);
     }
 
-    fn on_update(&mut self, _: EntryId, _: &mut impl Entries<Links>) {}
+    fn on_update(&mut self, _: EntryId, _: u32, _: &mut impl Entries<Links>) {}
 
     fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<Links>) {
         self.list.unlink(id, entries);
     }
 
-    fn victim(&mut self, _: &mut impl Entries<Links>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, _: &mut impl Entries<Links>) -> Option<EntryId> {
         self.list.tail()
     }
 

@@ -214,7 +214,7 @@ impl EvictionPolicy for Lfu {
         }
     }
 
-    fn victim(&mut self, _: &mut impl Entries<LfuState>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, _: &mut impl Entries<LfuState>) -> Option<EntryId> {
         let v = *self.ids.first()?;
         self.age = self.age.max(prio(self.keys[0]));
         if self.age > AGE_REBASE {
@@ -307,7 +307,7 @@ mod tests {
     /// Evicts everything, returning the order.
     fn evict_all(lfu: &mut Lfu, entries: &mut Dense) -> Vec<u32> {
         let mut order = Vec::new();
-        while let Some(v) = lfu.victim(entries) {
+        while let Some(v) = lfu.victim(0, entries) {
             lfu.on_remove(v, entries);
             order.push(v.0);
         }

@@ -59,7 +59,7 @@ impl EvictionPolicy for Lru {
         self.list.unlink(id, entries);
     }
 
-    fn victim(&mut self, _: &mut impl Entries<Links>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, _: &mut impl Entries<Links>) -> Option<EntryId> {
         self.list.tail()
     }
 

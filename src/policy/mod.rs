@@ -180,7 +180,7 @@ pub trait Entries<S> {
 ///             entries.state_mut(moved).0 = at;
 ///         }
 ///     }
-///     fn victim(&mut self, _: &mut impl Entries<Pos>) -> Option<EntryId> {
+///     fn victim(&mut self, _incoming: u32, _: &mut impl Entries<Pos>) -> Option<EntryId> {
 ///         self.stack.last().copied()
 ///     }
 ///     fn clear(&mut self) { self.stack.clear(); }
@@ -228,8 +228,12 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
         let _ = state;
     }
 
-    /// The value of an existing entry was replaced. The default treats it as an access.
-    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>) {
+    /// The value of an existing entry was replaced. [`Entries::weight`] already gives the new
+    /// weight; `old_weight` is the weight the entry had until now, so a policy that keeps
+    /// weight totals (per segment, per queue) need not store each entry's weight itself. The
+    /// default treats an update as an access.
+    fn on_update(&mut self, id: EntryId, old_weight: u32, entries: &mut impl Entries<Self::State>) {
+        let _ = old_weight;
         self.on_access(id, entries);
     }
 
@@ -239,7 +243,14 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
     /// Pick the entry to evict. Called only while the shard needs room and is not empty; must
     /// return a live entry then (returning `None` stops eviction, leaving the shard over
     /// capacity, which [`Cache::validate`](crate::Cache::validate) reports).
-    fn victim(&mut self, entries: &mut impl Entries<Self::State>) -> Option<EntryId>;
+    ///
+    /// `incoming` is the weight of the newcomer the room is for (the one [`admit`] just let
+    /// in; it is not stored yet), or 0 when an update made the shard too heavy. A policy with
+    /// an admission window uses it to tell whether the newcomer will push the window over.
+    ///
+    /// [`admit`]: EvictionPolicy::admit
+    fn victim(&mut self, incoming: u32, entries: &mut impl Entries<Self::State>)
+    -> Option<EntryId>;
 
     /// Every entry was removed at once (without `on_remove` calls); reset the structure.
     fn clear(&mut self);

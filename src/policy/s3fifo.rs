@@ -550,7 +550,7 @@ impl EvictionPolicy for S3Fifo {
         }
     }
 
-    fn victim(&mut self, entries: &mut impl Entries<S3FifoState>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, entries: &mut impl Entries<S3FifoState>) -> Option<EntryId> {
         let target = self.small_target(entries.len());
         loop {
             if let Some(id) = self.small.oldest
@@ -835,7 +835,7 @@ mod tests {
 
     /// One eviction on both sides; the decisions must agree.
     fn evict(p: &mut S3Fifo, m: &mut Model, entries: &mut Slots) -> Result<(), TestCaseError> {
-        let got = p.victim(entries);
+        let got = p.victim(0, entries);
         let want = m.victim();
         prop_assert_eq!(got, want, "victim");
         p.validate(entries).map_err(TestCaseError::fail)?;
@@ -908,7 +908,7 @@ mod tests {
                     }
                     Op::Update(n) => {
                         if let Some(id) = nth(&entries, n) {
-                            p.on_update(id, &mut entries);
+                            p.on_update(id, 1, &mut entries);
                             m.access(id);
                         }
                     }
@@ -933,7 +933,7 @@ mod tests {
                 evict(&mut p, &mut m, &mut entries)?;
                 check_same(&p, &m, &entries)?;
             }
-            prop_assert_eq!(p.victim(&mut entries), None);
+            prop_assert_eq!(p.victim(0, &mut entries), None);
         }
     }
 
@@ -945,7 +945,7 @@ mod tests {
     /// Inserts into a shard of capacity 10, evicting first if it is full.
     fn insert(p: &mut S3Fifo, e: &mut Slots, hash: u32) -> EntryId {
         if e.len() == 10 {
-            let v = p.victim(e).unwrap();
+            let v = p.victim(0, e).unwrap();
             p.on_remove(v, e);
             e.remove(v);
             p.validate(e).unwrap();
@@ -967,7 +967,7 @@ mod tests {
         p.on_access(ids[0], &mut e);
         p.on_access(ids[1], &mut e);
         // Room for 10: S holds all 10 >= target 1. 0 moves to M, 1 is evicted from S.
-        let v = p.victim(&mut e).unwrap();
+        let v = p.victim(0, &mut e).unwrap();
         assert_eq!(v, ids[1]);
         p.on_remove(v, &mut e);
         e.remove(v);

@@ -117,7 +117,7 @@ impl EvictionPolicy for SampledTtl {
 
     fn on_remove(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
 
-    fn victim(&mut self, entries: &mut impl Entries<()>) -> Option<EntryId> {
+    fn victim(&mut self, _: u32, entries: &mut impl Entries<()>) -> Option<EntryId> {
         #[cfg(any(test, fuzzing))]
         self.last_sample.clear();
         let mut best: Option<(u64, EntryId)> = None;

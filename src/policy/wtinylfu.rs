@@ -15,14 +15,15 @@
 //! a newcomer is never its own victim), and calls [`EvictionPolicy::admit`] first whenever it
 //! must evict. So:
 //!
-//! - `admit(hash, weight)` counts the newcomer in the sketch and remembers its weight: for the
-//!   following `victim()` calls the newcomer is *virtually* in the window already. A newcomer
-//!   heavier than the whole window would go straight through it in Caffeine and compete at
-//!   once; here `admit` runs that contest against the main victim and may reject the newcomer.
-//! - `victim()`: while the window plus the incoming newcomer exceeds the window's share, the
-//!   window's LRU entry competes with the main victim. The winner stays (a winning candidate
-//!   moves to the head of probation) and the loser is returned for eviction. Otherwise the main
-//!   victim is returned (probation's LRU, else protected's, else the window's).
+//! - `admit(hash, weight)` counts the newcomer in the sketch. A newcomer heavier than the whole
+//!   window would go straight through it in Caffeine and compete at once; here `admit` runs
+//!   that contest against the main victim and may reject the newcomer.
+//! - `victim(incoming)`: the shard passes the newcomer's weight, so for these calls the
+//!   newcomer is *virtually* in the window already. While the window plus the newcomer
+//!   exceeds the window's share, the window's LRU entry competes with the main victim. The
+//!   winner stays (a winning candidate moves to the head of probation) and the loser is
+//!   returned for eviction. Otherwise the main victim is returned (probation's LRU, else
+//!   protected's, else the window's).
 //! - `on_insert` puts the newcomer at the head of the window (counting it in the sketch unless
 //!   `admit` already did) and moves any window overflow left to probation without a contest:
 //!   the shard has made room by then, so nothing needs to lose.
@@ -52,19 +53,17 @@ enum Segment {
 /// A list end points at the entry itself (`prev == self` at the head, `next == self` at the
 /// tail) instead of holding an `Option`: outside the crate an [`EntryId`] cannot be made up as
 /// a sentinel, and `Option<EntryId>` takes 8 bytes. With the segment's spare bit patterns as
-/// the niche for the outer `Option`, a state is 16 bytes instead of 24.
+/// the niche for the outer `Option`, a state is 12 bytes instead of 20. The entry's weight is
+/// not stored: [`Entries::weight`] has it, and `on_update` is told the old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
     prev: EntryId,
     next: EntryId,
-    /// The weight the segment totals count for this entry (the shard updates the entry's
-    /// weight before calling `on_update`, so the old one must be kept here).
-    weight: u32,
     segment: Segment,
 }
 
-/// Per-entry state of [`WTinyLfu`]: the entry's segment, its place in that segment's list and
-/// the weight it is counted with. 16 bytes.
+/// Per-entry state of [`WTinyLfu`]: the entry's segment and its place in that segment's list.
+/// 12 bytes.
 ///
 /// Opaque: only the policy reads it.
 ///
@@ -72,7 +71,7 @@ struct Node {
 ///
 /// ```
 /// use aside::policy::WTinyLfuState;
-/// assert_eq!(size_of::<WTinyLfuState>(), 16);
+/// assert_eq!(size_of::<WTinyLfuState>(), 12);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WTinyLfuState(Option<Node>);
@@ -113,7 +112,6 @@ impl Queue {
         entries.state_mut(id).0 = Some(Node {
             prev: id,
             next,
-            weight,
             segment,
         });
         match self.head {
@@ -139,7 +137,9 @@ impl Queue {
         }
         entries.state_mut(id).0 = None;
         self.len -= 1;
-        self.weight -= u64::from(n.weight);
+        // The weight it was counted with: `on_update` moves a changed weight in the totals
+        // before anything else runs.
+        self.weight -= u64::from(entries.weight(id));
         n
     }
 }
@@ -180,7 +180,7 @@ impl Queue {
 ///   counters. After 10 × (words in the table) increments every counter is halved, so old
 ///   popularity fades. No doorkeeper.
 ///
-/// Each entry carries 16 bytes of state; the sketch adds 8 to 16 bytes per entry (a power of
+/// Each entry carries 12 bytes of state; the sketch adds 8 to 16 bytes per entry (a power of
 /// two of 64-byte blocks, at least 2 per shard: 128 bytes). Every operation is O(1).
 ///
 /// # Example
@@ -221,8 +221,8 @@ pub struct WTinyLfu {
     rng: u64,
     /// Whether losing warm candidates get the 1/128 coin (Caffeine's hash-flooding guard).
     flood_guard: bool,
-    /// The weight of the newcomer `admit` let in, until `on_insert` stores it.
-    incoming: Option<u32>,
+    /// `admit` let a newcomer in (and counted it in the sketch), until `on_insert` stores it.
+    admitted: bool,
 }
 
 impl WTinyLfu {
@@ -258,7 +258,7 @@ impl WTinyLfu {
             sketch: Sketch::default(),
             rng: 0,
             flood_guard: false,
-            incoming: None,
+            admitted: false,
         }
     }
 
@@ -349,7 +349,8 @@ impl WTinyLfu {
     fn move_to(&mut self, id: EntryId, to: Segment, entries: &mut impl Entries<WTinyLfuState>) {
         let n = node(entries, id);
         self.queue(n.segment).unlink(id, entries);
-        self.queue(to).push_front(id, n.weight, to, entries);
+        let weight = entries.weight(id);
+        self.queue(to).push_front(id, weight, to, entries);
     }
 
     /// Moves the window's overflow to probation and the protected overflow back to probation,
@@ -432,13 +433,13 @@ impl EvictionPolicy for WTinyLfu {
         {
             return false;
         }
-        self.incoming = Some(weight);
+        self.admitted = true;
         true
     }
 
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
         self.sketch.ensure(entries.len());
-        if self.incoming.take().is_none() {
+        if !std::mem::take(&mut self.admitted) {
             self.sketch.increment(entries.hash(id));
         }
         let weight = entries.weight(id);
@@ -455,20 +456,24 @@ impl EvictionPolicy for WTinyLfu {
         self.sketch.increment(entries.hash(id));
         let n = node(entries, id);
         let to = match n.segment {
-            Segment::Probation if u64::from(n.weight) <= self.protected_max => Segment::Protected,
+            Segment::Probation if u64::from(entries.weight(id)) <= self.protected_max => {
+                Segment::Protected
+            }
             segment => segment,
         };
         self.move_to(id, to, entries);
         self.rebalance(entries);
     }
 
-    fn on_update(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
+    fn on_update(
+        &mut self,
+        id: EntryId,
+        old_weight: u32,
+        entries: &mut impl Entries<WTinyLfuState>,
+    ) {
         let weight = entries.weight(id);
-        let n = node_mut(entries, id);
-        let (old, segment) = (n.weight, n.segment);
-        n.weight = weight;
-        let queue = self.queue(segment);
-        queue.weight = queue.weight - u64::from(old) + u64::from(weight);
+        let queue = self.queue(node(entries, id).segment);
+        queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
         self.on_access(id, entries);
     }
 
@@ -477,11 +482,13 @@ impl EvictionPolicy for WTinyLfu {
         self.queue(segment).unlink(id, entries);
     }
 
-    fn victim(&mut self, entries: &mut impl Entries<WTinyLfuState>) -> Option<EntryId> {
-        // The newcomer `admit` let in joins the window, unless it is heavier than the window.
-        let incoming = self
-            .incoming
-            .map(u64::from)
+    fn victim(
+        &mut self,
+        incoming: u32,
+        entries: &mut impl Entries<WTinyLfuState>,
+    ) -> Option<EntryId> {
+        // The newcomer joins the window, unless it is heavier than the window.
+        let incoming = Some(u64::from(incoming))
             .filter(|&w| w <= self.window_max)
             .unwrap_or(0);
         if self.window.weight + incoming > self.window_max
@@ -503,12 +510,12 @@ impl EvictionPolicy for WTinyLfu {
         self.window = Queue::default();
         self.probation = Queue::default();
         self.protected = Queue::default();
-        self.incoming = None;
+        self.admitted = false;
         // The sketch stays: it describes keys, not entries.
     }
 
     fn validate(&self, entries: &impl Entries<WTinyLfuState>) -> Result<(), String> {
-        if self.incoming.is_some() {
+        if self.admitted {
             return Err("a newcomer was admitted but never inserted".into());
         }
         if self.window_max + self.main_max != self.capacity || self.protected_max > self.main_max {
@@ -544,15 +551,8 @@ impl EvictionPolicy for WTinyLfu {
                 if n.prev != prev.unwrap_or(id) {
                     return Err(format!("{id:?}.prev is {:?}, expected {prev:?}", n.prev));
                 }
-                if n.weight != entries.weight(id) {
-                    return Err(format!(
-                        "{id:?} counted with weight {}, weighs {}",
-                        n.weight,
-                        entries.weight(id)
-                    ));
-                }
                 len += 1;
-                weight += u64::from(n.weight);
+                weight += u64::from(entries.weight(id));
                 prev = Some(id);
                 cur = (n.next != id).then_some(n.next);
             }
@@ -971,7 +971,7 @@ mod tests {
         /// The shard's `evict_while`: victims until `incoming` more weight fits.
         fn evict(&mut self, incoming: u64) -> Result<(), String> {
             while self.slots.weight + incoming > self.capacity {
-                let got = self.policy.victim(&mut self.slots);
+                let got = self.policy.victim(incoming as u32, &mut self.slots);
                 let want = self.model.victim();
                 let got_key = got.map(|id| self.slots.slot(id).key);
                 if got_key != want {
@@ -993,7 +993,7 @@ mod tests {
                         let slot = self.slots.slots[id.index()].as_mut().unwrap();
                         let old = std::mem::replace(&mut slot.weight, weight);
                         self.slots.weight = self.slots.weight - u64::from(old) + w;
-                        self.policy.on_update(id, &mut self.slots);
+                        self.policy.on_update(id, old, &mut self.slots);
                         self.model.update(key, w);
                         self.evict(0)?;
                     } else if w <= self.capacity {
@@ -1171,8 +1171,8 @@ mod tests {
     }
 
     #[test]
-    fn state_is_16_bytes() {
-        assert_eq!(size_of::<WTinyLfuState>(), 16);
+    fn state_is_12_bytes() {
+        assert_eq!(size_of::<WTinyLfuState>(), 12);
     }
 
     #[test]
