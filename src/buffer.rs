@@ -52,7 +52,7 @@ impl AccessBuffer {
     pub(crate) fn push(&self, id: EntryId) -> bool {
         let at = self.claimed.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = self.slots.get(at) {
-            slot.store(id.0.wrapping_add(1), Ordering::Relaxed);
+            slot.store(id.encoded(), Ordering::Relaxed);
             at + 1 == ACCESS_BUFFER_LEN
         } else {
             (at + 1).is_multiple_of(ACCESS_BUFFER_LEN)
@@ -68,10 +68,9 @@ impl AccessBuffer {
         for slot in &self.slots[..claimed.min(ACCESS_BUFFER_LEN)] {
             // A plain load and store, not a swap: a store racing in between is a lost hit,
             // which a lossy buffer allows, and it saves an atomic read-modify-write per slot.
-            let raw = slot.load(Ordering::Relaxed);
-            if raw != 0 {
+            if let Some(id) = EntryId::from_encoded(slot.load(Ordering::Relaxed)) {
                 slot.store(0, Ordering::Relaxed);
-                apply(EntryId(raw - 1));
+                apply(id);
             }
         }
         self.strays.store(true, Ordering::Relaxed);
@@ -88,9 +87,8 @@ impl AccessBuffer {
             claimed.min(ACCESS_BUFFER_LEN)
         };
         for slot in &mut self.slots[..n] {
-            let raw = std::mem::take(slot.get_mut());
-            if raw != 0 {
-                apply(EntryId(raw - 1));
+            if let Some(id) = EntryId::from_encoded(std::mem::take(slot.get_mut())) {
+                apply(id);
             }
         }
         claimed as u64
@@ -115,18 +113,18 @@ mod tests {
     fn records_in_order_and_reports_full() {
         let mut b = AccessBuffer::new();
         for i in 0..ACCESS_BUFFER_LEN as u32 - 1 {
-            assert!(!b.push(EntryId(i)));
+            assert!(!b.push(EntryId::new(i)));
         }
-        assert!(b.push(EntryId(999)));
+        assert!(b.push(EntryId::new(999)));
         // Past the end, one push in LEN asks for a drain again.
         let asks = (0..ACCESS_BUFFER_LEN)
-            .filter(|_| b.push(EntryId(1000)))
+            .filter(|_| b.push(EntryId::new(1000)))
             .count();
         assert_eq!(asks, 1);
         let mut seen = Vec::new();
         let pushed = 2 * ACCESS_BUFFER_LEN as u64;
         assert_eq!(b.claimed(), pushed);
-        assert_eq!(b.drain(|id| seen.push(id.0)), pushed);
+        assert_eq!(b.drain(|id| seen.push(id.raw())), pushed);
         assert_eq!(seen.len(), ACCESS_BUFFER_LEN);
         assert_eq!(seen[0], 0);
         assert_eq!(*seen.last().unwrap(), 999);
@@ -137,15 +135,15 @@ mod tests {
     #[test]
     fn shared_drain_then_exclusive_drain_finds_late_stores() {
         let mut b = AccessBuffer::new();
-        b.push(EntryId(3));
-        b.push(EntryId(4));
+        b.push(EntryId::new(3));
+        b.push(EntryId::new(4));
         let mut seen = Vec::new();
-        assert_eq!(b.drain_shared(|id| seen.push(id.0)), 2);
+        assert_eq!(b.drain_shared(|id| seen.push(id.raw())), 2);
         assert_eq!(seen, [3, 4]);
         // A reader that claimed slot 9 before the drain stores after it.
         b.slots[9].store(8, Ordering::Relaxed);
         seen.clear();
-        assert_eq!(b.drain(|id| seen.push(id.0)), 0);
+        assert_eq!(b.drain(|id| seen.push(id.raw())), 0);
         assert_eq!(
             seen,
             [7],

@@ -190,9 +190,9 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let slab = &self.slab;
         self.table
             .find(table_hash(fragment), |&i| {
-                slab.at(EntryId(i)).key.borrow() == key
+                slab.at(EntryId::new(i)).key.borrow() == key
             })
-            .map(|&i| EntryId(i))
+            .map(|&i| EntryId::new(i))
     }
 
     // ----- read path (shared lock) -----
@@ -389,14 +389,15 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.evict_while(weight, now, out);
         let slab = &self.slab;
         self.table
-            .reserve(1, |&i| table_hash(slab.at(EntryId(i)).hash));
+            .reserve(1, |&i| table_hash(slab.at(EntryId::new(i)).hash));
         let id = self
             .slab
             .insert(Entry::new(key, value, fragment, weight, deadline));
         let slab = &self.slab;
-        self.table.insert_unique(table_hash(fragment), id.0, |&i| {
-            table_hash(slab.at(EntryId(i)).hash)
-        });
+        self.table
+            .insert_unique(table_hash(fragment), id.raw(), |&i| {
+                table_hash(slab.at(EntryId::new(i)).hash)
+            });
         self.weight += u64::from(weight);
         self.volatile += usize::from(!deadline.is_never());
         self.writes.inserts += 1;
@@ -436,7 +437,10 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let (policy, mut view) = self.parts();
         policy.on_remove(id, &mut view);
         let fragment = self.slab.at(id).hash;
-        if let Ok(found) = self.table.find_entry(table_hash(fragment), |&i| i == id.0) {
+        if let Ok(found) = self
+            .table
+            .find_entry(table_hash(fragment), |&i| i == id.raw())
+        {
             found.remove();
         }
         let entry = self.slab.remove(id);
@@ -591,14 +595,14 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             volatile += usize::from(!e.deadline().is_never());
             let found = self
                 .table
-                .find(table_hash(e.hash), |&i| i == id.0)
+                .find(table_hash(e.hash), |&i| i == id.raw())
                 .is_some();
             if !found {
                 return Err(format!("{id:?} is not in the table under its hash"));
             }
         }
         for &i in &self.table {
-            if !slab.contains(EntryId(i)) {
+            if !slab.contains(EntryId::new(i)) {
                 return Err(format!("table points at vacant slot {i}"));
             }
         }

@@ -121,19 +121,21 @@ impl<T> Slab<T> {
     ///
     /// # Panics
     ///
-    /// If the slab would exceed `u32::MAX` slots.
+    /// If the slab would reach `u32::MAX` slots (ids keep `u32::MAX` free for their niche).
     pub(crate) fn insert(&mut self, value: T) -> EntryId {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             debug_assert!(slot.is_none());
             *slot = Some(value);
-            EntryId(index)
+            EntryId::new(index)
         } else {
-            let index =
-                u32::try_from(self.slots.len()).expect("a shard holds at most 2^32 entries");
+            let index = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&i| i < u32::MAX)
+                .expect("a shard holds fewer than 2^32 - 1 entries");
             push_within(&mut self.slots, Some(value), self.limit);
-            EntryId(index)
+            EntryId::new(index)
         }
     }
 
@@ -152,7 +154,7 @@ impl<T> Slab<T> {
             self.slots.clear();
             self.free.clear();
         } else {
-            self.free.push(id.0);
+            self.free.push(id.raw());
         }
         value
     }
@@ -198,7 +200,7 @@ impl<T> Slab<T> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, slot)| slot.as_ref().map(|t| (EntryId(i as u32), t)))
+            .filter_map(|(i, slot)| slot.as_ref().map(|t| (EntryId::new(i as u32), t)))
     }
 
     /// A live id near the random index `random % slots`, scanning forward and wrapping.
@@ -211,7 +213,7 @@ impl<T> Slab<T> {
         (start..n)
             .chain(0..start)
             .find(|&i| self.slots[i].is_some())
-            .map(|i| EntryId(i as u32))
+            .map(|i| EntryId::new(i as u32))
     }
 
     /// Removes every entry, returning them.

@@ -282,7 +282,7 @@ mod tests {
             &mut self.0[id.index()]
         }
         fn hash(&self, id: EntryId) -> u32 {
-            id.0
+            id.raw()
         }
         fn weight(&self, _: EntryId) -> u32 {
             1
@@ -297,10 +297,10 @@ mod tests {
             id.index() < self.0.len()
         }
         fn random(&self, random: u64) -> Option<EntryId> {
-            (!self.0.is_empty()).then(|| EntryId((random % self.0.len() as u64) as u32))
+            (!self.0.is_empty()).then(|| EntryId::new((random % self.0.len() as u64) as u32))
         }
         fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-            (0..self.0.len() as u32).map(EntryId)
+            (0..self.0.len() as u32).map(EntryId::new)
         }
     }
 
@@ -309,7 +309,7 @@ mod tests {
         let mut order = Vec::new();
         while let Some(v) = lfu.victim(0, entries) {
             lfu.on_remove(v, entries);
-            order.push(v.0);
+            order.push(v.raw());
         }
         order
     }
@@ -326,10 +326,10 @@ mod tests {
         for lfu_entries in [(&mut a, &mut ea), (&mut b, &mut eb)] {
             let (lfu, entries) = lfu_entries;
             for i in 0..8 {
-                lfu.on_insert(EntryId(i), entries);
+                lfu.on_insert(EntryId::new(i), entries);
             }
             for i in [3, 1, 3, 5, 1, 3, 7, 0] {
-                lfu.on_access(EntryId(i), entries);
+                lfu.on_access(EntryId::new(i), entries);
                 lfu.validate(entries).unwrap();
             }
         }

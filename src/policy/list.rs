@@ -27,7 +27,7 @@ impl Default for Links {
 }
 
 fn id(raw: u32) -> Option<EntryId> {
-    (raw != NIL).then_some(EntryId(raw))
+    (raw != NIL).then_some(EntryId::new(raw))
 }
 
 /// Head is the most recently pushed entry, tail the oldest.
@@ -60,10 +60,10 @@ impl List {
             next: old_head,
         };
         match id(old_head) {
-            Some(h) => entries.state_mut(h).prev = e.0,
-            None => self.tail = e.0,
+            Some(h) => entries.state_mut(h).prev = e.raw(),
+            None => self.tail = e.raw(),
         }
-        self.head = e.0;
+        self.head = e.raw();
         self.len += 1;
     }
 
@@ -82,7 +82,7 @@ impl List {
     }
 
     pub(crate) fn move_to_front(&mut self, e: EntryId, entries: &mut impl Entries<Links>) {
-        if self.head != e.0 {
+        if self.head != e.raw() {
             self.unlink(e, entries);
             self.push_front(e, entries);
         }

@@ -18,6 +18,7 @@
 //! | [`AnyPolicy`] | `any.rs` | buffered, then as the policy it holds | as the policy it holds, chosen at run time | 16 bytes |
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 mod any;
 mod fifo;
@@ -41,10 +42,47 @@ pub use wtinylfu::{WTinyLfu, WTinyLfuState};
 ///
 /// Ids are reused after an entry is removed, so a policy must forget an id in
 /// [`EvictionPolicy::on_remove`].
+///
+/// An id has a niche, so `Option<EntryId>` is as small as an id (4 bytes): a policy outside
+/// the crate can link its per-entry states with `Option<EntryId>` at no extra cost.
+///
+/// ```
+/// use aside::policy::EntryId;
+/// assert_eq!(size_of::<Option<EntryId>>(), size_of::<EntryId>());
+/// assert_eq!(size_of::<EntryId>(), 4);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EntryId(pub(crate) u32);
+pub struct EntryId(NonZeroU32);
 
 impl EntryId {
+    /// The id of slab slot `index` (stored as `index + 1`; a slab never reaches `u32::MAX`
+    /// slots, see `slab.rs`).
+    #[inline]
+    pub(crate) const fn new(index: u32) -> Self {
+        Self(NonZeroU32::MIN.saturating_add(index))
+    }
+
+    /// The slot index as the `u32` the shard's table stores.
+    #[inline]
+    pub(crate) const fn raw(self) -> u32 {
+        self.0.get() - 1
+    }
+
+    /// A non-zero encoding (`index + 1`), for stores where 0 means "none".
+    #[inline]
+    pub(crate) const fn encoded(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The inverse of [`encoded`](Self::encoded): `None` for 0.
+    #[inline]
+    pub(crate) const fn from_encoded(encoded: u32) -> Option<Self> {
+        match NonZeroU32::new(encoded) {
+            Some(nz) => Some(Self(nz)),
+            None => None,
+        }
+    }
+
     /// The slab index of this entry; dense, starting at zero.
     ///
     /// # Example
@@ -56,13 +94,13 @@ impl EntryId {
     #[inline]
     #[must_use]
     pub fn index(self) -> usize {
-        self.0 as usize
+        self.raw() as usize
     }
 }
 
 impl fmt::Debug for EntryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        write!(f, "#{}", self.raw())
     }
 }
 

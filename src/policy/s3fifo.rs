@@ -23,8 +23,9 @@
 //! # Queues
 //!
 //! S and M are doubly linked lists threaded through the per-entry states. The ends link to the
-//! entry itself rather than to a sentinel: code outside the crate cannot make an [`EntryId`],
-//! and `Option<EntryId>` links would cost 8 more bytes per entry.
+//! entry itself rather than to a sentinel: code outside the crate cannot make an [`EntryId`].
+//! (Written when `Option<EntryId>` took 8 bytes; ids now have a niche, so `Option` links would
+//! cost the same 4 bytes.)
 //!
 //! # Ghost
 //!
@@ -634,18 +635,18 @@ mod tests {
             match self.free.pop() {
                 Some(i) => {
                     self.slots[i as usize] = slot;
-                    EntryId(i)
+                    EntryId::new(i)
                 }
                 None => {
                     self.slots.push(slot);
-                    EntryId(self.slots.len() as u32 - 1)
+                    EntryId::new(self.slots.len() as u32 - 1)
                 }
             }
         }
 
         fn remove(&mut self, id: EntryId) {
             assert!(self.slots[id.index()].take().is_some());
-            self.free.push(id.0);
+            self.free.push(id.raw());
             self.live -= 1;
         }
 
@@ -686,7 +687,7 @@ mod tests {
         }
         fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
             (0..self.slots.len() as u32)
-                .map(EntryId)
+                .map(EntryId::new)
                 .filter(|&id| self.contains(id))
         }
     }

@@ -52,8 +52,9 @@ enum Segment {
 ///
 /// A list end points at the entry itself (`prev == self` at the head, `next == self` at the
 /// tail) instead of holding an `Option`: outside the crate an [`EntryId`] cannot be made up as
-/// a sentinel, and `Option<EntryId>` takes 8 bytes. With the segment's spare bit patterns as
-/// the niche for the outer `Option`, a state is 12 bytes instead of 20. The entry's weight is
+/// a sentinel. (This was written when `Option<EntryId>` took 8 bytes; ids now have a niche,
+/// so `Option` links would cost the same.) With the segment's spare bit patterns as the niche
+/// for the outer `Option`, a state is 12 bytes. The entry's weight is
 /// not stored: [`Entries::weight`] has it, and `on_update` is told the old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
@@ -653,7 +654,7 @@ mod tests {
             };
             self.len += 1;
             self.weight += u64::from(weight);
-            EntryId(i as u32)
+            EntryId::new(i as u32)
         }
 
         fn remove(&mut self, id: EntryId) -> u8 {
@@ -698,7 +699,7 @@ mod tests {
         fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
             (0..self.slots.len())
                 .filter(|&i| self.slots[i].is_some())
-                .map(|i| EntryId(i as u32))
+                .map(|i| EntryId::new(i as u32))
         }
     }
 
