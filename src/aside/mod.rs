@@ -671,6 +671,19 @@ where
         }
     }
 
+    /// A fresh value found by a caller that has just become a flight's leader. Another
+    /// caller's load may have finished between this caller's lookup and its join: it installed
+    /// its value before leaving the registry, so looking again (without side effects) avoids
+    /// loading twice. Found by the shuttle schedule exploration (tests/shuttle.rs).
+    fn recheck(&self, key: &K, accept_none: bool) -> Option<Option<V>> {
+        let slot = self.cache.peek(key)?;
+        // `random = 1.0`: no XFetch lead, so only a value fresh enough to serve counts.
+        match slot.freshness(self.now(), &self.settings.early, 1.0) {
+            Freshness::Fresh if slot.value.is_some() || accept_none => Some(slot.value),
+            _ => None,
+        }
+    }
+
     /// The slot and engine TTL for a loaded value, or `None` when it is not to be cached.
     fn make_slot(&self, value: Option<V>, now: u64, delta: u64) -> Option<(Slot<V>, Option<u64>)> {
         let s = &self.settings;
@@ -844,6 +857,10 @@ where
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
+                    if let Some(v) = self.recheck(&key, accept_none) {
+                        lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                        return Ok(v);
+                    }
                     return self.lead_blocking(lead, &key, loader, stale.as_ref());
                 }
                 Join::Wait(f) => {
