@@ -3,8 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
-use aside::AsideCache;
+use aside::{AsideCache, MockClock};
 
 /// Found by shuttle (`concurrent_loads_of_one_key_run_the_loader_once`): a caller whose lookup
 /// missed while another caller's load was running, and who joined the registry just after
@@ -40,4 +41,54 @@ fn a_load_finishing_between_lookup_and_join_is_not_repeated() {
         "some keys were loaded twice"
     );
     assert_eq!(cache.in_flight(), 0);
+}
+
+/// Found by tests/adversarial.rs (`a_clock_jumping_by_years_breaks_nothing`): with
+/// `refresh_after`, a read after the clock went back past the value's store time computed
+/// `now - stored_at` unchecked (an overflow panic in debug builds, a spurious refresh in
+/// release).
+#[test]
+fn a_clock_going_back_past_a_store_does_not_overflow_the_refresh_threshold() {
+    let clock = MockClock::new();
+    let cache: AsideCache<u64, u64> = AsideCache::builder()
+        .time_to_live(Duration::from_secs(60))
+        .refresh_after(0.5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(cache.get_with_blocking(1, || 10).unwrap(), 10);
+    clock.rewind(Duration::from_secs(10));
+    // Fresh, and not due for an early refresh: the loader must not run.
+    assert_eq!(cache.get_with_blocking(1, || 11).unwrap(), 10);
+    assert_eq!(cache.load_stats().early_refreshes, 0);
+}
+
+/// Found by tests/adversarial.rs (`extreme_ttls_saturate_instead_of_overflowing`): a blocking
+/// waiter computed its lease deadline as `Instant::now() + lease`, which overflows (panics) for
+/// `lease(Duration::MAX)`.
+#[test]
+fn a_blocking_waiter_with_a_duration_max_lease_does_not_overflow() {
+    let cache: AsideCache<u64, u64> = AsideCache::builder().lease(Duration::MAX).build().unwrap();
+    let (started, release) = (Barrier::new(2), Barrier::new(2));
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| {
+            cache.get_with_blocking(5, || {
+                started.wait();
+                release.wait();
+                5
+            })
+        });
+        started.wait();
+        let waiter = s.spawn(|| cache.get_with_blocking(5, || 6));
+        while cache.load_stats().coalesced == 0 {
+            std::thread::yield_now();
+        }
+        release.wait();
+        assert_eq!(leader.join().unwrap().unwrap(), 5);
+        assert_eq!(
+            waiter.join().unwrap().unwrap(),
+            5,
+            "the waiter shares the load"
+        );
+    });
 }

@@ -632,6 +632,14 @@ impl<K, V, P> AsideBuilder<K, V, P> {
     }
 }
 
+/// When a blocking waiter's lease ends: `lease` from now, saturating (a `Duration::MAX` lease
+/// would overflow `Instant`; a century is as good as forever).
+fn lease_deadline(lease: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(lease.min(CENTURY)).unwrap_or(now)
+}
+
 /// What a lookup in the front door found.
 enum Found<V> {
     Fresh(Option<V>),
@@ -868,7 +876,7 @@ where
                         return Err(LoadError::Reentrant);
                     }
                     Counters::bump(&self.stats.coalesced);
-                    match f.wait_until(Instant::now() + self.settings.lease) {
+                    match f.wait_until(lease_deadline(self.settings.lease)) {
                         Some(outcome) => {
                             if let Some(r) =
                                 self.waiter_result(outcome, stale.as_ref(), accept_none)
