@@ -71,6 +71,7 @@
 //! | feature | enables | cost |
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio | a dependency on `tokio` (`rt`, `time`) |
+//! | `deadlock_detection` | parking_lot's deadlock detector (a testing aid, see `docs/testing.md`) | every lock records its waiters; pulls in `backtrace` |
 //!
 //! Without features the crate depends on no runtime.
 
