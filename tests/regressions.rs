@@ -1,11 +1,11 @@
 //! One test per bug found by the reliability suite (fuzzing, shuttle, stress, panic-safety),
 //! each named after what broke and reproducing it without the tool that found it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use aside::{AsideCache, MockClock};
+use aside::{AsideCache, Cache, MockClock};
 
 /// Found by shuttle (`concurrent_loads_of_one_key_run_the_loader_once`): a caller whose lookup
 /// missed while another caller's load was running, and who joined the registry just after
@@ -91,4 +91,90 @@ fn a_blocking_waiter_with_a_duration_max_lease_does_not_overflow() {
             "the waiter shares the load"
         );
     });
+}
+
+/// A value whose `Clone` panics while `BOMB_ARMED` is set.
+#[derive(Debug)]
+struct Bomb(u32);
+
+static BOMB_ARMED: AtomicBool = AtomicBool::new(false);
+
+impl Clone for Bomb {
+    fn clone(&self) -> Self {
+        assert!(!BOMB_ARMED.load(Ordering::SeqCst), "clone failed");
+        Bomb(self.0)
+    }
+}
+
+/// A key whose `Eq` panics on key 13 while `EQ_ARMED` is set; every key hashes alike, so
+/// lookups compare against every stored key.
+#[derive(Debug, Clone)]
+struct Colliding(u32);
+
+static EQ_ARMED: AtomicBool = AtomicBool::new(false);
+
+impl std::hash::Hash for Colliding {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        0u8.hash(state);
+    }
+}
+
+impl PartialEq for Colliding {
+    fn eq(&self, other: &Self) -> bool {
+        let armed = EQ_ARMED.load(Ordering::SeqCst);
+        assert!(!(armed && (self.0 == 13 || other.0 == 13)), "eq failed");
+        self.0 == other.0
+    }
+}
+
+impl Eq for Colliding {}
+
+/// Found by tests/panic_safety.rs: when user code panicked under the shard lock after the
+/// write had already removed entries (the sweep a write runs, or `remove` cloning the value
+/// it returns), those removals were dropped without reaching the eviction listener, so a
+/// listener keeping an external index fell out of step with the cache. They are announced
+/// now, and the panic resumed afterwards.
+#[test]
+fn removals_made_before_a_panic_under_the_lock_are_still_announced() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let clock = MockClock::new();
+    let cache: Cache<Colliding, Bomb> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |_, _, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    // `remove` takes the entry out, then clones the value it returns: the clone panics.
+    cache.insert(Colliding(1), Bomb(1));
+    BOMB_ARMED.store(true, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.remove(&Colliding(1))));
+    BOMB_ARMED.store(false, Ordering::SeqCst);
+    assert!(r.is_err());
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "the removal was announced");
+
+    // Writes run a sweep every 16 writes: 31 writes (29 of entries that then expire), and the
+    // 32nd runs the sweep, which removes expired entries, then meets key 13, whose `Eq` panics.
+    cache.insert(Colliding(13), Bomb(13));
+    for k in 100..129 {
+        cache.insert_with_ttl(Colliding(k), Bomb(k), Duration::from_secs(1));
+    }
+    clock.advance(Duration::from_secs(2));
+    EQ_ARMED.store(true, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.insert(Colliding(200), Bomb(200))
+    }));
+    EQ_ARMED.store(false, Ordering::SeqCst);
+    assert!(r.is_err());
+    let stats = cache.stats();
+    assert!(stats.sweep_expired > 0, "{stats:?}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst) as u64,
+        stats.removals(),
+        "every removal counted was announced"
+    );
+    cache.validate().unwrap();
 }
