@@ -52,8 +52,8 @@ fn explore(seed: u64, f: impl Fn() + Send + Sync + 'static) {
     assert_eq!(random + pct, iters, "every schedule ran");
 }
 
-/// A one-shard cache of capacity 3: three threads insert, read, remove and sweep on it, one
-/// reader hits often enough to replay the access buffer under the shared lock. Afterwards
+/// A one-shard cache of capacity 3: three threads insert, read, remove, retain and sweep on it,
+/// one reader hits often enough to replay the access buffer under the shared lock. Afterwards
 /// every invariant holds and every inserted entry is either present or was removed once.
 fn insert_evict_race<P: EvictionPolicy>(policy: P) {
     let removed = Arc::new(AtomicUsize::new(0));
@@ -86,6 +86,12 @@ fn insert_evict_race<P: EvictionPolicy>(policy: P) {
                 if t == 1 {
                     cache.remove(&3);
                     cache.sweep_expired();
+                } else {
+                    // Snapshot, predicate outside the lock, removal if unchanged (or retried).
+                    cache.retain(|k, v| {
+                        assert_eq!(v / 100, *k);
+                        k % 5 != 0
+                    });
                 }
             })
         })
