@@ -234,45 +234,58 @@ fn a_loader_panic_reaches_every_waiter() {
     });
 }
 
-#[test]
-fn invalidate_racing_a_load_never_installs_a_stale_value() {
-    explore(12, || {
-        let cache = front_door(LONG_LEASE, LeaseExpiry::TakeOver);
-        // The source of truth; a shuttle atomic, so reads and writes of it are scheduling points.
-        let db = Arc::new(AtomicU64::new(1));
-        let loaders: Vec<_> = (0..2)
-            .map(|_| {
-                let (cache, db) = (cache.clone(), Arc::clone(&db));
-                thread::spawn(move || {
-                    let v = cache.get_or_load_blocking(7, || {
-                        let v = db.load(Ordering::SeqCst);
-                        thread::yield_now();
-                        Ok::<_, ()>(Some(v))
-                    });
-                    assert!(matches!(v, Ok(Some(1 | 2))), "{v:?}");
-                })
-            })
-            .collect();
-        let writer = {
+/// Two loaders of a key race a writer that updates the source and then invalidates the key
+/// (`all`: every key): once the writer is done, the cache never holds the old value.
+fn invalidation_race(all: bool) {
+    let cache = front_door(LONG_LEASE, LeaseExpiry::TakeOver);
+    // The source of truth; a shuttle atomic, so reads and writes of it are scheduling points.
+    let db = Arc::new(AtomicU64::new(1));
+    let loaders: Vec<_> = (0..2)
+        .map(|_| {
             let (cache, db) = (cache.clone(), Arc::clone(&db));
             thread::spawn(move || {
-                db.store(2, Ordering::SeqCst);
-                cache.invalidate(&7);
+                let v = cache.get_or_load_blocking(7, || {
+                    let v = db.load(Ordering::SeqCst);
+                    thread::yield_now();
+                    Ok::<_, ()>(Some(v))
+                });
+                assert!(matches!(v, Ok(Some(1 | 2))), "{v:?}");
             })
-        };
-        for h in loaders {
-            h.join().unwrap();
-        }
-        writer.join().unwrap();
-        // Once the write and its invalidation are done, the cache holds nothing or the new value.
-        assert!(
-            matches!(cache.get(&7), None | Some(2)),
-            "stale {:?}",
-            cache.get(&7)
-        );
-        assert_eq!(cache.in_flight(), 0);
-        cache.validate().unwrap();
-    });
+        })
+        .collect();
+    let writer = {
+        let (cache, db) = (cache.clone(), Arc::clone(&db));
+        thread::spawn(move || {
+            db.store(2, Ordering::SeqCst);
+            if all {
+                cache.invalidate_all();
+            } else {
+                cache.invalidate(&7);
+            }
+        })
+    };
+    for h in loaders {
+        h.join().unwrap();
+    }
+    writer.join().unwrap();
+    // Once the write and its invalidation are done, the cache holds nothing or the new value.
+    assert!(
+        matches!(cache.get(&7), None | Some(2)),
+        "stale {:?}",
+        cache.get(&7)
+    );
+    assert_eq!(cache.in_flight(), 0);
+    cache.validate().unwrap();
+}
+
+#[test]
+fn invalidate_racing_a_load_never_installs_a_stale_value() {
+    explore(12, || invalidation_race(false));
+}
+
+#[test]
+fn invalidate_all_racing_a_load_never_installs_a_stale_value() {
+    explore(16, || invalidation_race(true));
 }
 
 #[test]
