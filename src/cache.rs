@@ -3,6 +3,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -479,18 +480,37 @@ where
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let now = self.write_now(ttl);
         let mut removed = Removed::new();
-        let result = lock.write().insert(
-            fragment,
-            key,
-            value,
-            weight,
-            ttl,
-            now,
-            only_if_absent,
-            &mut removed,
-        );
-        self.notify(removed);
-        result
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            lock.write().insert(
+                fragment,
+                key,
+                value,
+                weight,
+                ttl,
+                now,
+                only_if_absent,
+                &mut removed,
+            )
+        }));
+        self.finish_write(removed, result)
+    }
+
+    /// Announces what a write removed, then returns its result or resumes its panic. User
+    /// code under the lock (the key's `Eq`, the value's `Clone`) may panic after the write
+    /// already removed entries (its sweep, or `remove` cloning the value it returns): those
+    /// removals are announced all the same, so a listener never misses one.
+    fn finish_write<R>(&self, removed: Removed<K, V>, result: std::thread::Result<R>) -> R {
+        match result {
+            Ok(r) => {
+                self.notify(removed);
+                r
+            }
+            Err(panic) => {
+                // The user code's panic is the one to report; a listener's would hide it.
+                let _ = catch_unwind(AssertUnwindSafe(|| self.notify(removed)));
+                resume_unwind(panic)
+            }
+        }
     }
 
     /// Stores `value` under `key` with the cache's default expiry, replacing any value (which
@@ -580,11 +600,12 @@ where
         let (lock, fragment) = self.locate(key);
         let now = self.write_now(None);
         let mut removed = Removed::new();
-        let live = lock.write().remove(fragment, key, now, &mut removed);
-        // Announce first, then hand the value back.
-        let value = if live { removed.first_value() } else { None };
-        self.notify(removed);
-        value
+        let value = catch_unwind(AssertUnwindSafe(|| {
+            let live = lock.write().remove(fragment, key, now, &mut removed);
+            // Cloned after the lock is released; announced before it is handed back.
+            if live { removed.first_value() } else { None }
+        }));
+        self.finish_write(removed, value)
     }
 
     /// Removes `key` if present, without returning the value: the cache-aside write path
@@ -659,14 +680,15 @@ where
                     break;
                 }
                 let mut removed = Removed::new();
-                {
-                    let mut shard = lock.write();
-                    if shard.generation() != generation && attempt < RETAIN_RETRIES {
-                        continue;
-                    }
-                    shard.remove_ids(victims, &mut removed);
+                let mut shard = lock.write();
+                if shard.generation() != generation && attempt < RETAIN_RETRIES {
+                    continue;
                 }
-                self.notify(removed);
+                // The key's `Eq` runs here, under the lock.
+                let done =
+                    catch_unwind(AssertUnwindSafe(|| shard.remove_ids(victims, &mut removed)));
+                drop(shard);
+                self.finish_write(removed, done);
                 break;
             }
         }

@@ -25,9 +25,9 @@ use crate::expiry::{
 use crate::metrics::{ReadCounters, WriteCounters};
 use crate::notify::{RemovalCause, Removed};
 use crate::policy::{EntryId, EvictionPolicy, HitAccess, ShardContext};
+use crate::shim::Mutex;
 use crate::shim::{AtomicU64, Ordering};
 use crate::slab::{Entry, Slab, View, push_within};
-use parking_lot::Mutex;
 
 /// The table's hash, derived from the entry's stored 32-bit fragment by a multiplicative mix:
 /// the low bits pick the bucket, the top seven are hashbrown's tag.

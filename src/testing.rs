@@ -94,6 +94,13 @@ impl Kind {
     ];
 }
 
+/// The weight [`Setup::weighted`] caches give an entry: 1 to 3, from its value, so that a
+/// replacement usually changes the entry's weight.
+#[must_use]
+pub fn weight_of(value: u32) -> u32 {
+    1 + value % 3
+}
+
 /// Cache settings for one checked run.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {
@@ -105,6 +112,9 @@ pub struct Setup {
     pub ttl: Option<u8>,
     /// Sliding time-to-idle in seconds, if any (ignored when `ttl` is set).
     pub tti: Option<u8>,
+    /// Weigh entries with [`weight_of`]: `capacity` then bounds their total weight, and
+    /// replacements change weights (evicting to fit, possibly the replaced entry itself).
+    pub weighted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -115,12 +125,14 @@ struct ModelEntry {
     freq: u64,
     prio: u64,
     tick: u64,
+    weight: u64,
 }
 
 /// The reference model: a map plus an explicit order (LRU/FIFO) or LFU-DA priorities.
 struct Model {
     kind: Kind,
     capacity: usize,
+    weighted: bool,
     ttl: Option<u64>,
     tti: Option<u64>,
     map: HashMap<u8, ModelEntry>,
@@ -139,6 +151,19 @@ impl Model {
 
     fn live(&self, key: u8, now: u64) -> bool {
         self.map.contains_key(&key) && !self.expired(key, now)
+    }
+
+    /// Total weight held (the entry count without a weigher).
+    fn weight(&self) -> u64 {
+        self.map.values().map(|e| e.weight).sum()
+    }
+
+    fn weight_of(&self, value: u32) -> u64 {
+        if self.weighted {
+            u64::from(weight_of(value))
+        } else {
+            1
+        }
     }
 
     fn next_tick(&mut self) -> u64 {
@@ -217,6 +242,9 @@ fn build<P: EvictionPolicy>(
         .clock(clock.clone())
         .policy(policy)
         .eviction_listener(move |k: &u8, v: &u32, cause| log.lock().unwrap().push((*k, *v, cause)));
+    if setup.weighted {
+        b = b.weigher(|_: &u8, v: &u32| weight_of(*v));
+    }
     if let Some(t) = setup.ttl {
         b = b.time_to_live(Duration::from_secs(u64::from(t)));
     } else if let Some(t) = setup.tti {
@@ -266,6 +294,7 @@ impl<P: EvictionPolicy> Checker<P> {
             model: Model {
                 kind: setup.kind,
                 capacity: setup.capacity as usize,
+                weighted: setup.weighted,
                 ttl,
                 tti: if ttl.is_some() {
                     None
@@ -360,28 +389,65 @@ impl<P: EvictionPolicy> Checker<P> {
                 let e = self.model.remove(key);
                 want.push((key, e.value, RemovalCause::Expired));
             } else {
+                let weight = self.model.weight_of(value);
                 let e = self.model.map.get_mut(&key).unwrap();
                 let old = std::mem::replace(&mut e.value, value);
-                (e.deadline, e.sliding) = (deadline, sliding);
+                (e.deadline, e.sliding, e.weight) = (deadline, sliding, weight);
                 want.push((key, old, RemovalCause::Replaced));
                 self.model.on_access(key, true);
-                return Ok(());
+                // A heavier value may push the shard over: evict to fit, possibly this entry.
+                return self.evict_model(0, now, None, got, want).map(drop);
             }
         }
-        if self.model.capacity == 0 {
+        let weight = self.model.weight_of(value);
+        if weight > self.model.capacity as u64 {
             want.push((key, value, RemovalCause::Capacity));
             return Ok(());
         }
-        while self.model.map.len() >= self.model.capacity {
+        if self.evict_model(weight, now, Some((key, value)), got, want)? {
+            return Ok(()); // turned away by admission
+        }
+        self.model.map.insert(
+            key,
+            ModelEntry {
+                value,
+                deadline,
+                sliding,
+                freq: 0,
+                prio: 0,
+                tick: 0,
+                weight,
+            },
+        );
+        self.model.on_insert(key);
+        Ok(())
+    }
+
+    /// Model side of evicting until `incoming` more weight fits. With `newcomer`, an admission
+    /// policy may turn it away instead (returns `true`).
+    fn evict_model(
+        &mut self,
+        incoming: u64,
+        now: u64,
+        newcomer: Option<(u8, u32)>,
+        got: &[Event],
+        want: &mut Vec<Event>,
+    ) -> Result<bool, String> {
+        while self.model.weight() + incoming > self.model.capacity as u64 {
             let victim = match self.model.victim() {
                 Some(v) => v,
-                None if self.model.kind == Kind::Ttl => self.ttl_victim(got.get(want.len()))?,
+                // Its recorded sample is that of the last victim choice only.
+                None if self.model.kind == Kind::Ttl && !self.model.weighted => {
+                    self.ttl_victim(got.get(want.len()))?
+                }
                 None => {
                     let got = got.get(want.len());
-                    if got == Some(&(key, value, RemovalCause::Capacity)) {
+                    if let Some((key, value)) = newcomer
+                        && got == Some(&(key, value, RemovalCause::Capacity))
+                    {
                         // Admission turned the newcomer away.
                         want.push((key, value, RemovalCause::Capacity));
-                        return Ok(());
+                        return Ok(true);
                     }
                     self.listed_victim(got)?
                 }
@@ -394,19 +460,7 @@ impl<P: EvictionPolicy> Checker<P> {
             let e = self.model.remove(victim);
             want.push((victim, e.value, cause));
         }
-        self.model.map.insert(
-            key,
-            ModelEntry {
-                value,
-                deadline,
-                sliding,
-                freq: 0,
-                prio: 0,
-                tick: 0,
-            },
-        );
-        self.model.on_insert(key);
-        Ok(())
+        Ok(false)
     }
 
     /// A victim taken from the listener: it must be a key the model holds.
@@ -589,8 +643,15 @@ impl<P: EvictionPolicy> Checker<P> {
                 self.model.map.len()
             ));
         }
-        if self.cache.len() as u64 > self.cache.capacity() {
-            return Err("len exceeds capacity".into());
+        if self.cache.weighted_size() != self.model.weight() {
+            return Err(format!(
+                "cache weighs {}, model {}",
+                self.cache.weighted_size(),
+                self.model.weight()
+            ));
+        }
+        if self.cache.weighted_size() > self.cache.capacity() {
+            return Err("weight exceeds capacity".into());
         }
         Ok(())
     }

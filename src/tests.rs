@@ -25,12 +25,14 @@ fn setup(kind: Kind) -> impl Strategy<Value = Setup> {
         0u64..9,
         prop_oneof![Just(None), (1u8..8).prop_map(Some)],
         prop_oneof![Just(None), (1u8..8).prop_map(Some)],
+        any::<bool>(),
     )
-        .prop_map(move |(capacity, ttl, tti)| Setup {
+        .prop_map(move |(capacity, ttl, tti, weighted)| Setup {
             kind,
             capacity,
             ttl,
             tti,
+            weighted,
         })
 }
 
@@ -74,7 +76,7 @@ proptest! {
     #[test]
     fn decoded_fuzz_input_matches_model(data in prop::collection::vec(any::<u8>(), 0..400), kind in 0usize..4, cap in 0u64..6) {
         let kind = [Kind::Lru, Kind::Lfu, Kind::Fifo, Kind::Ttl][kind];
-        check(Setup { kind, capacity: cap, ttl: None, tti: Some(3) }, &Op::decode(&data, 10))
+        check(Setup { kind, capacity: cap, ttl: None, tti: Some(3), weighted: false }, &Op::decode(&data, 10))
             .map_err(TestCaseError::fail)?;
     }
 }
@@ -92,6 +94,7 @@ fn long_sequences_match_models() {
                 capacity,
                 ttl: None,
                 tti: None,
+                weighted: false,
             };
             check(s, &Op::decode(&data, 40)).unwrap();
             let s = Setup {
@@ -99,6 +102,7 @@ fn long_sequences_match_models() {
                 capacity,
                 ttl: Some(5),
                 tti: None,
+                weighted: capacity > 1,
             };
             check(s, &Op::decode(&data, 40)).unwrap();
         }

@@ -12,7 +12,14 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 const THREADS: usize = 4;
-const OPS: usize = 20_000;
+/// Operations per thread in the smoke tests: `ASIDE_SOAK_OPS` (a soak run, see
+/// docs/testing.md), else 20,000.
+fn ops() -> usize {
+    std::env::var("ASIDE_SOAK_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
 const CAPACITY: u64 = 64;
 const KEYS: u32 = 256;
 
@@ -78,6 +85,7 @@ fn smoke<P: EvictionPolicy, const SLOT: usize>(policy: P) {
         .build()
         .unwrap();
     let max_len = AtomicUsize::new(0);
+    let ops = ops();
 
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -86,9 +94,9 @@ fn smoke<P: EvictionPolicy, const SLOT: usize>(policy: P) {
             let max_len = &max_len;
             s.spawn(move || {
                 let mut rng = SmallRng::seed_from_u64(1000 * SLOT as u64 + t as u64);
-                for i in 0..OPS {
+                for i in 0..ops {
                     let key = rng.random_range(0..KEYS);
-                    let version = (t * OPS + i) as u64;
+                    let version = (t * ops + i) as u64;
                     match rng.random_range(0..1000) {
                         0..400 => {
                             if let Some(v) = cache.get(&key) {

@@ -17,12 +17,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use ahash::RandomState;
-use parking_lot::{Condvar, Mutex};
+
+use crate::shim::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering, thread_local};
 
 use super::tags::Labels;
 

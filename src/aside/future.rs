@@ -168,6 +168,10 @@ where
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
+                    if let Some(v) = inner.recheck(&key, accept_none) {
+                        lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                        return Ok(v);
+                    }
                     let mark = inner.book.mark(labels);
                     let load = Box::pin(loader());
                     let run = run_load(Arc::clone(inner), lead, key, load, stale.clone(), mark);

@@ -650,6 +650,14 @@ impl<K, V, P> AsideBuilder<K, V, P> {
     }
 }
 
+/// When a blocking waiter's lease ends: `lease` from now, saturating (a `Duration::MAX` lease
+/// would overflow `Instant`; a century is as good as forever).
+fn lease_deadline(lease: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(lease.min(CENTURY)).unwrap_or(now)
+}
+
 /// What a lookup in the front door found.
 enum Found<V> {
     Fresh(Option<V>),
@@ -689,6 +697,22 @@ where
                 Found::Fresh(slot.value)
             }
             Freshness::Stale => Found::Stale(slot),
+        }
+    }
+
+    /// A fresh value found by a caller that has just become a flight's leader. Another
+    /// caller's load may have finished between this caller's lookup and its join: it installed
+    /// its value before leaving the registry, so looking again (without side effects) avoids
+    /// loading twice. Found by the shuttle schedule exploration (tests/shuttle.rs).
+    fn recheck(&self, key: &K, accept_none: bool) -> Option<Option<V>> {
+        let slot = self.cache.peek(key)?;
+        if slot.mark.as_ref().is_some_and(|m| self.book.hidden(m)) {
+            return None; // invalidated by tag or namespace: load it again
+        }
+        // `random = 1.0`: no XFetch lead, so only a value fresh enough to serve counts.
+        match slot.freshness(self.now(), &self.settings.early, 1.0) {
+            Freshness::Fresh if slot.value.is_some() || accept_none => Some(slot.value),
+            _ => None,
         }
     }
 
@@ -896,6 +920,10 @@ where
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
+                    if let Some(v) = self.recheck(&key, accept_none) {
+                        lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                        return Ok(v);
+                    }
                     return self.lead_blocking(lead, &key, loader, stale.as_ref(), labels);
                 }
                 Join::Wait(f) => {
@@ -903,7 +931,7 @@ where
                         return Err(LoadError::Reentrant);
                     }
                     Counters::bump(&self.stats.coalesced);
-                    match f.wait_until(Instant::now() + self.settings.lease) {
+                    match f.wait_until(lease_deadline(self.settings.lease)) {
                         Some(outcome) => {
                             if let Some(r) =
                                 self.waiter_result(outcome, stale.as_ref(), accept_none)

@@ -58,7 +58,8 @@ impl<V> Slot<V> {
         }
         if let Some(f) = early.after_fraction {
             let ttl = self.fresh_until - self.stored_at;
-            if (now - self.stored_at) as f64 >= ttl as f64 * f {
+            // Saturating: a clock that went backwards since the store must not overflow.
+            if now.saturating_sub(self.stored_at) as f64 >= ttl as f64 * f {
                 return Freshness::RefreshEarly;
             }
         }

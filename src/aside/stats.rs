@@ -1,6 +1,6 @@
 //! Front-door counters and the load-latency summary.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::shim::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Sub-buckets per power of two in the latency histogram (about 19% resolution).
