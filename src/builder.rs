@@ -361,6 +361,12 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
         self
     }
 
+    /// [`weigher`](Self::weigher) with the weigher already shared (the front door's wrapper).
+    pub(crate) fn shared_weigher(mut self, weigher: Weigher<K, V>) -> Self {
+        self.weigher = Some(weigher);
+        self
+    }
+
     /// Called with every entry that leaves the cache and why, after the shard lock is released
     /// (the value is dropped right after). A panicking listener does not stop the others or
     /// corrupt the cache; its panic resumes in the thread whose operation removed the entry.

@@ -493,9 +493,17 @@ fn registry_lookups_and_builder_errors() {
     );
     assert!(r.builder::<u32, u32>("product").is_err());
 
-    // The front door has no weigher.
+    // A front door sized by weight needs the weighed builder, and that one needs `max_weight`.
     let e = r.builder::<u32, Vec<u8>>("blobs").err().unwrap();
     assert_eq!((e.cache(), e.field()), (Some("blobs"), Some("max_weight")));
+    let e = r
+        .weighed_builder::<u32, u32>("session", |_, _| 1)
+        .err()
+        .unwrap();
+    assert_eq!(
+        (e.cache(), e.field()),
+        (Some("session"), Some("max_entries"))
+    );
     // A plain cache sized by weight needs the weighed builder ...
     let e = r.cache_builder::<u32, Vec<u8>>("blobs").err().unwrap();
     assert_eq!(e.field(), Some("max_weight"));
@@ -1092,4 +1100,43 @@ fn caches_sampler_covers_every_built_cache() {
         .map(|m| (m.name.as_str(), m.totals.hits, m.totals.loads))
         .collect();
     assert_eq!(got, [("session", 0, 1), ("user", 1, 1)]);
+}
+
+/// A front door sized by weight from the file: loads are weighed by the value, a cached "not
+/// found" weighs 1, the policy evicts by weight, and a value heavier than the whole cache is
+/// returned to its caller but not cached.
+#[test]
+fn a_weighed_front_door_from_the_file() {
+    let r = Registry::from_toml_str(
+        "[caches.pages]\nmax_weight = 100\npolicy = \"lru\"\nshards = 1\nnegative_ttl = \"1m\"",
+    )
+    .unwrap();
+    let pages: AsideCache<u32, Vec<u8>, AnyPolicy> = r
+        .weighed_builder("pages", |_: &u32, page: &Vec<u8>| page.len() as u32)
+        .unwrap()
+        .clock(MockClock::new())
+        .build()
+        .unwrap();
+    let load = |n: usize| move || Ok::<_, ()>(Some(vec![0u8; n]));
+    for k in 0..3 {
+        let got = pages.get_or_load_blocking(k, load(30)).unwrap();
+        assert_eq!(got.map(|p| p.len()), Some(30));
+    }
+    assert_eq!((pages.len(), pages.weighted_size()), (3, 90));
+    // A missing page is cached as "not found", weighing 1.
+    assert_eq!(
+        pages.get_or_load_blocking(9, || Ok::<_, ()>(None)).unwrap(),
+        None
+    );
+    assert_eq!(pages.weighted_size(), 91);
+    // 40 more: LRU evicts the oldest pages until it fits (0, then 1).
+    pages.get_or_load_blocking(3, load(40)).unwrap();
+    assert_eq!(pages.weighted_size(), 71);
+    assert!(pages.get(&0).is_none() && pages.get(&1).is_none());
+    // Heavier than the whole cache: served, not cached, nothing else evicted.
+    let huge = pages.get_or_load_blocking(4, load(101)).unwrap();
+    assert_eq!(huge.map(|p| p.len()), Some(101));
+    assert!(pages.get(&4).is_none());
+    assert_eq!(pages.weighted_size(), 71);
+    pages.validate().unwrap();
 }

@@ -254,6 +254,8 @@ pub struct AsideBuilder<K, V, P = WTinyLfu> {
     lease: Duration,
     on_lease_expiry: LeaseExpiry,
     load_timeout: Option<Duration>,
+    /// The user's weigher, wrapped to weigh the stored slots.
+    weigher: Option<crate::builder::Weigher<K, Slot<V>>>,
     _marker: std::marker::PhantomData<fn(K, V)>,
 }
 
@@ -285,6 +287,7 @@ impl<K, V> AsideCache<K, V> {
             lease: Duration::from_secs(5),
             on_lease_expiry: LeaseExpiry::TakeOver,
             load_timeout: None,
+            weigher: None,
             _marker: std::marker::PhantomData,
         }
     }
@@ -537,8 +540,41 @@ impl<K, V, P> AsideBuilder<K, V, P> {
             lease: self.lease,
             on_lease_expiry: self.on_lease_expiry,
             load_timeout: self.load_timeout,
+            weigher: self.weigher,
             _marker: std::marker::PhantomData,
         }
+    }
+
+    /// Size the cache by weight instead of entries: `max_capacity` is then a total weight and
+    /// each cached value weighs what `weigher` says (a cached "not found" weighs 1). As
+    /// [`CacheBuilder::weigher`](crate::CacheBuilder::weigher): it runs outside the shard
+    /// locks, and a value heavier than the whole capacity is returned to its caller but not
+    /// cached.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "async")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let pages: aside::AsideCache<u32, Vec<u8>> = aside::AsideCache::builder()
+    ///     .max_capacity(64 * 1024) // bytes
+    ///     .weigher(|_: &u32, page: &Vec<u8>| page.len() as u32)
+    ///     .build()
+    ///     .unwrap();
+    /// let page = pages.get_or_load(7, || async { Ok::<_, ()>(Some(vec![0u8; 4096])) }).await;
+    /// assert_eq!(page.unwrap().unwrap().len(), 4096);
+    /// assert_eq!(pages.weighted_size(), 4096);
+    /// # });
+    /// ```
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self
+    where
+        K: 'static,
+        V: 'static,
+    {
+        self.weigher = Some(Arc::new(move |k: &K, slot: &Slot<V>| {
+            slot.value.as_ref().map_or(1, |v| weigher(k, v))
+        }));
+        self
     }
 
     /// Checks the settings and builds the front door.
@@ -607,6 +643,9 @@ impl<K, V, P> AsideBuilder<K, V, P> {
         }
         if let Some(seed) = self.seed {
             b = b.seed(seed);
+        }
+        if let Some(w) = self.weigher {
+            b = b.shared_weigher(w);
         }
         if let Some(tti) = self.tti {
             if self.ttl.is_some() {
@@ -1177,6 +1216,24 @@ where
     /// ```
     pub fn cache_stats(&self) -> CacheStats {
         self.inner.cache.stats()
+    }
+
+    /// The total weight of the cached values (their count without a
+    /// [`weigher`](AsideBuilder::weigher); a cached "not found" weighs 1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, String> = aside::AsideCache::builder()
+    ///     .max_capacity(100)
+    ///     .weigher(|_: &u32, v: &String| v.len() as u32)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.put(1, "hello".to_string());
+    /// assert_eq!(cache.weighted_size(), 5);
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.cache.weighted_size()
     }
 
     /// Checks the underlying cache's invariants; see [`Cache::validate`].

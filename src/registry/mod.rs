@@ -376,8 +376,8 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// [`RegistryError`] when `name` is not configured, or when its size is `max_weight` (the
-    /// front door has no weigher).
+    /// [`RegistryError`] when `name` is not configured, or when its size is `max_weight` (use
+    /// [`weighed_builder`](Self::weighed_builder)).
     ///
     /// # Example
     ///
@@ -399,10 +399,51 @@ impl Registry {
             return Err(RegistryError::new(
                 Some(name),
                 Some("max_weight"),
-                "the front door has no weigher: use `max_entries`, or \
-                 `Registry::weighed_cache_builder` for a plain `Cache`",
+                "needs a weigher: use `Registry::weighed_builder`",
             ));
         }
+        Ok(Self::front_door_builder(c))
+    }
+
+    /// A front-door builder for cache `name`, sized by `max_weight` with `weigher` (the
+    /// weight of a loaded value; see [`AsideBuilder::weigher`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] when `name` is not configured or is sized by `max_entries`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::{AsideCache, policy::AnyPolicy};
+    /// let registry = aside::registry::Registry::from_toml_str(
+    ///     "[caches.pages]\nmax_weight = 1048576\nttl = \"1m\"",
+    /// )?;
+    /// let pages: AsideCache<u32, Vec<u8>, AnyPolicy> = registry
+    ///     .weighed_builder("pages", |_: &u32, page: &Vec<u8>| page.len() as u32)?
+    ///     .build()?;
+    /// pages.put(1, vec![0; 4096]);
+    /// assert_eq!(pages.weighted_size(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn weighed_builder<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static,
+    ) -> Result<AsideBuilder<K, V, AnyPolicy>, RegistryError> {
+        let c = self.config(name)?;
+        if c.max_entries.is_some() {
+            return Err(RegistryError::new(
+                Some(name),
+                Some("max_entries"),
+                "a weighed cache is sized by `max_weight`",
+            ));
+        }
+        Ok(Self::front_door_builder(c).weigher(weigher))
+    }
+
+    /// Every setting of `c` on a front-door builder.
+    fn front_door_builder<K, V>(c: &CacheConfig) -> AsideBuilder<K, V, AnyPolicy> {
         let mut b = AsideCache::<K, V>::builder()
             .policy(c.policy())
             .max_capacity(c.capacity());
@@ -451,7 +492,7 @@ impl Registry {
         if let Some(d) = c.load_timeout {
             b = b.load_timeout(d);
         }
-        Ok(b)
+        b
     }
 
     /// An engine builder (a plain [`Cache`], no front door) for cache `name`, sized in
