@@ -248,6 +248,15 @@ where
                 match join {
                     Join::Lead(f) => {
                         let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
+                        // As for a single key: a load may have finished (and installed its
+                        // value) between this batch's lookup and its join.
+                        if let Some(v) = inner.recheck(&key, true) {
+                            lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                            if let Some(v) = v {
+                                found.insert(key, v);
+                            }
+                            continue;
+                        }
                         leads.push((key, lead));
                     }
                     Join::Wait(f) => {
