@@ -227,6 +227,33 @@ impl<'a, E, S> Project<'a, E, S> {
     }
 }
 
+/// The [`Entries`] methods both projections pass straight to the shard's entries.
+macro_rules! forward_entries {
+    () => {
+        fn hash(&self, id: EntryId) -> u32 {
+            self.entries.hash(id)
+        }
+        fn weight(&self, id: EntryId) -> u32 {
+            self.entries.weight(id)
+        }
+        fn expires_at(&self, id: EntryId) -> Option<u64> {
+            self.entries.expires_at(id)
+        }
+        fn len(&self) -> usize {
+            self.entries.len()
+        }
+        fn contains(&self, id: EntryId) -> bool {
+            self.entries.contains(id)
+        }
+        fn random(&self, random: u64) -> Option<EntryId> {
+            self.entries.random(random)
+        }
+        fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
+            self.entries.ids()
+        }
+    };
+}
+
 impl<E: Entries<AnyState>, S: Variant> Entries<S> for Project<'_, E, S> {
     fn state(&self, id: EntryId) -> &S {
         S::get(self.entries.state(id)).expect(WRONG_STATE)
@@ -234,27 +261,7 @@ impl<E: Entries<AnyState>, S: Variant> Entries<S> for Project<'_, E, S> {
     fn state_mut(&mut self, id: EntryId) -> &mut S {
         S::get_mut(self.entries.state_mut(id)).expect(WRONG_STATE)
     }
-    fn hash(&self, id: EntryId) -> u32 {
-        self.entries.hash(id)
-    }
-    fn weight(&self, id: EntryId) -> u32 {
-        self.entries.weight(id)
-    }
-    fn expires_at(&self, id: EntryId) -> Option<u64> {
-        self.entries.expires_at(id)
-    }
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-    fn contains(&self, id: EntryId) -> bool {
-        self.entries.contains(id)
-    }
-    fn random(&self, random: u64) -> Option<EntryId> {
-        self.entries.random(random)
-    }
-    fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-        self.entries.ids()
-    }
+    forward_entries!();
 }
 
 /// The read-only twin of [`Project`], for [`EvictionPolicy::validate`].
@@ -270,27 +277,7 @@ impl<E: Entries<AnyState>, S: Variant> Entries<S> for ProjectRef<'_, E, S> {
     fn state_mut(&mut self, _: EntryId) -> &mut S {
         unreachable!("EvictionPolicy::validate gets a shared view and cannot call state_mut")
     }
-    fn hash(&self, id: EntryId) -> u32 {
-        self.entries.hash(id)
-    }
-    fn weight(&self, id: EntryId) -> u32 {
-        self.entries.weight(id)
-    }
-    fn expires_at(&self, id: EntryId) -> Option<u64> {
-        self.entries.expires_at(id)
-    }
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-    fn contains(&self, id: EntryId) -> bool {
-        self.entries.contains(id)
-    }
-    fn random(&self, random: u64) -> Option<EntryId> {
-        self.entries.random(random)
-    }
-    fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-        self.entries.ids()
-    }
+    forward_entries!();
 }
 
 /// Forwards one hook to the wrapped policy, with the entries projected onto its state.

@@ -208,6 +208,31 @@ pub struct Registry {
     caches: BTreeMap<String, CacheConfig>,
 }
 
+/// Applies the settings the engine's and the front door's builders share (same setter names
+/// on two builder types) and returns the builder.
+macro_rules! shared_settings {
+    ($builder:expr, $c:expr) => {{
+        let c: &CacheConfig = $c;
+        let mut b = $builder.policy(c.policy()).max_capacity(c.capacity());
+        if let Some(s) = c.shards {
+            b = b.shards(s);
+        }
+        if let Some(s) = c.seed {
+            b = b.seed(s);
+        }
+        if let Some(d) = c.ttl {
+            b = b.time_to_live(d);
+        }
+        if let Some(d) = c.sliding_ttl {
+            b = b.time_to_idle(d);
+        }
+        if let Some(d) = c.jitter {
+            b = b.ttl_jitter(d);
+        }
+        b
+    }};
+}
+
 impl Registry {
     /// Reads a configuration: one `[caches.<name>]` table per cache and nothing else at the top
     /// level. Every field of every cache is checked.
@@ -444,24 +469,7 @@ impl Registry {
 
     /// Every setting of `c` on a front-door builder.
     fn front_door_builder<K, V>(c: &CacheConfig) -> AsideBuilder<K, V, AnyPolicy> {
-        let mut b = AsideCache::<K, V>::builder()
-            .policy(c.policy())
-            .max_capacity(c.capacity());
-        if let Some(s) = c.shards {
-            b = b.shards(s);
-        }
-        if let Some(s) = c.seed {
-            b = b.seed(s);
-        }
-        if let Some(d) = c.ttl {
-            b = b.time_to_live(d);
-        }
-        if let Some(d) = c.sliding_ttl {
-            b = b.time_to_idle(d);
-        }
-        if let Some(d) = c.jitter {
-            b = b.ttl_jitter(d);
-        }
+        let mut b = shared_settings!(AsideCache::<K, V>::builder(), c);
         if let Some(d) = c.negative_ttl {
             b = b.negative_ttl(d);
         }
@@ -596,24 +604,6 @@ impl Registry {
     }
 
     fn engine_builder<K, V>(c: &CacheConfig) -> CacheBuilder<K, V, AnyPolicy> {
-        let mut b = Cache::<K, V>::builder()
-            .policy(c.policy())
-            .max_capacity(c.capacity());
-        if let Some(s) = c.shards {
-            b = b.shards(s);
-        }
-        if let Some(s) = c.seed {
-            b = b.seed(s);
-        }
-        if let Some(d) = c.ttl {
-            b = b.time_to_live(d);
-        }
-        if let Some(d) = c.sliding_ttl {
-            b = b.time_to_idle(d);
-        }
-        if let Some(d) = c.jitter {
-            b = b.ttl_jitter(d);
-        }
-        b
+        shared_settings!(Cache::<K, V>::builder(), c)
     }
 }
