@@ -95,7 +95,7 @@ impl std::error::Error for ConfigError {}
 /// | setting | default |
 /// |---|---|
 /// | [`max_capacity`](Self::max_capacity) | unbounded (`u64::MAX`) |
-/// | [`policy`](Self::policy) | [`Lru`] |
+/// | [`policy`](Self::policy) | [`WTinyLfu`](crate::policy::WTinyLfu) |
 /// | [`shards`](Self::shards) | 4 × available parallelism, a power of two, halved until each shard holds ≥ [`MIN_SHARD_CAPACITY`] |
 /// | [`time_to_live`](Self::time_to_live) / [`time_to_idle`](Self::time_to_idle) | none |
 /// | [`ttl_jitter`](Self::ttl_jitter) | none |
@@ -353,7 +353,7 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
     ///     .build()
     ///     .unwrap();
     /// cache.insert(1, "12345".into());
-    /// cache.insert(2, "123456".into()); // 11 > 10: the least recent goes
+    /// cache.insert(2, "123456".into()); // 11 > 10: one of the two is evicted
     /// assert_eq!(cache.len(), 1);
     /// ```
     pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {

@@ -114,9 +114,11 @@ pub mod testing;
 mod tests;
 
 pub use aside::{
-    AsideBuilder, AsideCache, Labels, LatencySummary, LeaseExpiry, LoadError, LoadStats, Namespace,
-    RefreshMode, WarmProgress, WarmSummary,
+    AsideBuilder, AsideCache, KeyFileError, Labels, LatencySummary, LeaseExpiry, LoadError,
+    LoadStats, Namespace, RefreshMode, WarmProgress, WarmSummary,
 };
+#[cfg(feature = "async")]
+pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
 pub use expiry::{Clock, MockClock, SystemClock};
