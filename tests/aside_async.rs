@@ -16,16 +16,9 @@ fn cache() -> Cache {
     AsideCache::builder().seed(1).build().unwrap()
 }
 
-/// Yields until `cond` holds (other tasks on this current-thread runtime make progress).
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..100_000 {
-        if cond() {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("condition never held");
-}
+#[path = "common/until.rs"]
+mod wait;
+use wait::until;
 
 /// Awaits a task that must finish well within the default 5 s lease: waiters are woken, not
 /// rescued by their lease running out.

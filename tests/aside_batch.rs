@@ -18,16 +18,9 @@ fn cache() -> Cache {
     AsideCache::builder().seed(1).build().unwrap()
 }
 
-/// Yields until `cond` holds (other tasks on this current-thread runtime make progress).
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..100_000 {
-        if cond() {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("condition never held");
-}
+#[path = "common/until.rs"]
+mod wait;
+use wait::until;
 
 /// A batch loader that records the keys of each call, waits for a permit, then answers
 /// `v{tag}:{key}` for every key except those in `absent`.

@@ -10,16 +10,9 @@ use aside::policy::Lru;
 use aside::{AsideCache, Labels};
 use tokio::sync::Semaphore;
 
-/// Yields until `cond` holds.
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..100_000 {
-        if cond() {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("condition never held");
-}
+#[path = "common/until.rs"]
+mod wait;
+use wait::until;
 
 #[test]
 fn a_tag_invalidation_hides_tagged_entries_only() {
