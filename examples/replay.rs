@@ -35,7 +35,9 @@
 //! is how the moka figures quoted in the traces' README were obtained: they come out up to two
 //! points higher on small caches because moka briefly holds more entries than its capacity.
 //!
-//! `aside_wtinylfu_w0` is `WTinyLfu::with_window_fraction(0.0)`: TinyLFU admission in front of
+//! `aside_wtinylfu` is the default `WTinyLfu::new()`, whose window share is tuned per shard by
+//! simulation. `aside_wtinylfu_w1` is `WTinyLfu::with_window_fraction(0.01)`, Caffeine's static
+//! 1% window; `aside_wtinylfu_w0` is `with_window_fraction(0.0)`: TinyLFU admission in front of
 //! a segmented LRU with no window, the configuration for loop- and scan-heavy workloads.
 //!
 //! The exact LRU is the `lru` crate; OPT is Belady's MIN (every miss is admitted, the cached
@@ -636,6 +638,7 @@ const SINGLE: &[&str] = &[
     "aside_fifo",
     "aside_ttl",
     "aside_wtinylfu",
+    "aside_wtinylfu_w1",
     "aside_wtinylfu_w0",
     "aside_s3fifo",
     "moka_tinylfu",
@@ -653,6 +656,12 @@ fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
         "aside_fifo" => aside_hits(keys, capacity, Fifo::new(), None),
         "aside_ttl" => aside_hits(keys, capacity, SampledTtl::new(), None),
         "aside_wtinylfu" => aside_hits(keys, capacity, WTinyLfu::new(), None),
+        "aside_wtinylfu_w1" => aside_hits(
+            keys,
+            capacity,
+            WTinyLfu::with_window_fraction(0.01).expect("0.01 is a valid window"),
+            None,
+        ),
         "aside_wtinylfu_w0" => aside_hits(
             keys,
             capacity,
