@@ -3,8 +3,8 @@
 //! Applications embed `aside` as their local (L1) cache in front of a database or a remote
 //! service. A [`Cache`] is split into lock-striped shards; each shard is a hash table of slab
 //! indices, a slab of entries and an [`EvictionPolicy`](policy::EvictionPolicy):
-//! [`WTinyLfu`](policy::WTinyLfu) (Caffeine's window TinyLFU, the default: the highest hit
-//! ratio on the replayed traces), [`Lru`](policy::Lru) (the fastest hits),
+//! [`WTinyLfu`](policy::WTinyLfu) (Caffeine's window TinyLFU with the window's share tuned
+//! per shard by simulation, the default: the highest hit ratio on the replayed traces), [`Lru`](policy::Lru) (the fastest hits),
 //! [`Lfu`](policy::Lfu) with dynamic aging, [`Fifo`](policy::Fifo),
 //! [`SampledTtl`](policy::SampledTtl) (Redis `volatile-ttl`), [`S3Fifo`](policy::S3Fifo)
 //! (SOSP'23), or one of your own.

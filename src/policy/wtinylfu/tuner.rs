@@ -12,9 +12,11 @@
 //! nothing (LRU) always leads. A switch only resizes the segments; entries move lazily, as
 //! the window or protected segment overflows.
 //!
-//! Cost: four simulations of at most `SAMPLE_ENTRIES` entries per shard (about 80 KB together
+//! Cost: four simulations of at most `SAMPLE_ENTRIES` entries per shard (about 20 KB together
 //! at that size), and four simulated requests per sampled request; a shard of
-//! 12,500 entries samples 4% of its requests.
+//! 12,500 entries samples 1% of its keys. 128 entries are enough: on the replayed traces,
+//! samples of 512, 256 and 128 entries gave the same mean gap to OPT within 0.01 point at the
+//! sampled points, and 128 costs a quarter of 512 (`docs/benchmarks.md`).
 //!
 //! Why not Caffeine's hill climber: on the replayed traces it trails a fixed 1% window (mean
 //! gap to OPT 7.19 against 6.25 on the quick set, `docs/benchmarks.md`); the best share is
@@ -35,7 +37,7 @@ pub(super) const START: usize = 1;
 
 /// Entries each simulation aims to hold: shards up to this capacity are simulated whole;
 /// larger ones through a sample of their keys.
-pub(super) const SAMPLE_ENTRIES: u64 = 512;
+pub(super) const SAMPLE_ENTRIES: u64 = 128;
 
 /// An epoch lasts this many sampled requests per simulated entry (at least `MIN_EPOCH`).
 const EPOCH_PER_ENTRY: u64 = 4;
@@ -71,6 +73,8 @@ pub(super) struct Tuner {
     seen: u64,
     /// The first simulation's misses when this epoch began.
     misses: u64,
+    /// Switches made (for tests and debugging).
+    switches: u64,
     /// Whether every simulation was full when this epoch began.
     warm: bool,
     /// Epochs completed (for tests and debugging).
@@ -95,6 +99,7 @@ impl Tuner {
             epochs: 0,
             warm: false,
             misses: 0,
+            switches: 0,
         };
         tuner.resample(rate);
         tuner
@@ -146,10 +151,16 @@ impl Tuner {
     /// when the shard should switch.
     #[inline]
     pub(super) fn record(&mut self, hash: u32, weight: u32) -> Option<f64> {
-        if (hash ^ self.salt).wrapping_mul(0x9E37_79B1) > self.threshold {
+        if !self.is_sampled(hash) {
             return None;
         }
         self.sample(hash, weight)
+    }
+
+    /// Whether the key with hash `hash` is in the sample.
+    #[inline]
+    fn is_sampled(&self, hash: u32) -> bool {
+        (hash ^ self.salt).wrapping_mul(0x9E37_79B1) <= self.threshold
     }
 
     fn sample(&mut self, hash: u32, weight: u32) -> Option<f64> {
@@ -200,6 +211,7 @@ impl Tuner {
             && self.scores[best] > self.scores[self.current] + DECAY * self.epoch / SWITCH_MARGIN
         {
             self.current = best;
+            self.switches += 1;
             return Some(CANDIDATES[best]);
         }
         None
@@ -228,11 +240,11 @@ mod tests {
 
     #[test]
     fn a_loop_keeps_at_most_a_sliver_of_window() {
-        let mut t = Tuner::new(200, 1);
+        let mut t = Tuner::new(100, 1);
         for i in 0..60_000u64 {
-            t.record(hash(i % 300), 1);
+            t.record(hash(i % 150), 1);
         }
-        // An LRU of 200 never hits a loop of 300; TinyLFU keeps a fixed part of it.
+        // An LRU of 100 never hits a loop of 150; TinyLFU keeps a fixed part of it.
         assert_eq!(t.sims[3].hits(), 0);
         assert!(t.sims[0].hits() > 30_000, "{}", t.sims[0].hits());
         assert!(t.current() <= 0.01, "{}", t.current());
@@ -253,22 +265,28 @@ mod tests {
     }
 
     #[test]
-    fn a_stationary_mix_keeps_the_start_within_the_margin() {
-        // Uniform random keys: every share hits about capacity / keys; nobody leads by 1%.
-        let mut t = Tuner::new(256, 3);
+    fn uniform_keys_do_not_make_the_window_flap() {
+        // Uniform random keys: every share hits about capacity / keys, so the scores differ
+        // only by noise; the margin and the decay keep the tuner from following it.
+        let mut t = Tuner::new(100, 3);
         let mut x = 7u64;
-        for _ in 0..50_000 {
+        for _ in 0..100_000 {
             x = mix64(x);
-            t.record(hash(x % 1024), 1);
+            t.record(hash(x % 400), 1);
         }
-        assert!(t.epochs() > 40);
-        assert_eq!(t.current(), CANDIDATES[START]);
+        assert!(t.epochs() > 200, "{}", t.epochs());
+        assert!(
+            t.switches <= 2,
+            "{} switches in {} epochs",
+            t.switches,
+            t.epochs()
+        );
     }
 
     #[test]
     fn heavy_entries_widen_the_sample_until_it_holds_enough_keys() {
-        // 20,000 entries of weight 10 in a shard of 200,000 units: sampling 512 / 200,000 of
-        // the keys simulates 51 entries, too few; 4 times as many keys give 204.
+        // 20,000 entries of weight 10 in a shard of 200,000 units: sampling 128 / 200,000 of
+        // the keys simulates 12 entries, too few; 4 times as many keys give 51.
         let mut t = Tuner::new(200_000, 4);
         let start = t.rate();
         let mut x = 9u64;
@@ -287,22 +305,16 @@ mod tests {
 
     #[test]
     fn large_shards_are_sampled_and_small_ones_simulated_whole() {
-        let small = Tuner::new(300, 0);
-        assert_eq!((small.rate(), small.sim_capacity), (1.0, 300));
+        let small = Tuner::new(100, 0);
+        assert_eq!((small.rate(), small.sim_capacity), (1.0, 100));
         let large = Tuner::new(100_000, 0);
         assert_eq!(large.sim_capacity, SAMPLE_ENTRIES);
         let sampled = (0..100_000u64)
-            .filter(|&k| large.clone().record_sampled(hash(k)))
+            .filter(|&k| large.is_sampled(hash(k)))
             .count();
         assert!(
-            (400..650).contains(&sampled),
-            "{sampled} of 100,000 keys sampled, ~512 expected"
+            (90..170).contains(&sampled),
+            "{sampled} of 100,000 keys sampled, ~128 expected"
         );
-    }
-
-    impl Tuner {
-        fn record_sampled(&mut self, hash: u32) -> bool {
-            (hash ^ self.salt).wrapping_mul(0x9E37_79B1) <= self.threshold
-        }
     }
 }
