@@ -599,7 +599,7 @@ impl EvictionPolicy for WTinyLfu {
         self.probation = Queue::default();
         self.protected = Queue::default();
         self.admitted = false;
-        // The sketch stays: it describes keys, not entries.
+        // The sketch and the tuner stay: they describe the request stream, not the entries.
     }
 
     fn validate(&self, entries: &impl Entries<WTinyLfuState>) -> Result<(), String> {

@@ -54,7 +54,7 @@ const SWITCH_MARGIN: u64 = 100;
 #[derive(Debug, Clone)]
 pub(super) struct Tuner {
     sims: Vec<Simulation<WTinyLfu>>,
-    /// Each candidate's hits, halved every epoch.
+    /// Each candidate's hits, losing `1 / DECAY` every epoch.
     scores: Vec<u64>,
     /// Each simulation's hit count at the start of the epoch.
     marks: Vec<u64>,
