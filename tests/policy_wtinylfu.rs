@@ -239,9 +239,9 @@ fn loop_hits(policy: WTinyLfu, seed: u64) -> u64 {
 /// the incumbents, so the main space settles on a fixed set; with the sketch's aging as in
 /// moka, it can keep all 100 slots on that set, refusing every newcomer. Caffeine's 1/128
 /// coin keeps swapping warm losers in on top, each swap costing hits. Seeded, so
-/// deterministic: over 12 seeds the plain policy gets 100 hits a pass on 10 of them (99.7 on
-/// average), the guarded one 95.2 on average. (With the fixed 1% window and Caffeine 3's
-/// aging, before `2397a3b`: 92.5 and 87.2.)
+/// deterministic: over 12 seeds the plain policy gets 100 hits a pass on 11 of them (99.9 on
+/// average), the guarded one 97.5 on average (92 to 100). (With the fixed 1% window and
+/// Caffeine 3's slower aging, before `2397a3b`: 92.5 and 87.2.)
 #[test]
 fn a_loop_settles_on_a_fixed_set_without_the_flood_guard() {
     let (mut plain_total, mut guarded_total) = (0, 0);
@@ -260,7 +260,7 @@ fn a_loop_settles_on_a_fixed_set_without_the_flood_guard() {
         guarded_total += guarded;
     }
     assert!(
-        plain_total > guarded_total + 40,
+        plain_total >= guarded_total + 24,
         "{plain_total} vs {guarded_total}"
     );
 }
@@ -333,7 +333,7 @@ fn the_adaptive_window_follows_a_short_reuse_workload() {
 fn switching_on_noise_costs_no_hits() {
     // Uniform keys: every window share expects capacity / keys = 25% hits, so the tuner's
     // scores differ only by noise and its occasional switches must not cost hits. Measured:
-    // 98.7% to 101.6% of the fixed window's hits per seed, 100.1% over the three.
+    // 99.8% to 101.3% of the fixed window's hits per seed, 100.4% over the three.
     let (mut fixed_total, mut adaptive_total) = (0, 0);
     for seed in 1..4 {
         let fixed = aside_hits(

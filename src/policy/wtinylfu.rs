@@ -507,7 +507,7 @@ impl EvictionPolicy for WTinyLfu {
             .adaptive
             .then(|| Box::new(Tuner::new(shard.capacity, shard.seed)));
         self.resize(self.current_window_fraction());
-        self.sketch = Sketch::new(mix64(shard.seed ^ 0x7769_6e79_6c66_7521));
+        self.sketch = Sketch::new(mix64(shard.seed ^ 0x7769_6e79_6c66_7521), shard.capacity);
         self.sketch
             .ensure(shard.capacity.min(INITIAL_SKETCH_WORDS) as usize);
         self.rng = shard.seed ^ 0x6164_6d69_7421_2121;
@@ -815,6 +815,7 @@ mod tests {
         seed: u64,
         additions: u64,
         sample: u64,
+        capacity: u64,
         rng: u64,
         incoming: Option<u64>,
         /// Whether the 1/128 coin is on.
@@ -839,12 +840,14 @@ mod tests {
                 seed: mix64(seed ^ 0x7769_6e79_6c66_7521),
                 additions: 0,
                 sample: 0,
+                capacity: 0,
                 rng: seed ^ 0x6164_6d69_7421_2121,
                 incoming: None,
                 flood_guard,
                 random_admissions: 0,
                 halvings: 0,
             };
+            m.capacity = capacity.max(1);
             m.ensure(capacity.min(1024) as usize);
             m
         }
@@ -856,7 +859,7 @@ mod tests {
             }
             self.counters = vec![0; words * 16];
             self.additions = 0;
-            self.sample = 10 * words as u64;
+            self.sample = 10 * (words as u64).min(self.capacity);
         }
 
         /// The 4 counters of `key`: the high half of its spread hash picks a block of 8 words,
