@@ -166,9 +166,7 @@ impl<P: EvictionPolicy> Simulation<P> {
     /// ```
     pub fn access(&mut self, hash: u32, weight: u32) -> bool {
         self.requests += 1;
-        if let Some(&i) = self.table.find(table_hash(hash), |&i| {
-            self.entries.slots[i as usize].hash == hash
-        }) {
+        if let Some(i) = self.slot_of(hash) {
             self.hits += 1;
             self.policy.on_access(EntryId::new(i), &mut self.entries);
             return true;
@@ -244,11 +242,16 @@ impl<P: EvictionPolicy> Simulation<P> {
     /// ```
     #[must_use]
     pub fn contains(&self, hash: u32) -> bool {
+        self.slot_of(hash).is_some()
+    }
+
+    /// The slot of the stored key with hash `hash`.
+    fn slot_of(&self, hash: u32) -> Option<u32> {
         self.table
             .find(table_hash(hash), |&i| {
                 self.entries.slots[i as usize].hash == hash
             })
-            .is_some()
+            .copied()
     }
 
     /// Drops every stored key (the policy's [`clear`](EvictionPolicy::clear)); the counters

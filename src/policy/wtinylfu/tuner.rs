@@ -60,18 +60,17 @@ const MARGIN_PER_SHARE: f64 = 0.01;
 pub(super) struct Tuner {
     sims: Vec<Simulation<WTinyLfu>>,
     /// Each candidate's hits, losing `1 / DECAY` every epoch.
-    scores: Vec<u64>,
+    scores: [u64; CANDIDATES.len()],
     /// Each simulation's hit count at the start of the epoch.
-    marks: Vec<u64>,
+    marks: [u64; CANDIDATES.len()],
     /// The candidate the shard runs.
     current: usize,
     /// A key is sampled when its mixed hash is at most this.
     threshold: u32,
     /// Mixed into the hash before sampling, so the sample is not the sketch's or the table's.
     salt: u32,
-    /// The shard's capacity, and the simulations'.
+    /// The shard's capacity.
     capacity: u64,
-    sim_capacity: u64,
     seed: u64,
     /// Sampled requests per epoch, and so far in this one.
     epoch: u64,
@@ -92,13 +91,12 @@ impl Tuner {
         let rate = (SAMPLE_ENTRIES as f64 / capacity.max(1) as f64).min(1.0);
         let mut tuner = Self {
             sims: Vec::new(),
-            scores: vec![0; CANDIDATES.len()],
-            marks: vec![0; CANDIDATES.len()],
+            scores: [0; CANDIDATES.len()],
+            marks: [0; CANDIDATES.len()],
             current: START,
             threshold: 0,
             salt: mix64(seed ^ 0x7475_6e65_7221_2121) as u32,
             capacity,
-            sim_capacity: 0,
             seed,
             epoch: 0,
             seen: 0,
@@ -119,20 +117,26 @@ impl Tuner {
         } else {
             (rate * f64::from(u32::MAX)) as u32
         };
-        self.sim_capacity = ((self.capacity as f64 * rate).round() as u64).max(1);
+        let sim_capacity = ((self.capacity as f64 * rate).round() as u64).max(1);
         self.sims = CANDIDATES
             .iter()
             .map(|&f| {
                 let policy = WTinyLfu::with_window_fraction(f).expect("a valid candidate");
-                Simulation::new(policy, self.sim_capacity, self.seed)
+                Simulation::new(policy, sim_capacity, self.seed)
             })
             .collect();
-        self.scores.fill(0);
-        self.marks.fill(0);
-        self.epoch = (EPOCH_PER_ENTRY * self.sim_capacity.min(SAMPLE_ENTRIES)).max(MIN_EPOCH);
+        self.scores = [0; CANDIDATES.len()];
+        self.marks = [0; CANDIDATES.len()];
+        self.epoch = (EPOCH_PER_ENTRY * sim_capacity.min(SAMPLE_ENTRIES)).max(MIN_EPOCH);
         self.seen = 0;
         self.warm = false;
         self.misses = 0;
+    }
+
+    /// The simulations' capacity.
+    #[cfg(test)]
+    fn sim_capacity(&self) -> u64 {
+        self.sims[START].capacity()
     }
 
     fn rate(&self) -> f64 {
@@ -321,9 +325,9 @@ mod tests {
     #[test]
     fn large_shards_are_sampled_and_small_ones_simulated_whole() {
         let small = Tuner::new(100, 0);
-        assert_eq!((small.rate(), small.sim_capacity), (1.0, 100));
+        assert_eq!((small.rate(), small.sim_capacity()), (1.0, 100));
         let large = Tuner::new(100_000, 0);
-        assert_eq!(large.sim_capacity, SAMPLE_ENTRIES);
+        assert_eq!(large.sim_capacity(), SAMPLE_ENTRIES);
         let sampled = (0..100_000u64)
             .filter(|&k| large.is_sampled(hash(k)))
             .count();
