@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example replay -- [--traces DIR] [--trace NAME[,NAME..]] [--quick]
-//!     [--threads N] [--moka-lazy]
+//!     [--threads N] [--runs N] [--moka-lazy]
 //! ```
 //!
 //! - `--traces DIR`: where the traces are (default: `$ASIDE_TRACES`, else `../shared/traces`
@@ -17,6 +17,11 @@
 //! - `--moka-lazy`: see below.
 //! - `--threads N`: also replay each trace split round-robin over `N` threads against one
 //!   shared cache, for the concurrent contenders.
+//! - `--runs N`: replay every contender whose result depends on a seed `N` times and report the
+//!   mean (single-threaded). moka and quick_cache hash with random keys, so each run of theirs
+//!   is a new draw; `aside`'s caches get seeds `0x5EED`, `0x5EED + 1`, ... The exact LRU, OPT,
+//!   `aside_lru_1sh` and `moka_lru` (both exact LRUs) run once. The CSV's `runs` and `sd_pct`
+//!   columns give the count and the standard deviation of the runs' hit%.
 //!
 //! With `ASIDE_BENCH_OUT=DIR` set, every hit ratio is also written to `DIR/replay.csv` (one
 //! record per trace, mode, capacity and contender; see `benches/common/out.rs`).
@@ -52,7 +57,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use aside::Cache;
@@ -335,22 +340,26 @@ const TRACES: &[TraceSpec] = &[
 /// `--moka-lazy`: do not call moka's `run_pending_tasks()` after each insert.
 static MOKA_LAZY: AtomicBool = AtomicBool::new(false);
 
+/// The seed of the `aside` caches built next (`0x5EED + run`).
+static ASIDE_SEED: AtomicU64 = AtomicU64::new(0x5EED);
+
 struct Args {
     traces: PathBuf,
     names: Vec<String>,
     quick: bool,
     threads: Option<usize>,
+    runs: usize,
 }
 
 fn usage() -> &'static str {
-    "usage: replay [--traces DIR] [--trace NAME[,NAME..]] [--quick] [--threads N] [--moka-lazy]"
+    "usage: replay [--traces DIR] [--trace NAME[,NAME..]] [--quick] [--threads N] [--runs N] [--moka-lazy]"
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut traces = std::env::var_os("ASIDE_TRACES")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"));
-    let (mut names, mut quick, mut threads) = (Vec::new(), false, None);
+    let (mut names, mut quick, mut threads, mut runs) = (Vec::new(), false, None, 1);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().ok_or(format!("{flag} needs a value"));
@@ -373,6 +382,14 @@ fn parse_args() -> Result<Args, String> {
                 }
                 threads = Some(n);
             }
+            "--runs" => {
+                runs = value("--runs")?
+                    .parse()
+                    .map_err(|e| format!("--runs: {e}"))?;
+                if runs == 0 {
+                    return Err("--runs must be at least 1".into());
+                }
+            }
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument `{other}`\n{}", usage())),
         }
@@ -382,6 +399,7 @@ fn parse_args() -> Result<Args, String> {
         names,
         quick,
         threads,
+        runs,
     })
 }
 
@@ -508,7 +526,7 @@ fn aside_cache<P: EvictionPolicy>(
     let builder = Cache::builder()
         .max_capacity(capacity as u64)
         .policy(policy)
-        .seed(0x5EED);
+        .seed(ASIDE_SEED.load(Ordering::Relaxed));
     let builder = match shards {
         Some(n) => builder.shards(n),
         None => builder,
@@ -640,6 +658,7 @@ const SINGLE: &[&str] = &[
     "aside_wtinylfu",
     "aside_wtinylfu_w1",
     "aside_wtinylfu_w0",
+    "aside_wtinylfu_lru",
     "aside_s3fifo",
     "moka_tinylfu",
     "moka_lru",
@@ -666,6 +685,15 @@ fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
             keys,
             capacity,
             WTinyLfu::with_window_fraction(0.0).expect("0.0 is a valid window"),
+            None,
+        ),
+        "aside_wtinylfu_lru" => aside_hits(
+            keys,
+            capacity,
+            WTinyLfu::new()
+                .with_protected_fraction(0.0)
+                .expect("0.0 is a valid share")
+                .with_lazy_sketch(true),
             None,
         ),
         "aside_s3fifo" => aside_hits(keys, capacity, S3Fifo::new(), None),
@@ -830,12 +858,20 @@ const CSV_COLUMNS: &[&str] = &[
     "contender",
     "hits",
     "hit_pct",
+    "runs",
+    "sd_pct",
 ];
+
+/// Whether a contender's hit ratio depends on a seed (and `--runs` repeats it).
+fn seeded(name: &str) -> bool {
+    !matches!(name, "exact_lru" | "opt" | "aside_lru_1sh" | "moka_lru")
+}
 
 fn replay_trace(
     spec: &TraceSpec,
     path: &Path,
     threads: Option<usize>,
+    runs: usize,
     tally: &mut Tally,
     csv: &mut out::Csv,
 ) {
@@ -873,9 +909,21 @@ fn replay_trace(
         let mut hits = HashMap::new();
         for (i, &name) in SINGLE.iter().enumerate() {
             let t = Instant::now();
-            let h = run_single(name, &keys, &next, capacity);
+            let n = if seeded(name) { runs } else { 1 };
+            let each: Vec<f64> = (0..n as u64)
+                .map(|run| {
+                    ASIDE_SEED.store(0x5EED + run, Ordering::Relaxed);
+                    run_single(name, &keys, &next, capacity) as f64
+                })
+                .collect();
+            ASIDE_SEED.store(0x5EED, Ordering::Relaxed);
             spent[i] += t.elapsed();
+            let mean = each.iter().sum::<f64>() / n as f64;
+            let sd = (each.iter().map(|h| (h - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            // One run: the exact hit count, which the LRU check compares to the hit.
+            let h = mean.round() as u64;
             hits.insert(name, h);
+            let hit_pct = 100.0 * mean / keys.len().max(1) as f64;
             csv.row(&[
                 &spec.name,
                 &spec.file,
@@ -886,9 +934,11 @@ fn replay_trace(
                 &capacity,
                 &name,
                 &h,
-                &format!("{:.4}", pct(h, keys.len())),
+                &format!("{hit_pct:.4}"),
+                &n,
+                &format!("{:.4}", 100.0 * sd / keys.len().max(1) as f64),
             ]);
-            let _ = write!(row, " {:>13.2} |", pct(h, keys.len()));
+            let _ = write!(row, " {hit_pct:>13.2} |");
         }
         println!("{row}");
         checks.push((capacity, hits, ref_lru, ref_opt));
@@ -967,6 +1017,8 @@ fn replay_trace(
                     &name,
                     &h,
                     &format!("{:.4}", pct(h, keys.len())),
+                    &1,
+                    &"0.0000",
                 ]);
                 let _ = write!(row, " {:>13.2} |", pct(h, keys.len()));
             }
@@ -1013,6 +1065,13 @@ fn main() -> ExitCode {
         args.traces.display()
     );
     println!();
+    if args.runs > 1 {
+        println!(
+            "Seeded contenders (all but exact_lru, opt, aside_lru_1sh and moka_lru): mean of {} runs.",
+            args.runs
+        );
+        println!();
+    }
     println!(
         "Columns: aside_* = aside with default sharding (aside_lru_1sh: `.shards(1)`), aside_ttl = SampledTtl; \
          moka_tinylfu = moka default, moka_lru = EvictionPolicy::lru(); exact_lru = `lru` crate; opt = Belady MIN."
@@ -1027,7 +1086,7 @@ fn main() -> ExitCode {
             println!("## {}: {} not found, skipped\n", spec.name, path.display());
             continue;
         }
-        replay_trace(spec, &path, args.threads, &mut tally, &mut csv);
+        replay_trace(spec, &path, args.threads, args.runs, &mut tally, &mut csv);
     }
     let written = csv.write();
     if let Err(e) = &written {

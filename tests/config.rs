@@ -32,6 +32,8 @@ lease = "500ms"
 on_lease_expiry = "load_independently"
 load_timeout = "2s"
 window_fraction = 0.2
+protected_fraction = 0.5
+lazy_sketch = true
 
 [caches.session]
 policy = "TTL"
@@ -78,8 +80,18 @@ fn parses_every_field() {
     assert_eq!(u.on_lease_expiry, Some(LeaseExpiry::LoadIndependently));
     assert_eq!(u.load_timeout, secs(2));
     assert_eq!(u.window_fraction, Some(0.2));
+    assert_eq!(u.protected_fraction, Some(0.5));
+    assert_eq!(u.lazy_sketch, Some(true));
     match u.policy() {
-        AnyPolicy::WTinyLfu(p) => assert_eq!(p.window_fraction(), 0.2),
+        AnyPolicy::WTinyLfu(p) => assert_eq!(
+            (
+                p.window_fraction(),
+                p.is_adaptive(),
+                p.protected_fraction(),
+                p.lazy_sketch()
+            ),
+            (0.2, false, 0.5, true)
+        ),
         other => panic!("{other:?}"),
     }
 
@@ -400,6 +412,26 @@ fn every_error_names_the_cache_and_the_field() {
             "max_entries = 10\npolicy = \"lfu\"\nwindow_fraction = 0.5",
             "window_fraction",
             "applies to policy \"wtinylfu\" only, not \"lfu\"",
+        ),
+        (
+            "max_entries = 10\nprotected_fraction = -0.5",
+            "protected_fraction",
+            "must be between 0.0 and 1.0, got -0.5",
+        ),
+        (
+            "max_entries = 10\npolicy = \"s3fifo\"\nprotected_fraction = 0.5",
+            "protected_fraction",
+            "applies to policy \"wtinylfu\" only, not \"s3fifo\"",
+        ),
+        (
+            "max_entries = 10\npolicy = \"lru\"\nlazy_sketch = true",
+            "lazy_sketch",
+            "applies to policy \"wtinylfu\" only, not \"lru\"",
+        ),
+        (
+            "max_entries = 10\nlazy_sketch = 1",
+            "lazy_sketch",
+            "expected a boolean",
         ),
         (
             "max_entries = 10\npolicy = \"s3fifo\"\nsmall_fraction = 1.0",
@@ -854,9 +886,15 @@ proptest! {
     fn any_policy_is_wtinylfu(
         setup in setup(),
         window in prop_oneof![Just(0.01), 0.0f64..=1.0],
+        protected in prop_oneof![Just(0.8), 0.0f64..=1.0],
+        lazy in any::<bool>(),
         ops in prop::collection::vec(op(48), 1..300),
     ) {
-        same_as(WTinyLfu::with_window_fraction(window).unwrap(), setup, &ops)?;
+        let policy = WTinyLfu::with_window_fraction(window)
+            .and_then(|p| p.with_protected_fraction(protected))
+            .unwrap()
+            .with_lazy_sketch(lazy);
+        same_as(policy, setup, &ops)?;
     }
 
     #[test]

@@ -36,6 +36,9 @@ struct Setup {
     shards: usize,
     weighted: bool,
     window: f64,
+    /// The protected segment's share of the main space.
+    protected: f64,
+    lazy_sketch: bool,
     seed: u64,
 }
 
@@ -46,15 +49,21 @@ fn setup() -> impl Strategy<Value = Setup> {
         any::<bool>(),
         // -1: the adaptive default.
         prop::sample::select(vec![-1.0, -1.0, 0.0, 0.01, 0.2, 0.5, 1.0]),
+        prop::sample::select(vec![0.8, 0.8, 0.0, 0.5, 1.0]),
+        any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(|(capacity, shards, weighted, window, seed)| Setup {
-            capacity,
-            shards,
-            weighted,
-            window,
-            seed,
-        })
+        .prop_map(
+            |(capacity, shards, weighted, window, protected, lazy_sketch, seed)| Setup {
+                capacity,
+                shards,
+                weighted,
+                window,
+                protected,
+                lazy_sketch,
+                seed,
+            },
+        )
 }
 
 fn run(s: Setup, ops: &[Op]) -> Result<(), String> {
@@ -62,7 +71,10 @@ fn run(s: Setup, ops: &[Op]) -> Result<(), String> {
         WTinyLfu::new()
     } else {
         WTinyLfu::with_window_fraction(s.window).map_err(|e| e.to_string())?
-    };
+    }
+    .with_protected_fraction(s.protected)
+    .map_err(|e| e.to_string())?
+    .with_lazy_sketch(s.lazy_sketch);
     let mut builder = Cache::builder()
         .max_capacity(s.capacity)
         .shards(s.shards)
@@ -223,6 +235,29 @@ fn window_fraction_is_checked() {
     );
     assert!(WTinyLfu::with_window_fraction(0.0).is_ok());
     assert!(WTinyLfu::with_window_fraction(1.0).is_ok());
+}
+
+#[test]
+fn protected_fraction_and_lazy_sketch_are_settings() {
+    let p = WTinyLfu::new();
+    assert_eq!(
+        (p.protected_fraction(), p.lazy_sketch()),
+        (WTinyLfu::DEFAULT_PROTECTED_FRACTION, false)
+    );
+    for bad in [-0.01, 1.5, f64::NAN, f64::INFINITY] {
+        let err = WTinyLfu::new().with_protected_fraction(bad).unwrap_err();
+        assert_eq!(err.field(), "protected_fraction", "{bad}");
+    }
+    let p = WTinyLfu::with_window_fraction(0.0)
+        .unwrap()
+        .with_protected_fraction(0.0)
+        .unwrap()
+        .with_lazy_sketch(true);
+    assert_eq!((p.protected_fraction(), p.lazy_sketch()), (0.0, true));
+    assert!(
+        !p.is_adaptive(),
+        "a protected share does not make a fixed window adaptive"
+    );
 }
 
 /// Hits per pass over the last 10 of 40 passes of a read-through loop over 150 keys in a

@@ -38,6 +38,8 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 /// | `load_timeout` | duration | [`load_timeout`](crate::AsideBuilder::load_timeout) |
 /// | `samples` | integer in 1..=1024, policy `"ttl"` | [`SampledTtl::with_samples`] |
 /// | `window_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_window_fraction`] |
+/// | `protected_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_protected_fraction`] |
+/// | `lazy_sketch` | boolean, policy `"wtinylfu"` | [`WTinyLfu::with_lazy_sketch`] |
 /// | `small_fraction` | number in (0, 1), policy `"s3fifo"` | [`S3Fifo::small_fraction`] |
 /// | `ghost_ratio` | number in [0, 16], policy `"s3fifo"` | [`S3Fifo::ghost_ratio`] |
 ///
@@ -109,6 +111,10 @@ pub struct CacheConfig {
     pub samples: Option<usize>,
     /// [`WTinyLfu`]'s window fraction.
     pub window_fraction: Option<f64>,
+    /// [`WTinyLfu`]'s protected share of the main space.
+    pub protected_fraction: Option<f64>,
+    /// Whether [`WTinyLfu`]'s sketch waits for the shard to be half full.
+    pub lazy_sketch: Option<bool>,
     /// [`S3Fifo`]'s small-queue fraction.
     pub small_fraction: Option<f64>,
     /// [`S3Fifo`]'s ghost ratio.
@@ -141,6 +147,8 @@ impl Default for CacheConfig {
             load_timeout: None,
             samples: None,
             window_fraction: None,
+            protected_fraction: None,
+            lazy_sketch: None,
             small_fraction: None,
             ghost_ratio: None,
         }
@@ -148,7 +156,7 @@ impl Default for CacheConfig {
 }
 
 /// The TOML keys a cache table accepts, in the order they are written back.
-pub(crate) const FIELDS: [&str; 23] = [
+pub(crate) const FIELDS: [&str; 25] = [
     "policy",
     "max_entries",
     "max_weight",
@@ -170,6 +178,8 @@ pub(crate) const FIELDS: [&str; 23] = [
     "load_timeout",
     "samples",
     "window_fraction",
+    "protected_fraction",
+    "lazy_sketch",
     "small_fraction",
     "ghost_ratio",
 ];
@@ -356,6 +366,14 @@ impl CacheConfig {
                 }
                 self.window_fraction = Some(f);
             }
+            "protected_fraction" => {
+                let f = number(v)?;
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(format!("must be between 0.0 and 1.0, got {f}"));
+                }
+                self.protected_fraction = Some(f);
+            }
+            "lazy_sketch" => self.lazy_sketch = Some(boolean(v)?),
             "small_fraction" => {
                 let f = number(v)?;
                 if !(f > 0.0 && f < 1.0) {
@@ -428,6 +446,12 @@ impl CacheConfig {
                 self.window_fraction.is_some(),
                 "wtinylfu",
             ),
+            (
+                "protected_fraction",
+                self.protected_fraction.is_some(),
+                "wtinylfu",
+            ),
+            ("lazy_sketch", self.lazy_sketch.is_some(), "wtinylfu"),
             ("small_fraction", self.small_fraction.is_some(), "s3fifo"),
             ("ghost_ratio", self.ghost_ratio.is_some(), "s3fifo"),
         ];
@@ -467,9 +491,15 @@ impl CacheConfig {
                 }
             }
             AnyPolicy::WTinyLfu(p) => {
-                if let Some(f) = self.window_fraction {
-                    **p = WTinyLfu::with_window_fraction(f).unwrap_or_default();
+                // `set` has checked both ranges.
+                let mut w = match self.window_fraction {
+                    Some(f) => WTinyLfu::with_window_fraction(f).unwrap_or_default(),
+                    None => WTinyLfu::new(),
+                };
+                if let Some(f) = self.protected_fraction {
+                    w = w.with_protected_fraction(f).unwrap_or_default();
                 }
+                **p = w.with_lazy_sketch(self.lazy_sketch.unwrap_or(false));
             }
             AnyPolicy::S3Fifo(p) => {
                 // Both setters assert their range, which `set` has checked.
@@ -517,6 +547,8 @@ impl CacheConfig {
             load_timeout: d(self.load_timeout),
             samples: self.samples,
             window_fraction: self.window_fraction,
+            protected_fraction: self.protected_fraction,
+            lazy_sketch: self.lazy_sketch,
             small_fraction: self.small_fraction,
             ghost_ratio: self.ghost_ratio,
         }
@@ -576,6 +608,10 @@ pub(crate) struct Raw {
     samples: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     window_fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protected_fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lazy_sketch: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     small_fraction: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -71,6 +71,9 @@ pub(super) struct Tuner {
     salt: u32,
     /// The shard's capacity.
     capacity: u64,
+    /// The candidates' protected share and sketch counting: the tuned policy's.
+    protected_fraction: f64,
+    lazy_sketch: bool,
     seed: u64,
     /// Sampled requests per epoch, and so far in this one.
     epoch: u64,
@@ -87,7 +90,9 @@ pub(super) struct Tuner {
 }
 
 impl Tuner {
-    pub(super) fn new(capacity: u64, seed: u64) -> Self {
+    /// Simulations of `template`'s protected share and sketch counting, with each candidate
+    /// window.
+    pub(super) fn new(capacity: u64, seed: u64, template: &WTinyLfu) -> Self {
         let rate = (SAMPLE_ENTRIES as f64 / capacity.max(1) as f64).min(1.0);
         let mut tuner = Self {
             sims: Vec::new(),
@@ -97,6 +102,8 @@ impl Tuner {
             threshold: 0,
             salt: mix64(seed ^ 0x7475_6e65_7221_2121) as u32,
             capacity,
+            protected_fraction: template.protected_fraction,
+            lazy_sketch: template.lazy_sketch,
             seed,
             epoch: 0,
             seen: 0,
@@ -121,7 +128,10 @@ impl Tuner {
         self.sims = CANDIDATES
             .iter()
             .map(|&f| {
-                let policy = WTinyLfu::with_window_fraction(f).expect("a valid candidate");
+                let policy = WTinyLfu::with_window_fraction(f)
+                    .and_then(|p| p.with_protected_fraction(self.protected_fraction))
+                    .expect("valid candidate settings")
+                    .with_lazy_sketch(self.lazy_sketch);
                 Simulation::new(policy, sim_capacity, self.seed)
             })
             .collect();
@@ -254,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_loop_keeps_at_most_a_sliver_of_window() {
-        let mut t = Tuner::new(100, 1);
+        let mut t = Tuner::new(100, 1, &WTinyLfu::new());
         for i in 0..60_000u64 {
             t.record(hash(i % 150), 1);
         }
@@ -269,7 +279,7 @@ mod tests {
     fn short_reuse_takes_the_whole_window() {
         // Every key is used twice, 100 requests apart, then never again: an LRU of 200 entries
         // hits every second use, while the sketch refuses newcomers seen once.
-        let mut t = Tuner::new(200, 2);
+        let mut t = Tuner::new(200, 2, &WTinyLfu::new());
         for i in 50..30_050u64 {
             t.record(hash(i), 1);
             t.record(hash(i - 50), 1);
@@ -285,7 +295,7 @@ mod tests {
         // epoch. Measured: 17 to 27 switches in 250 epochs, mostly between 0 and 1% (3 to 6
         // shares moved in all); `tests/policy_wtinylfu.rs` shows they cost no hits.
         for seed in 3..6 {
-            let mut t = Tuner::new(100, seed);
+            let mut t = Tuner::new(100, seed, &WTinyLfu::new());
             let mut x = seed;
             for _ in 0..100_000 {
                 x = mix64(x);
@@ -306,7 +316,7 @@ mod tests {
     fn heavy_entries_widen_the_sample_until_it_holds_enough_keys() {
         // 20,000 entries of weight 10 in a shard of 200,000 units: sampling 128 / 200,000 of
         // the keys simulates 12 entries, too few; 4 times as many keys give 51.
-        let mut t = Tuner::new(200_000, 4);
+        let mut t = Tuner::new(200_000, 4, &WTinyLfu::new());
         let start = t.rate();
         let mut x = 9u64;
         for _ in 0..1_200_000 {
@@ -323,10 +333,27 @@ mod tests {
     }
 
     #[test]
+    fn candidates_keep_the_policys_main_space_and_sketch_counting() {
+        let policy = WTinyLfu::new()
+            .with_protected_fraction(0.25)
+            .unwrap()
+            .with_lazy_sketch(true);
+        let t = Tuner::new(1000, 0, &policy);
+        for (sim, &window) in t.sims.iter().zip(&CANDIDATES) {
+            let p = sim.policy();
+            assert_eq!(
+                (p.window_fraction(), p.protected_fraction(), p.lazy_sketch()),
+                (window, 0.25, true)
+            );
+            assert!(!p.is_adaptive());
+        }
+    }
+
+    #[test]
     fn large_shards_are_sampled_and_small_ones_simulated_whole() {
-        let small = Tuner::new(100, 0);
+        let small = Tuner::new(100, 0, &WTinyLfu::new());
         assert_eq!((small.rate(), small.sim_capacity()), (1.0, 100));
-        let large = Tuner::new(100_000, 0);
+        let large = Tuner::new(100_000, 0, &WTinyLfu::new());
         assert_eq!(large.sim_capacity(), SAMPLE_ENTRIES);
         let sampled = (0..100_000u64)
             .filter(|&k| large.is_sampled(hash(k)))
