@@ -10,8 +10,9 @@
 //! leads the current one by more than 0.1% of the requests the scores cover plus 1% per unit
 //! of share moved (a switch costs in proportion to the entries it moves). Epochs that began
 //! before every simulation was full are not scored: while filling, the cache that refuses
-//! nothing (LRU) always leads. A switch only resizes the segments; entries move lazily, as
-//! the window or protected segment overflows.
+//! nothing (LRU) always leads. A switch resizes the segments; the entries that no longer fit
+//! move to probation at most 1,000 per operation (Caffeine's transfer bound), so a switch in a
+//! shard of 12,500 entries takes about 10 operations instead of stalling one for ~86 µs.
 //!
 //! Cost: four simulations of at most `SAMPLE_ENTRIES` entries per shard (about 20 KB together
 //! at that size), and four simulated requests per sampled request; a shard of
