@@ -165,8 +165,8 @@ impl Queue {
 ///   fixed windows of 0, 1%, 25% and 100%, and switches to the share whose recent hits lead
 ///   the current one's by more than 0.1% plus 1% per unit of share moved. It starts at 1%. Cost: about 20 KB per shard,
 ///   and 4 simulated requests per sampled request (1% of the keys in a shard of 12,500
-///   entries). On the replayed traces the mean gap to Belady's optimum drops from 6.89 points
-///   (fixed 1%) to 5.30 (`docs/benchmarks.md`). [`with_window_fraction`](Self::with_window_fraction)
+///   entries). On the replayed traces the mean gap to Belady's optimum drops from 6.93 points
+///   (fixed 1%) to 5.39 (means of 5 seeds, `docs/benchmarks.md`). [`with_window_fraction`](Self::with_window_fraction)
 ///   fixes the share instead (Caffeine's static default is
 ///   [`DEFAULT_WINDOW_FRACTION`](Self::DEFAULT_WINDOW_FRACTION), 1%).
 /// - **Hits** are buffered ([`HitAccess::Exclusive`]) and replayed in batches: each counts in
