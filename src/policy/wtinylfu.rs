@@ -326,14 +326,8 @@ impl WTinyLfu {
     /// assert_eq!(WTinyLfu::with_window_fraction(1.5).unwrap_err().field(), "window_fraction");
     /// ```
     pub fn with_window_fraction(fraction: f64) -> Result<Self, ConfigError> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(ConfigError::new(
-                "window_fraction",
-                format!("must be between 0.0 and 1.0, got {fraction}"),
-            ));
-        }
         Ok(Self {
-            window_fraction: fraction,
+            window_fraction: share("window_fraction", fraction)?,
             adaptive: false,
             ..Self::new()
         })
@@ -381,14 +375,8 @@ impl WTinyLfu {
     /// assert_eq!(err.field(), "protected_fraction");
     /// ```
     pub fn with_protected_fraction(self, fraction: f64) -> Result<Self, ConfigError> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(ConfigError::new(
-                "protected_fraction",
-                format!("must be between 0.0 and 1.0, got {fraction}"),
-            ));
-        }
         Ok(Self {
-            protected_fraction: fraction,
+            protected_fraction: share("protected_fraction", fraction)?,
             ..self
         })
     }
@@ -601,6 +589,18 @@ impl WTinyLfu {
         } else {
             false
         }
+    }
+}
+
+/// `fraction` if it is a share (0 to 1), else an error naming `field`.
+fn share(field: &'static str, fraction: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&fraction) {
+        Ok(fraction)
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be between 0.0 and 1.0, got {fraction}"),
+        ))
     }
 }
 
@@ -1495,7 +1495,7 @@ mod tests {
         // Each key used twice, 50 requests apart: the tuner gives the window everything.
         let mut i = 0u64;
         while sim.policy().current_window_fraction() < 1.0 {
-            let k = if i % 2 == 0 {
+            let k = if i.is_multiple_of(2) {
                 i / 2
             } else {
                 (i / 2).saturating_sub(50)

@@ -249,6 +249,16 @@ fn number(value: &toml::Value) -> Result<f64, String> {
     }
 }
 
+/// A number from 0 to 1.
+fn share(value: &toml::Value) -> Result<f64, String> {
+    let f = number(value)?;
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("must be between 0.0 and 1.0, got {f}"))
+    }
+}
+
 fn boolean(value: &toml::Value) -> Result<bool, String> {
     value
         .as_bool()
@@ -359,20 +369,8 @@ impl CacheConfig {
                         .ok_or_else(|| format!("must be between 1 and 1024, got {n}"))?,
                 );
             }
-            "window_fraction" => {
-                let f = number(v)?;
-                if !(0.0..=1.0).contains(&f) {
-                    return Err(format!("must be between 0.0 and 1.0, got {f}"));
-                }
-                self.window_fraction = Some(f);
-            }
-            "protected_fraction" => {
-                let f = number(v)?;
-                if !(0.0..=1.0).contains(&f) {
-                    return Err(format!("must be between 0.0 and 1.0, got {f}"));
-                }
-                self.protected_fraction = Some(f);
-            }
+            "window_fraction" => self.window_fraction = Some(share(v)?),
+            "protected_fraction" => self.protected_fraction = Some(share(v)?),
             "lazy_sketch" => self.lazy_sketch = Some(boolean(v)?),
             "small_fraction" => {
                 let f = number(v)?;
