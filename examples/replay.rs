@@ -814,10 +814,15 @@ fn run_shared(name: &str, keys: &[u64], capacity: usize, threads: usize) -> u64 
 // ----- reporting -----
 
 fn pct(hits: u64, requests: usize) -> f64 {
+    pct_of(hits as f64, requests)
+}
+
+/// `hits` (a mean, or a standard deviation, of hit counts) as a percentage of `requests`.
+fn pct_of(hits: f64, requests: usize) -> f64 {
     if requests == 0 {
         0.0
     } else {
-        hits as f64 * 100.0 / requests as f64
+        hits * 100.0 / requests as f64
     }
 }
 
@@ -923,7 +928,7 @@ fn replay_trace(
             // One run: the exact hit count, which the LRU check compares to the hit.
             let h = mean.round() as u64;
             hits.insert(name, h);
-            let hit_pct = 100.0 * mean / keys.len().max(1) as f64;
+            let hit_pct = pct_of(mean, keys.len());
             csv.row(&[
                 &spec.name,
                 &spec.file,
@@ -936,7 +941,7 @@ fn replay_trace(
                 &h,
                 &format!("{hit_pct:.4}"),
                 &n,
-                &format!("{:.4}", 100.0 * sd / keys.len().max(1) as f64),
+                &format!("{:.4}", pct_of(sd, keys.len())),
             ]);
             let _ = write!(row, " {hit_pct:>13.2} |");
         }

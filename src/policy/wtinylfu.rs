@@ -953,7 +953,6 @@ mod tests {
         seed: u64,
         additions: u64,
         sample: u64,
-        capacity: u64,
         rng: u64,
         incoming: Option<u64>,
         /// Whether the 1/128 coin is on.
@@ -961,8 +960,8 @@ mod tests {
         /// Losing candidates let in by the 1/128 coin.
         random_admissions: u64,
         halvings: u64,
-        /// The shard's capacity as given (the sketch's `capacity` is at least 1).
-        shard_capacity: u64,
+        /// The shard's capacity.
+        capacity: u64,
         /// Whether the sketch counts (a lazy sketch starts once the segments hold half the
         /// capacity).
         counting: bool,
@@ -983,16 +982,14 @@ mod tests {
                 seed: mix64(seed ^ 0x7769_6e79_6c66_7521),
                 additions: 0,
                 sample: 0,
-                capacity: 0,
                 rng: seed ^ 0x6164_6d69_7421_2121,
                 incoming: None,
                 flood_guard: variant.guard,
                 random_admissions: 0,
                 halvings: 0,
-                shard_capacity: capacity,
+                capacity,
                 counting: !variant.lazy,
             };
-            m.capacity = capacity.max(1);
             m.ensure(capacity.min(1024) as usize);
             m
         }
@@ -1004,7 +1001,7 @@ mod tests {
             }
             self.counters = vec![0; words * 16];
             self.additions = 0;
-            self.sample = 10 * (words as u64).min(self.capacity);
+            self.sample = 10 * (words as u64).min(self.capacity.max(1));
         }
 
         /// The 4 counters of `key`: the high half of its spread hash picks a block of 8 words,
@@ -1056,7 +1053,7 @@ mod tests {
             let held = self.weight_of(&self.window)
                 + self.weight_of(&self.probation)
                 + self.weight_of(&self.protected);
-            self.counting |= held * 2 >= self.shard_capacity;
+            self.counting |= held * 2 >= self.capacity;
             if self.counting {
                 self.increment(key);
             }
