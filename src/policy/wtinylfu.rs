@@ -668,13 +668,11 @@ impl EvictionPolicy for WTinyLfu {
         if u64::from(weight) > self.window_max {
             self.probation
                 .push_front(id, weight, Segment::Probation, entries);
-            if self.transferring {
-                self.rebalance(entries);
-            }
         } else {
             self.window.push_front(id, weight, Segment::Window, entries);
-            self.rebalance(entries);
         }
+        // Also carries on a transfer a window switch left unfinished.
+        self.rebalance(entries);
     }
 
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
