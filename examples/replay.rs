@@ -692,8 +692,8 @@ fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
             capacity,
             WTinyLfu::new()
                 .with_protected_fraction(0.0)
-                .expect("0.0 is a valid share")
-                .with_lazy_sketch(true),
+                .and_then(|p| p.with_sketch_start(0.5))
+                .expect("0.0 and 0.5 are valid shares"),
             None,
         ),
         "aside_s3fifo" => aside_hits(keys, capacity, S3Fifo::new(), None),

@@ -33,7 +33,7 @@ on_lease_expiry = "load_independently"
 load_timeout = "2s"
 window_fraction = 0.2
 protected_fraction = 0.5
-lazy_sketch = true
+sketch_start = 0.5
 
 [caches.session]
 policy = "TTL"
@@ -81,16 +81,16 @@ fn parses_every_field() {
     assert_eq!(u.load_timeout, secs(2));
     assert_eq!(u.window_fraction, Some(0.2));
     assert_eq!(u.protected_fraction, Some(0.5));
-    assert_eq!(u.lazy_sketch, Some(true));
+    assert_eq!(u.sketch_start, Some(0.5));
     match u.policy() {
         AnyPolicy::WTinyLfu(p) => assert_eq!(
             (
                 p.window_fraction(),
                 p.is_adaptive(),
                 p.protected_fraction(),
-                p.lazy_sketch()
+                p.sketch_start()
             ),
-            (0.2, false, 0.5, true)
+            (0.2, false, 0.5, 0.5)
         ),
         other => panic!("{other:?}"),
     }
@@ -424,14 +424,14 @@ fn every_error_names_the_cache_and_the_field() {
             "applies to policy \"wtinylfu\" only, not \"s3fifo\"",
         ),
         (
-            "max_entries = 10\npolicy = \"lru\"\nlazy_sketch = true",
-            "lazy_sketch",
+            "max_entries = 10\npolicy = \"lru\"\nsketch_start = 0.5",
+            "sketch_start",
             "applies to policy \"wtinylfu\" only, not \"lru\"",
         ),
         (
-            "max_entries = 10\nlazy_sketch = 1",
-            "lazy_sketch",
-            "expected a boolean",
+            "max_entries = 10\nsketch_start = 1.5",
+            "sketch_start",
+            "between 0.0 and 1.0, got 1.5",
         ),
         (
             "max_entries = 10\npolicy = \"s3fifo\"\nsmall_fraction = 1.0",
@@ -887,13 +887,13 @@ proptest! {
         setup in setup(),
         window in prop_oneof![Just(0.01), 0.0f64..=1.0],
         protected in prop_oneof![Just(0.8), 0.0f64..=1.0],
-        lazy in any::<bool>(),
+        start in prop_oneof![Just(0.2), 0.0f64..=1.0],
         ops in prop::collection::vec(op(48), 1..300),
     ) {
         let policy = WTinyLfu::with_window_fraction(window)
             .and_then(|p| p.with_protected_fraction(protected))
-            .unwrap()
-            .with_lazy_sketch(lazy);
+            .and_then(|p| p.with_sketch_start(start))
+            .unwrap();
         same_as(policy, setup, &ops)?;
     }
 

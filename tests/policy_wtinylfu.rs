@@ -38,7 +38,8 @@ struct Setup {
     window: f64,
     /// The protected segment's share of the main space.
     protected: f64,
-    lazy_sketch: bool,
+    /// The share of the capacity held before the sketch counts.
+    sketch_start: f64,
     seed: u64,
 }
 
@@ -50,17 +51,17 @@ fn setup() -> impl Strategy<Value = Setup> {
         // -1: the adaptive default.
         prop::sample::select(vec![-1.0, -1.0, 0.0, 0.01, 0.2, 0.5, 1.0]),
         prop::sample::select(vec![0.8, 0.8, 0.0, 0.5, 1.0]),
-        any::<bool>(),
+        prop::sample::select(vec![0.2, 0.2, 0.0, 0.5, 1.0]),
         any::<u64>(),
     )
         .prop_map(
-            |(capacity, shards, weighted, window, protected, lazy_sketch, seed)| Setup {
+            |(capacity, shards, weighted, window, protected, sketch_start, seed)| Setup {
                 capacity,
                 shards,
                 weighted,
                 window,
                 protected,
-                lazy_sketch,
+                sketch_start,
                 seed,
             },
         )
@@ -73,8 +74,8 @@ fn run(s: Setup, ops: &[Op]) -> Result<(), String> {
         WTinyLfu::with_window_fraction(s.window).map_err(|e| e.to_string())?
     }
     .with_protected_fraction(s.protected)
-    .map_err(|e| e.to_string())?
-    .with_lazy_sketch(s.lazy_sketch);
+    .and_then(|p| p.with_sketch_start(s.sketch_start))
+    .map_err(|e| e.to_string())?;
     let mut builder = Cache::builder()
         .max_capacity(s.capacity)
         .shards(s.shards)
@@ -238,22 +239,27 @@ fn window_fraction_is_checked() {
 }
 
 #[test]
-fn protected_fraction_and_lazy_sketch_are_settings() {
+fn protected_fraction_and_sketch_start_are_settings() {
     let p = WTinyLfu::new();
     assert_eq!(
-        (p.protected_fraction(), p.lazy_sketch()),
-        (WTinyLfu::DEFAULT_PROTECTED_FRACTION, false)
+        (p.protected_fraction(), p.sketch_start()),
+        (
+            WTinyLfu::DEFAULT_PROTECTED_FRACTION,
+            WTinyLfu::DEFAULT_SKETCH_START
+        )
     );
     for bad in [-0.01, 1.5, f64::NAN, f64::INFINITY] {
         let err = WTinyLfu::new().with_protected_fraction(bad).unwrap_err();
         assert_eq!(err.field(), "protected_fraction", "{bad}");
+        let err = WTinyLfu::new().with_sketch_start(bad).unwrap_err();
+        assert_eq!(err.field(), "sketch_start", "{bad}");
     }
     let p = WTinyLfu::with_window_fraction(0.0)
         .unwrap()
         .with_protected_fraction(0.0)
-        .unwrap()
-        .with_lazy_sketch(true);
-    assert_eq!((p.protected_fraction(), p.lazy_sketch()), (0.0, true));
+        .and_then(|p| p.with_sketch_start(0.5))
+        .unwrap();
+    assert_eq!((p.protected_fraction(), p.sketch_start()), (0.0, 0.5));
     assert!(
         !p.is_adaptive(),
         "a protected share does not make a fixed window adaptive"

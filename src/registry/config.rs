@@ -39,7 +39,7 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 /// | `samples` | integer in 1..=1024, policy `"ttl"` | [`SampledTtl::with_samples`] |
 /// | `window_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_window_fraction`] |
 /// | `protected_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_protected_fraction`] |
-/// | `lazy_sketch` | boolean, policy `"wtinylfu"` | [`WTinyLfu::with_lazy_sketch`] |
+/// | `sketch_start` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_sketch_start`] |
 /// | `small_fraction` | number in (0, 1), policy `"s3fifo"` | [`S3Fifo::small_fraction`] |
 /// | `ghost_ratio` | number in [0, 16], policy `"s3fifo"` | [`S3Fifo::ghost_ratio`] |
 ///
@@ -113,8 +113,8 @@ pub struct CacheConfig {
     pub window_fraction: Option<f64>,
     /// [`WTinyLfu`]'s protected share of the main space.
     pub protected_fraction: Option<f64>,
-    /// Whether [`WTinyLfu`]'s sketch waits for the shard to be half full.
-    pub lazy_sketch: Option<bool>,
+    /// The share of the capacity a [`WTinyLfu`] shard holds before its sketch counts.
+    pub sketch_start: Option<f64>,
     /// [`S3Fifo`]'s small-queue fraction.
     pub small_fraction: Option<f64>,
     /// [`S3Fifo`]'s ghost ratio.
@@ -148,7 +148,7 @@ impl Default for CacheConfig {
             samples: None,
             window_fraction: None,
             protected_fraction: None,
-            lazy_sketch: None,
+            sketch_start: None,
             small_fraction: None,
             ghost_ratio: None,
         }
@@ -179,7 +179,7 @@ pub(crate) const FIELDS: [&str; 25] = [
     "samples",
     "window_fraction",
     "protected_fraction",
-    "lazy_sketch",
+    "sketch_start",
     "small_fraction",
     "ghost_ratio",
 ];
@@ -371,7 +371,7 @@ impl CacheConfig {
             }
             "window_fraction" => self.window_fraction = Some(share(v)?),
             "protected_fraction" => self.protected_fraction = Some(share(v)?),
-            "lazy_sketch" => self.lazy_sketch = Some(boolean(v)?),
+            "sketch_start" => self.sketch_start = Some(share(v)?),
             "small_fraction" => {
                 let f = number(v)?;
                 if !(f > 0.0 && f < 1.0) {
@@ -449,7 +449,7 @@ impl CacheConfig {
                 self.protected_fraction.is_some(),
                 "wtinylfu",
             ),
-            ("lazy_sketch", self.lazy_sketch.is_some(), "wtinylfu"),
+            ("sketch_start", self.sketch_start.is_some(), "wtinylfu"),
             ("small_fraction", self.small_fraction.is_some(), "s3fifo"),
             ("ghost_ratio", self.ghost_ratio.is_some(), "s3fifo"),
         ];
@@ -497,7 +497,10 @@ impl CacheConfig {
                 if let Some(f) = self.protected_fraction {
                     w = w.with_protected_fraction(f).unwrap_or_default();
                 }
-                **p = w.with_lazy_sketch(self.lazy_sketch.unwrap_or(false));
+                if let Some(f) = self.sketch_start {
+                    w = w.with_sketch_start(f).unwrap_or_default();
+                }
+                **p = w;
             }
             AnyPolicy::S3Fifo(p) => {
                 // Both setters assert their range, which `set` has checked.
@@ -546,7 +549,7 @@ impl CacheConfig {
             samples: self.samples,
             window_fraction: self.window_fraction,
             protected_fraction: self.protected_fraction,
-            lazy_sketch: self.lazy_sketch,
+            sketch_start: self.sketch_start,
             small_fraction: self.small_fraction,
             ghost_ratio: self.ghost_ratio,
         }
@@ -609,7 +612,7 @@ pub(crate) struct Raw {
     #[serde(skip_serializing_if = "Option::is_none")]
     protected_fraction: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    lazy_sketch: Option<bool>,
+    sketch_start: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     small_fraction: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

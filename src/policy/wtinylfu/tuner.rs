@@ -72,9 +72,9 @@ pub(super) struct Tuner {
     salt: u32,
     /// The shard's capacity.
     capacity: u64,
-    /// The candidates' protected share and sketch counting: the tuned policy's.
+    /// The candidates' protected share and sketch start: the tuned policy's.
     protected_fraction: f64,
-    lazy_sketch: bool,
+    sketch_start: f64,
     seed: u64,
     /// Sampled requests per epoch, and so far in this one.
     epoch: u64,
@@ -91,7 +91,7 @@ pub(super) struct Tuner {
 }
 
 impl Tuner {
-    /// Simulations of `template`'s protected share and sketch counting, with each candidate
+    /// Simulations of `template`'s protected share and sketch start, with each candidate
     /// window.
     pub(super) fn new(capacity: u64, seed: u64, template: &WTinyLfu) -> Self {
         let rate = (SAMPLE_ENTRIES as f64 / capacity.max(1) as f64).min(1.0);
@@ -104,7 +104,7 @@ impl Tuner {
             salt: mix64(seed ^ 0x7475_6e65_7221_2121) as u32,
             capacity,
             protected_fraction: template.protected_fraction,
-            lazy_sketch: template.lazy_sketch,
+            sketch_start: template.sketch_start,
             seed,
             epoch: 0,
             seen: 0,
@@ -131,8 +131,8 @@ impl Tuner {
             .map(|&f| {
                 let policy = WTinyLfu::with_window_fraction(f)
                     .and_then(|p| p.with_protected_fraction(self.protected_fraction))
-                    .expect("valid candidate settings")
-                    .with_lazy_sketch(self.lazy_sketch);
+                    .and_then(|p| p.with_sketch_start(self.sketch_start))
+                    .expect("valid candidate settings");
                 Simulation::new(policy, sim_capacity, self.seed)
             })
             .collect();
@@ -334,17 +334,21 @@ mod tests {
     }
 
     #[test]
-    fn candidates_keep_the_policys_main_space_and_sketch_counting() {
+    fn candidates_keep_the_policys_main_space_and_sketch_start() {
         let policy = WTinyLfu::new()
             .with_protected_fraction(0.25)
-            .unwrap()
-            .with_lazy_sketch(true);
+            .and_then(|p| p.with_sketch_start(0.5))
+            .unwrap();
         let t = Tuner::new(1000, 0, &policy);
         for (sim, &window) in t.sims.iter().zip(&CANDIDATES) {
             let p = sim.policy();
             assert_eq!(
-                (p.window_fraction(), p.protected_fraction(), p.lazy_sketch()),
-                (window, 0.25, true)
+                (
+                    p.window_fraction(),
+                    p.protected_fraction(),
+                    p.sketch_start()
+                ),
+                (window, 0.25, 0.5)
             );
             assert!(!p.is_adaptive());
         }
