@@ -95,6 +95,7 @@ mod buffer;
 mod builder;
 mod cache;
 mod expiry;
+mod index;
 mod metrics;
 mod notify;
 pub mod policy;

@@ -8,12 +8,12 @@
 //!
 //! No user code runs here except the key's `Eq` (on lookups) and the value's `Clone` (only in
 //! the read paths that return a clone). Removed entries are moved into a [`Removed`] buffer and
-//! dropped or announced by the caller after the lock is released; the table rehashes from the
-//! stored hash fragment, never by calling `Hash`.
+//! dropped or announced by the caller after the lock is released; the index rehashes from the
+//! stored hash fragment, never by calling `Hash`, and grows a few buckets per insert
+//! ([`Index`]) instead of rehashing every entry in one insert.
 
 use std::borrow::Borrow;
 
-use hashbrown::HashTable;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
@@ -22,6 +22,7 @@ use crate::expiry::{
     Clock, Deadline, Expiration, SWEEP_EVERY_WRITES, SWEEP_REPEAT_PERCENT, SWEEP_ROUNDS_PER_WRITE,
     SWEEP_SAMPLE,
 };
+use crate::index::Index;
 use crate::metrics::{ReadCounters, WriteCounters};
 use crate::notify::{RemovalCause, Removed};
 use crate::policy::{EntryId, EvictionPolicy, HitAccess, ShardContext};
@@ -64,7 +65,7 @@ pub(crate) struct Shard<K, V, P: EvictionPolicy> {
     buffer: AccessBuffer,
     /// Hits replayed from the buffer so far (the buffer's claim counts, summed per drain).
     drained_hits: AtomicU64,
-    table: HashTable<u32>,
+    table: Index,
     slab: Slab<Entry<K, V>>,
     /// The policy and its per-entry states. A mutex of their own, apart from the shard's
     /// `RwLock`: a reader replays buffered hits under the shared lock with `try_lock`, so
@@ -125,7 +126,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     ) -> Self {
         policy.configure(&ctx);
         Self {
-            table: HashTable::new(),
+            table: Index::new(),
             slab: Slab::with_limit(max_entries),
             core: Mutex::new(Core {
                 policy,
@@ -189,10 +190,10 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     {
         let slab = &self.slab;
         self.table
-            .find(table_hash(fragment), |&i| {
+            .find(table_hash(fragment), |i| {
                 slab.at(EntryId::new(i)).key.borrow() == key
             })
-            .map(|&i| EntryId::new(i))
+            .map(EntryId::new)
     }
 
     // ----- read path (shared lock) -----
@@ -389,15 +390,14 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.evict_while(weight, now, out);
         let slab = &self.slab;
         self.table
-            .reserve(1, |&i| table_hash(slab.at(EntryId::new(i)).hash));
+            .reserve_one(|i| table_hash(slab.at(EntryId::new(i)).hash));
         let id = self
             .slab
             .insert(Entry::new(key, value, fragment, weight, deadline));
         let slab = &self.slab;
-        self.table
-            .insert_unique(table_hash(fragment), id.raw(), |&i| {
-                table_hash(slab.at(EntryId::new(i)).hash)
-            });
+        self.table.insert(table_hash(fragment), id.raw(), |i| {
+            table_hash(slab.at(EntryId::new(i)).hash)
+        });
         self.weight += u64::from(weight);
         self.volatile += usize::from(!deadline.is_never());
         self.writes.inserts += 1;
@@ -437,12 +437,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let (policy, mut view) = self.parts();
         policy.on_remove(id, &mut view);
         let fragment = self.slab.at(id).hash;
-        if let Ok(found) = self
-            .table
-            .find_entry(table_hash(fragment), |&i| i == id.raw())
-        {
-            found.remove();
-        }
+        self.table.remove(table_hash(fragment), id.raw());
         let entry = self.slab.remove(id);
         self.weight -= u64::from(entry.weight());
         self.volatile -= usize::from(!entry.deadline().is_never());
@@ -595,13 +590,14 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             volatile += usize::from(!e.deadline().is_never());
             let found = self
                 .table
-                .find(table_hash(e.hash), |&i| i == id.raw())
+                .find(table_hash(e.hash), |i| i == id.raw())
                 .is_some();
             if !found {
                 return Err(format!("{id:?} is not in the table under its hash"));
             }
         }
-        for &i in &self.table {
+        self.table.validate()?;
+        for i in self.table.iter() {
             if !slab.contains(EntryId::new(i)) {
                 return Err(format!("table points at vacant slot {i}"));
             }
