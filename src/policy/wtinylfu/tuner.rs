@@ -12,9 +12,10 @@
 //! before every simulation is full are not scored: while filling, the cache that refuses
 //! nothing (LRU) always leads. (The first scored epoch is the one in which the last
 //! simulation fills: scoring only from the next one cost the short traces a decision, 2.8
-//! points on LIRS `zigzag` at 768 and 1.6 on `backf` at 256; see `docs/benchmarks.md`.) A switch resizes the segments; the entries that no longer fit
-//! move to probation at most 1,000 per operation (Caffeine's transfer bound), so a switch in a
-//! shard of 12,500 entries takes about 10 operations instead of stalling one for ~86 µs.
+//! points on LIRS `zigzag` at 768 and 1.6 on `backf` at 256; see `docs/benchmarks.md`.) A
+//! switch resizes the segments; the entries that no longer fit move to probation at most
+//! 1,000 per operation (Caffeine's transfer bound), so a switch in a shard of 12,500 entries
+//! takes about 10 operations instead of stalling one for ~86 µs.
 //!
 //! Cost: four simulations of at most `SAMPLE_ENTRIES` entries per shard (about 20 KB together
 //! at that size), and four simulated requests per sampled request; a shard of
@@ -211,12 +212,10 @@ impl Tuner {
         // hits say how it fills, not how it evicts (an LRU, refusing nothing, leads).
         let warm = self.sims.iter().all(|s| s.weight() * 8 >= s.capacity() * 7);
         for (i, sim) in self.sims.iter().enumerate() {
-            let hits = sim.hits() - self.marks[i];
-            self.marks[i] = sim.hits();
-            if !warm {
-                continue;
+            let hits = sim.hits() - std::mem::replace(&mut self.marks[i], sim.hits());
+            if warm {
+                self.scores[i] = self.scores[i] - self.scores[i] / DECAY + hits;
             }
-            self.scores[i] = self.scores[i] - self.scores[i] / DECAY + hits;
         }
         if !warm {
             return None;
