@@ -34,6 +34,7 @@ load_timeout = "2s"
 window_fraction = 0.2
 protected_fraction = 0.5
 sketch_start = 0.5
+admission_margin = 0
 
 [caches.session]
 policy = "TTL"
@@ -82,15 +83,17 @@ fn parses_every_field() {
     assert_eq!(u.window_fraction, Some(0.2));
     assert_eq!(u.protected_fraction, Some(0.5));
     assert_eq!(u.sketch_start, Some(0.5));
+    assert_eq!(u.admission_margin, Some(0));
     match u.policy() {
         AnyPolicy::WTinyLfu(p) => assert_eq!(
             (
                 p.window_fraction(),
                 p.is_adaptive(),
                 p.protected_fraction(),
-                p.sketch_start()
+                p.sketch_start(),
+                p.admission_margin()
             ),
-            (0.2, false, 0.5, 0.5)
+            (0.2, false, 0.5, 0.5, 0)
         ),
         other => panic!("{other:?}"),
     }
@@ -432,6 +435,21 @@ fn every_error_names_the_cache_and_the_field() {
             "max_entries = 10\nsketch_start = 1.5",
             "sketch_start",
             "between 0.0 and 1.0, got 1.5",
+        ),
+        (
+            "max_entries = 10\nadmission_margin = 15",
+            "admission_margin",
+            "must be between 0 and 14, got 15",
+        ),
+        (
+            "max_entries = 10\nadmission_margin = -1",
+            "admission_margin",
+            "must be between 0 and 14, got -1",
+        ),
+        (
+            "max_entries = 10\npolicy = \"lfu\"\nadmission_margin = 1",
+            "admission_margin",
+            "applies to policy \"wtinylfu\" only, not \"lfu\"",
         ),
         (
             "max_entries = 10\npolicy = \"s3fifo\"\nsmall_fraction = 1.0",

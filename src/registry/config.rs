@@ -40,6 +40,7 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 /// | `window_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_window_fraction`] |
 /// | `protected_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_protected_fraction`] |
 /// | `sketch_start` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_sketch_start`] |
+/// | `admission_margin` | integer in 0..=14, policy `"wtinylfu"` | [`WTinyLfu::with_admission_margin`] |
 /// | `small_fraction` | number in (0, 1), policy `"s3fifo"` | [`S3Fifo::small_fraction`] |
 /// | `ghost_ratio` | number in [0, 16], policy `"s3fifo"` | [`S3Fifo::ghost_ratio`] |
 ///
@@ -115,6 +116,8 @@ pub struct CacheConfig {
     pub protected_fraction: Option<f64>,
     /// The share of the capacity a [`WTinyLfu`] shard holds before its sketch counts.
     pub sketch_start: Option<f64>,
+    /// How many uses more than the victim's a [`WTinyLfu`] candidate needs.
+    pub admission_margin: Option<u8>,
     /// [`S3Fifo`]'s small-queue fraction.
     pub small_fraction: Option<f64>,
     /// [`S3Fifo`]'s ghost ratio.
@@ -149,6 +152,7 @@ impl Default for CacheConfig {
             window_fraction: None,
             protected_fraction: None,
             sketch_start: None,
+            admission_margin: None,
             small_fraction: None,
             ghost_ratio: None,
         }
@@ -156,7 +160,7 @@ impl Default for CacheConfig {
 }
 
 /// The TOML keys a cache table accepts, in the order they are written back.
-pub(crate) const FIELDS: [&str; 25] = [
+pub(crate) const FIELDS: [&str; 26] = [
     "policy",
     "max_entries",
     "max_weight",
@@ -180,6 +184,7 @@ pub(crate) const FIELDS: [&str; 25] = [
     "window_fraction",
     "protected_fraction",
     "sketch_start",
+    "admission_margin",
     "small_fraction",
     "ghost_ratio",
 ];
@@ -372,6 +377,16 @@ impl CacheConfig {
             "window_fraction" => self.window_fraction = Some(share(v)?),
             "protected_fraction" => self.protected_fraction = Some(share(v)?),
             "sketch_start" => self.sketch_start = Some(share(v)?),
+            "admission_margin" => {
+                let n = integer(v)?;
+                let max = WTinyLfu::MAX_ADMISSION_MARGIN;
+                self.admission_margin = Some(
+                    u8::try_from(n)
+                        .ok()
+                        .filter(|&n| n <= max)
+                        .ok_or_else(|| format!("must be between 0 and {max}, got {n}"))?,
+                );
+            }
             "small_fraction" => {
                 let f = number(v)?;
                 if !(f > 0.0 && f < 1.0) {
@@ -450,6 +465,11 @@ impl CacheConfig {
                 "wtinylfu",
             ),
             ("sketch_start", self.sketch_start.is_some(), "wtinylfu"),
+            (
+                "admission_margin",
+                self.admission_margin.is_some(),
+                "wtinylfu",
+            ),
             ("small_fraction", self.small_fraction.is_some(), "s3fifo"),
             ("ghost_ratio", self.ghost_ratio.is_some(), "s3fifo"),
         ];
@@ -499,6 +519,9 @@ impl CacheConfig {
                 }
                 if let Some(f) = self.sketch_start {
                     w = w.with_sketch_start(f).unwrap_or_default();
+                }
+                if let Some(m) = self.admission_margin {
+                    w = w.with_admission_margin(m).unwrap_or_default();
                 }
                 **p = w;
             }
@@ -550,6 +573,7 @@ impl CacheConfig {
             window_fraction: self.window_fraction,
             protected_fraction: self.protected_fraction,
             sketch_start: self.sketch_start,
+            admission_margin: self.admission_margin,
             small_fraction: self.small_fraction,
             ghost_ratio: self.ghost_ratio,
         }
@@ -613,6 +637,8 @@ pub(crate) struct Raw {
     protected_fraction: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sketch_start: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission_margin: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     small_fraction: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

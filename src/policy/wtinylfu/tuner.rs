@@ -78,6 +78,7 @@ pub(super) struct Tuner {
     /// The candidates' protected share and sketch start: the tuned policy's.
     protected_fraction: f64,
     sketch_start: f64,
+    admission_margin: u8,
     seed: u64,
     /// Sampled requests per epoch, and so far in this one.
     epoch: u64,
@@ -106,6 +107,7 @@ impl Tuner {
             capacity,
             protected_fraction: template.protected_fraction,
             sketch_start: template.sketch_start,
+            admission_margin: template.admission_margin,
             seed,
             epoch: 0,
             seen: 0,
@@ -132,6 +134,7 @@ impl Tuner {
                 let policy = WTinyLfu::with_window_fraction(f)
                     .and_then(|p| p.with_protected_fraction(self.protected_fraction))
                     .and_then(|p| p.with_sketch_start(self.sketch_start))
+                    .and_then(|p| p.with_admission_margin(self.admission_margin))
                     .expect("valid candidate settings");
                 Simulation::new(policy, sim_capacity, self.seed)
             })
