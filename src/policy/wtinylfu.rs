@@ -173,8 +173,12 @@ impl Queue {
 ///   the sketch and moves the entry to the head of its segment; a hit in probation promotes it
 ///   to protected, whose overflow is demoted back to probation's head. An update counts as a
 ///   hit. Every newcomer counts once too (a miss is followed by an insert in cache-aside use).
-/// - **Admission**: the candidate (window LRU) wins if its estimated frequency is higher than
-///   the victim's (ties go to the victim, as in Caffeine).
+/// - **Admission**: the candidate (window LRU) wins if its estimated frequency exceeds the
+///   victim's by more than the admission margin, 1 by default
+///   ([`with_admission_margin`](Self::with_admission_margin); Caffeine and moka: 0, ties to
+///   the victim), or the victim's estimate is 0. The margin judges the candidate by its uses
+///   before the request that brought it, which lets a loop or scan larger than the cache
+///   settle on a fixed set.
 /// - **Hash flooding** (an attacker making a victim look hot, through sketch collisions, so
 ///   that nothing new is ever admitted): the sketch positions come from the cache's keyed
 ///   hash (a per-process random `ahash` key) mixed with a per-shard seed, so collisions cannot

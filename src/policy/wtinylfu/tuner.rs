@@ -75,7 +75,7 @@ pub(super) struct Tuner {
     salt: u32,
     /// The shard's capacity.
     capacity: u64,
-    /// The candidates' protected share and sketch start: the tuned policy's.
+    /// The candidates' protected share, sketch start and admission margin: the tuned policy's.
     protected_fraction: f64,
     sketch_start: f64,
     admission_margin: u8,
@@ -93,7 +93,7 @@ pub(super) struct Tuner {
 }
 
 impl Tuner {
-    /// Simulations of `template`'s protected share and sketch start, with each candidate
+    /// Simulations of `template`'s protected share, sketch start and admission margin, with each
     /// window.
     pub(super) fn new(capacity: u64, seed: u64, template: &WTinyLfu) -> Self {
         let rate = (SAMPLE_ENTRIES as f64 / capacity.max(1) as f64).min(1.0);
@@ -331,10 +331,11 @@ mod tests {
     }
 
     #[test]
-    fn candidates_keep_the_policys_main_space_and_sketch_start() {
+    fn candidates_keep_the_policys_main_space_sketch_start_and_margin() {
         let policy = WTinyLfu::new()
             .with_protected_fraction(0.25)
             .and_then(|p| p.with_sketch_start(0.5))
+            .and_then(|p| p.with_admission_margin(3))
             .unwrap();
         let t = Tuner::new(1000, 0, &policy);
         for (sim, &window) in t.sims.iter().zip(&CANDIDATES) {
@@ -343,9 +344,10 @@ mod tests {
                 (
                     p.window_fraction(),
                     p.protected_fraction(),
-                    p.sketch_start()
+                    p.sketch_start(),
+                    p.admission_margin()
                 ),
-                (window, 0.25, 0.5)
+                (window, 0.25, 0.5, 3)
             );
             assert!(!p.is_adaptive());
         }
