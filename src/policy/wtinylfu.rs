@@ -492,9 +492,9 @@ impl WTinyLfu {
     /// trail the key just requested by exactly that request, so with margin 0 every miss
     /// may displace the next key to be hit and the cached set never settles. On the replayed
     /// traces the default's mean gap to Belady's optimum went from 5.17 points to 4.84 and
-    /// its points at or above moka from 49 to 54 of 62 (5 seeds; `loop`, `scan`, `cs`, `gli`
-    /// gain 1 to 4 points), at a cost of 0.2 to 0.6 on the large ARC traces (P2, P3): see
-    /// `docs/benchmarks.md`. An adaptive policy's simulations use the same margin.
+    /// its points at or above moka from 51 to 55 of 62 (means of 5 runs; `loop`, `scan`, `cs`,
+    /// `gli` gain 1 to 4 points), at a cost of 0.35 to 0.6 on the large ARC traces (P2, P3):
+    /// see `docs/benchmarks.md`. An adaptive policy's simulations use the same margin.
     ///
     /// # Errors
     ///
