@@ -659,6 +659,7 @@ const SINGLE: &[&str] = &[
     "aside_wtinylfu_w1",
     "aside_wtinylfu_w0",
     "aside_wtinylfu_lru",
+    "aside_wtinylfu_m0",
     "aside_s3fifo",
     "moka_tinylfu",
     "moka_lru",
@@ -694,6 +695,14 @@ fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
                 .with_protected_fraction(0.0)
                 .and_then(|p| p.with_sketch_start(0.5))
                 .expect("0.0 and 0.5 are valid shares"),
+            None,
+        ),
+        "aside_wtinylfu_m0" => aside_hits(
+            keys,
+            capacity,
+            WTinyLfu::new()
+                .with_admission_margin(0)
+                .expect("0 is a valid margin"),
             None,
         ),
         "aside_s3fifo" => aside_hits(keys, capacity, S3Fifo::new(), None),
