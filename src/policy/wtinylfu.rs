@@ -1741,18 +1741,23 @@ mod tests {
     /// a victim the sketch never counted.
     #[test]
     fn a_candidate_must_beat_the_victim_by_more_than_the_margin() {
-        for margin in 0..=3 {
+        // A full 4-entry shard, no window, a plain-LRU main space: key 0 is the victim.
+        let full = |start_percent, margin| {
             let variant = Variant {
                 protected_percent: 0,
-                start_percent: 0,
+                start_percent,
                 margin,
                 ..Variant::default()
             };
-            // 4 entries, each inserted and read once: the victim (key 0) has an estimate of 2.
             let mut h = Harness::with(4, 0, 11, variant);
             for k in 0..4 {
                 h.step(Op::Insert(k, 1)).unwrap();
             }
+            h
+        };
+        for margin in 0..=3 {
+            // Each entry inserted and read once: the victim has an estimate of 2.
+            let mut h = full(0, margin);
             for k in 0..4 {
                 h.step(Op::Get(k)).unwrap();
             }
@@ -1769,16 +1774,7 @@ mod tests {
         }
         // A victim the sketch never counted (the sketch starts at full) loses to a newcomer
         // seen once, whatever the margin.
-        let variant = Variant {
-            protected_percent: 0,
-            start_percent: 100,
-            margin: 3,
-            ..Variant::default()
-        };
-        let mut h = Harness::with(4, 0, 11, variant);
-        for k in 0..4 {
-            h.step(Op::Insert(k, 1)).unwrap();
-        }
+        let mut h = full(100, 3);
         assert_eq!(h.policy.sketch.frequency(key_hash(0)), 0);
         h.step(Op::Insert(10, 1)).unwrap();
         assert!(h.slots.find(10).is_some() && h.slots.find(0).is_none());
@@ -1790,15 +1786,15 @@ mod tests {
     #[test]
     fn the_margin_settles_a_loop() {
         use crate::policy::Simulation;
-        let hit_ratio = |margin: u8, cap: u64, n: u32, passes: u32| {
+        let hit_ratio = |margin: u8| {
             let mut total = 0.0;
             for seed in 0..4 {
                 let policy = WTinyLfu::with_window_fraction(0.0)
                     .and_then(|p| p.with_admission_margin(margin))
                     .unwrap();
-                let mut sim = Simulation::new(policy, cap, seed);
-                for _ in 0..passes {
-                    for k in 0..n {
+                let mut sim = Simulation::new(policy, 256, seed);
+                for _ in 0..100 {
+                    for k in 0..1011u32 {
                         sim.access(mix64(u64::from(k)) as u32, 1);
                     }
                 }
@@ -1808,7 +1804,7 @@ mod tests {
         };
         // The shape of LIRS `loop` at 256: 1,011 keys in turn, 100 passes. Belady's optimum
         // keeps 255 of them for good: 25.2%.
-        let (with, without) = (hit_ratio(1, 256, 1011, 100), hit_ratio(0, 256, 1011, 100));
+        let (with, without) = (hit_ratio(1), hit_ratio(0));
         assert!(with > 0.25, "margin 1: {with}");
         assert!(
             with > without + 0.01,
