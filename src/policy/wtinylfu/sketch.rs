@@ -29,10 +29,11 @@ const BLOCK_WORDS: usize = 8;
 /// The smallest table, in words: 2 blocks.
 const MIN_SKETCH_WORDS: usize = 16;
 /// Words (16 counters each) per entry the table is sized for. Two halve the collisions of
-/// Caffeine's one: on the replayed traces (`docs/benchmarks.md`) the adaptive W-TinyLFU's mean
-/// gap to OPT went from 4.84 to 4.69 points and its points at or above moka from 55 to 58 of
-/// 62 (58 and 59 with other seeds, against 57 and 56), for 8.4 more bytes per entry at 1M
-/// entries. Four gave 4.66 and 59 for 16 more.
+/// Caffeine's and moka's one: on the replayed traces (`docs/benchmarks.md`) the adaptive
+/// W-TinyLFU's mean gap to OPT went from 4.84 to 4.69 points and its points at or above moka
+/// from 55 to 57 of 62 (replayed alone against the same moka runs with three sets of seeds:
+/// 58, 59 and 58, against 55, 56 and 57), for 8.4 more bytes per entry at 1M entries. Four
+/// gave 4.66 and 59 for 8 bytes more.
 const WORDS_PER_ENTRY: usize = 2;
 /// The largest table, in words (2 GiB): a bound, not a size anyone should reach.
 const MAX_SKETCH_WORDS: usize = 1 << 28;

@@ -17,11 +17,11 @@
 //! 1,000 per operation (Caffeine's transfer bound), so a switch in a shard of 12,500 entries
 //! takes about 10 operations instead of stalling one for ~86 µs.
 //!
-//! Cost: four simulations of at most `SAMPLE_ENTRIES` entries per shard (about 20 KB together
-//! at that size), and four simulated requests per sampled request; a shard of
-//! 12,500 entries samples 1% of its keys. 128 entries are enough: on the replayed traces,
-//! samples of 512, 256 and 128 entries gave the same mean gap to OPT within 0.01 point at the
-//! sampled points, and 128 costs a quarter of 512 (`docs/benchmarks.md`).
+//! Cost: four simulations of at most `SAMPLE_ENTRIES` entries per shard (about 25 KB together at
+//! that size: 4 × 128 slots and table buckets, and 4 sketches of 2 KB), and four simulated requests
+//! per sampled request; a shard of 12,500 entries samples 1% of its keys. 128 entries are enough:
+//! on the replayed traces, samples of 512, 256 and 128 entries gave the same mean gap to OPT within
+//! 0.01 point at the sampled points, and 128 costs a quarter of 512 (`docs/benchmarks.md`).
 //!
 //! Why not Caffeine's hill climber: on the replayed traces it trails a fixed 1% window (mean
 //! gap to OPT 7.19 against 6.25 on the quick set, `docs/benchmarks.md`); the best share is
