@@ -494,10 +494,11 @@ impl WTinyLfu {
     /// Why 1: on a loop or a scan larger than the cache, the keys still to come in this pass
     /// trail the key just requested by exactly that request, so with margin 0 every miss
     /// may displace the next key to be hit and the cached set never settles. On the replayed
-    /// traces the default's mean gap to Belady's optimum went from 5.17 points to 4.84 and
-    /// its points at or above moka from 51 to 55 of 62 (means of 5 runs; `loop`, `scan`, `cs`,
-    /// `gli` gain 1 to 4 points), at a cost of 0.35 to 0.6 on the large ARC traces (P2, P3):
-    /// see `docs/benchmarks.md`. An adaptive policy's simulations use the same margin.
+    /// traces the default's mean gap to Belady's optimum is 4.69 points with margin 1 and 4.98
+    /// with 0, and its points at or above moka 57 and 52 of 62 (means of 5 runs; `backf`,
+    /// `scan`, `cs` and `gli` gain 1 to 5 points; `multi2` at 256 loses 1.65, P2 and P3 at
+    /// their large capacities 0.5 to 1.0): see `docs/benchmarks.md`. An adaptive policy's
+    /// simulations use the same margin.
     ///
     /// # Errors
     ///
