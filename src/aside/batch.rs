@@ -21,11 +21,11 @@ use crate::policy::EvictionPolicy;
 
 #[cfg(feature = "async")]
 use {
-    super::Found,
     super::flight::{self, Flight, Join, Lead, Outcome, SharedError},
     super::future::{CatchUnwind, LEADING_TASK, WaitFlight},
     super::slot::Slot,
     super::stats::Counters,
+    super::{Found, Recheck},
     super::{Labels, LeaseExpiry, LoadError},
     std::collections::HashSet,
     std::panic::resume_unwind,
@@ -250,12 +250,22 @@ where
                         let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
                         // As for a single key: a load may have finished (and installed its
                         // value) between this batch's lookup and its join.
-                        if let Some(v) = inner.recheck(&key, true) {
-                            lead.complete(Outcome::Loaded(v.clone()), |_| ());
-                            if let Some(v) = v {
-                                found.insert(key, v);
+                        match inner.recheck(&key, true) {
+                            Recheck::Serve(v) => {
+                                lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                                if let Some(v) = v {
+                                    found.insert(key, v);
+                                }
+                                continue;
                             }
-                            continue;
+                            // The fail-safe fallback is the slot the cache holds now that this
+                            // batch leads, not the one its lookup saw (see `Inner::recheck`).
+                            Recheck::Load { stale: Some(s) } => {
+                                stale.insert(key.clone(), s);
+                            }
+                            Recheck::Load { stale: None } => {
+                                stale.remove(&key);
+                            }
                         }
                         leads.push((key, lead));
                     }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::flight::{self, Flight, Join, Lead, Outcome, SharedError};
 use super::stats::Counters;
 use super::tags::{Labels, Mark};
-use super::{AsideCache, Found, Inner, LeaseExpiry, LoadError, RefreshMode, Slot};
+use super::{AsideCache, Found, Inner, LeaseExpiry, LoadError, Recheck, RefreshMode, Slot};
 use crate::policy::EvictionPolicy;
 
 tokio::task_local! {
@@ -168,10 +168,14 @@ where
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
-                    if let Some(v) = inner.recheck(&key, accept_none) {
-                        lead.complete(Outcome::Loaded(v.clone()), |_| ());
-                        return Ok(v);
-                    }
+                    let stale = match inner.recheck(&key, accept_none) {
+                        Recheck::Serve(v) => {
+                            lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                            return Ok(v);
+                        }
+                        // Not the lookup's slot: see `Inner::recheck`.
+                        Recheck::Load { stale } => stale,
+                    };
                     let mark = inner.book.mark(labels);
                     let load = Box::pin(loader());
                     let run = run_load(Arc::clone(inner), lead, key, load, stale.clone(), mark);
@@ -210,10 +214,14 @@ where
                             match inner.settings.on_lease_expiry {
                                 LeaseExpiry::TakeOver => join = inner.registry.take_over(&key, &f),
                                 LeaseExpiry::LoadIndependently => {
+                                    // The hard timeout bounds this caller's own load too.
                                     Counters::bump(&inner.stats.loads);
-                                    return loader()
-                                        .await
-                                        .map_err(|e| LoadError::Loader(Arc::new(e)));
+                                    let own = loader();
+                                    let result = match inner.settings.load_timeout {
+                                        Some(limit) => tokio::time::timeout(limit, own).await.ok(),
+                                        None => Some(own.await),
+                                    };
+                                    return inner.independent_result(result, stale.as_ref());
                                 }
                             }
                         }

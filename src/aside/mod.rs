@@ -14,7 +14,8 @@
 //!   measured load time) or a deterministic threshold refreshes hot keys before they expire, in
 //!   the background or by the caller, single-flight.
 //! - **Fail-safe.** Expired values kept for a grace period are served when a reload fails or
-//!   exceeds a soft timeout; retries are throttled.
+//!   exceeds a soft timeout; retries are throttled. An invalidation wins over fail-safe: a
+//!   reload that fails after an `invalidate` or `put` returned never stores the old value again.
 //! - **Negative caching** of "not found" with its own TTL, and **metrics** ([`LoadStats`]).
 //! - **Toolkit** (`docs/toolkit.md`): warming (`warm`, [`read_keys`]), batch loads
 //!   ([`get_many`](AsideCache::get_many), `get_or_load_many`), lazy invalidation by tag and
@@ -41,8 +42,9 @@
 //!
 //! ## Timeouts
 //! The hard load timeout (`load_timeout`, async only: a blocking loader cannot be interrupted)
-//! ends a load with [`LoadError::Timeout`] for its caller and its waiters. The lease bounds how
-//! long each waiter waits for someone else's load.
+//! ends a load with [`LoadError::Timeout`] for its caller and its waiters, and bounds the
+//! waiters' own loads under [`LeaseExpiry::LoadIndependently`]. The lease bounds how long each
+//! waiter waits for someone else's load.
 //!
 //! ## Reentrancy
 //! A loader that calls the front door for the key it is loading gets
@@ -104,8 +106,9 @@ pub enum LeaseExpiry {
     /// load's result will not be installed). The default.
     #[default]
     TakeOver,
-    /// Each waiter runs its own loader and returns its result without installing it, as the
-    /// seeds' Redis client does as a last resort.
+    /// Each waiter runs its own loader and returns its result without installing it (a
+    /// last resort that gives up single flight). The hard `load_timeout` bounds these loads
+    /// too, and with fail-safe on a failed or timed-out one returns the stale value.
     LoadIndependently,
 }
 
@@ -697,6 +700,14 @@ fn lease_deadline(lease: Duration) -> Instant {
     now.checked_add(lease.min(CENTURY)).unwrap_or(now)
 }
 
+/// What a new leader found when it looked again ([`Inner::recheck`]).
+enum Recheck<V> {
+    /// A value fresh enough to serve: no load needed.
+    Serve(Option<V>),
+    /// Load; on failure, fall back on `stale` (fail-safe), the slot the cache holds now.
+    Load { stale: Option<Slot<V>> },
+}
+
 /// What a lookup in the front door found.
 enum Found<V> {
     Fresh(Option<V>),
@@ -739,19 +750,33 @@ where
         }
     }
 
-    /// A fresh value found by a caller that has just become a flight's leader. Another
-    /// caller's load may have finished between this caller's lookup and its join: it installed
-    /// its value before leaving the registry, so looking again (without side effects) avoids
-    /// loading twice. Found by the shuttle schedule exploration (tests/shuttle.rs).
-    fn recheck(&self, key: &K, accept_none: bool) -> Option<Option<V>> {
-        let slot = self.cache.peek(key)?;
+    /// What a caller that has just become a flight's leader finds when it looks again.
+    ///
+    /// - A fresh value: another caller's load may have finished between this caller's lookup
+    ///   and its join; it installed its value before leaving the registry, so looking again
+    ///   (without side effects) avoids loading twice. Found by the shuttle schedule
+    ///   exploration (tests/shuttle.rs).
+    /// - The fail-safe fallback: the stale slot this load may serve and re-store if it fails.
+    ///   It must be read here, after the join, and not taken from the caller's lookup: an
+    ///   `invalidate` that ran between the lookup and the join found no flight to mark, so a
+    ///   slot from the lookup would be the invalidated value, and storing it again would undo
+    ///   the invalidation. From the join on, every invalidation marks this flight stale, and a
+    ///   stale flight installs nothing.
+    fn recheck(&self, key: &K, accept_none: bool) -> Recheck<V> {
+        let Some(slot) = self.cache.peek(key) else {
+            return Recheck::Load { stale: None };
+        };
         if slot.mark.as_ref().is_some_and(|m| self.book.hidden(m)) {
-            return None; // invalidated by tag or namespace: load it again
+            // Invalidated by tag or namespace: load it again, with nothing to fall back on.
+            return Recheck::Load { stale: None };
         }
         // `random = 1.0`: no XFetch lead, so only a value fresh enough to serve counts.
         match slot.freshness(self.now(), &self.settings.early, 1.0) {
-            Freshness::Fresh if slot.value.is_some() || accept_none => Some(slot.value),
-            _ => None,
+            Freshness::Fresh if slot.value.is_some() || accept_none => Recheck::Serve(slot.value),
+            Freshness::Stale | Freshness::StaleThrottled if slot.value.is_some() => {
+                Recheck::Load { stale: Some(slot) }
+            }
+            _ => Recheck::Load { stale: None },
         }
     }
 
@@ -891,6 +916,32 @@ where
         }
     }
 
+    /// The result of a load a waiter ran on its own after its lease expired
+    /// ([`LeaseExpiry::LoadIndependently`]; `None`: it exceeded the hard timeout). Never
+    /// installed. Like a shared load's waiters, it falls back on the stale value its lookup
+    /// found (fail-safe) when the load fails or times out.
+    fn independent_result<E>(
+        &self,
+        result: Option<Result<Option<V>, E>>,
+        stale: Option<&Slot<V>>,
+    ) -> Result<Option<V>, LoadError<E>> {
+        let error = match result {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(e)) => {
+                Counters::bump(&self.stats.load_errors);
+                LoadError::Loader(Arc::new(e))
+            }
+            None => {
+                Counters::bump(&self.stats.timeouts);
+                LoadError::Timeout
+            }
+        };
+        match stale {
+            Some(s) => Ok(self.served_stale(s)),
+            None => Err(error),
+        }
+    }
+
     /// Runs a blocking loader as the leader of `lead`'s flight.
     fn lead_blocking<E: Send + Sync + 'static>(
         &self,
@@ -959,10 +1010,14 @@ where
             match join {
                 Join::Lead(f) => {
                     let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
-                    if let Some(v) = self.recheck(&key, accept_none) {
-                        lead.complete(Outcome::Loaded(v.clone()), |_| ());
-                        return Ok(v);
-                    }
+                    let stale = match self.recheck(&key, accept_none) {
+                        Recheck::Serve(v) => {
+                            lead.complete(Outcome::Loaded(v.clone()), |_| ());
+                            return Ok(v);
+                        }
+                        // Not the lookup's slot: see `recheck`.
+                        Recheck::Load { stale } => stale,
+                    };
                     return self.lead_blocking(lead, &key, loader, stale.as_ref(), labels);
                 }
                 Join::Wait(f) => {
@@ -985,7 +1040,7 @@ where
                                 LeaseExpiry::TakeOver => join = self.registry.take_over(&key, &f),
                                 LeaseExpiry::LoadIndependently => {
                                     Counters::bump(&self.stats.loads);
-                                    return loader().map_err(|e| LoadError::Loader(Arc::new(e)));
+                                    return self.independent_result(Some(loader()), stale.as_ref());
                                 }
                             }
                         }
