@@ -339,8 +339,9 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
     }
 
     /// Weighs entries: [`max_capacity`](Self::max_capacity) then bounds the total weight.
-    /// Weights above `u32::MAX - 1` are clamped; an entry heavier than its shard's capacity
-    /// is not stored. The weigher runs outside every lock; if it panics, the insert is
+    /// Weights above `u32::MAX - 1` are clamped. Each shard holds at most `max_capacity /
+    /// shards` of the weight, so an entry heavier than its shard's share is not stored; set
+    /// [`shards(1)`](Self::shards) to admit entries up to the whole capacity. The weigher runs outside every lock; if it panics, the insert is
     /// abandoned and the cache is unchanged.
     ///
     /// # Example

@@ -55,6 +55,7 @@ mod error;
 mod flight;
 #[cfg(feature = "async")]
 mod future;
+pub(crate) mod settings;
 mod slot;
 mod stats;
 mod tags;
@@ -551,8 +552,9 @@ impl<K, V, P> AsideBuilder<K, V, P> {
     /// Size the cache by weight instead of entries: `max_capacity` is then a total weight and
     /// each cached value weighs what `weigher` says (a cached "not found" weighs 1). As
     /// [`CacheBuilder::weigher`](crate::CacheBuilder::weigher): it runs outside the shard
-    /// locks, and a value heavier than the whole capacity is returned to its caller but not
-    /// cached.
+    /// locks. The weight limit holds per shard: each of the `shards` holds at most
+    /// `max_capacity / shards`, so a value heavier than that share is returned to its caller
+    /// but not cached. Set `shards(1)` to cache values up to the whole capacity.
     ///
     /// # Example
     ///
@@ -584,10 +586,13 @@ impl<K, V, P> AsideBuilder<K, V, P> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the field: `xfetch_beta` not finite and positive,
-    /// `refresh_after` outside (0, 1), a zero `lease` or `load_timeout`, `time_to_idle` with
-    /// `time_to_live`, fail-safe or early refresh without a `time_to_live`, and every error of
-    /// [`CacheBuilder::build`](crate::CacheBuilder::build).
+    /// [`ConfigError`] naming the field: a zero `time_to_live`, `time_to_idle`,
+    /// `negative_ttl`, fail-safe grace, `soft_timeout`, `lease` or `load_timeout`;
+    /// `xfetch_beta` not finite and positive; `refresh_after` outside (0, 1); `time_to_idle`
+    /// with `time_to_live`; a `ttl_jitter` longer than the TTL; fail-safe or early refresh
+    /// without a `time_to_live`; `soft_timeout` without fail-safe; and every error of
+    /// [`CacheBuilder::build`](crate::CacheBuilder::build). The registry's configuration files
+    /// go through the same checks.
     ///
     /// # Example
     ///
@@ -601,39 +606,21 @@ impl<K, V, P> AsideBuilder<K, V, P> {
         V: Clone,
         P: EvictionPolicy,
     {
-        if let Some(b) = self.beta
-            && !(b.is_finite() && b > 0.0)
-        {
-            return Err(ConfigError::new(
-                "xfetch_beta",
-                format!("must be finite and > 0, got {b}"),
-            ));
-        }
-        if let Some(f) = self.refresh_after
-            && !(f > 0.0 && f < 1.0)
-        {
-            return Err(ConfigError::new(
-                "refresh_after",
-                format!("must be a fraction of the TTL strictly between 0 and 1, got {f}"),
-            ));
-        }
-        if self.lease.is_zero() {
-            return Err(ConfigError::new("lease", "must be longer than zero"));
-        }
-        if self.load_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new("load_timeout", "must be longer than zero"));
-        }
-        if self.ttl.is_none() && (self.fail_safe.is_some() || self.refresh_after.is_some()) {
-            let field = if self.fail_safe.is_some() {
-                "fail_safe"
-            } else {
-                "refresh_after"
-            };
-            return Err(ConfigError::new(
-                field,
-                "needs a `time_to_live` to measure freshness against",
-            ));
-        }
+        let checked = settings::Settings {
+            shards: self.shards,
+            ttl: self.ttl,
+            tti: self.tti,
+            jitter: self.jitter,
+            negative_ttl: self.negative_ttl,
+            grace: self.fail_safe.map(|(grace, _)| grace),
+            retry_interval: self.fail_safe.map(|(_, retry)| retry),
+            soft_timeout: self.soft_timeout,
+            xfetch_beta: self.beta,
+            refresh_after: self.refresh_after,
+            lease: Some(self.lease),
+            load_timeout: self.load_timeout,
+        };
+        settings::check(&checked).map_err(|e| ConfigError::new(e.field.setter(), e.reason))?;
         let clock = self
             .clock
             .unwrap_or_else(|| Arc::new(SystemClock::new()) as Arc<dyn Clock>);
@@ -651,12 +638,6 @@ impl<K, V, P> AsideBuilder<K, V, P> {
             b = b.shared_weigher(w);
         }
         if let Some(tti) = self.tti {
-            if self.ttl.is_some() {
-                return Err(ConfigError::new(
-                    "time_to_idle",
-                    "cannot be combined with `time_to_live`",
-                ));
-            }
             b = b.time_to_idle(tti);
         }
         let cache = b.build()?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::duration;
+use crate::aside::settings;
 use crate::policy::{AnyPolicy, S3Fifo, SampledTtl, WTinyLfu};
 use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 
@@ -218,17 +219,6 @@ fn duration(value: &toml::Value) -> Result<Duration, String> {
     duration::parse(text)
 }
 
-fn positive_duration(value: &toml::Value) -> Result<Duration, String> {
-    let d = duration(value)?;
-    if d.is_zero() {
-        return Err(format!(
-            "must be longer than zero, got {:?}",
-            value.as_str().unwrap_or_default()
-        ));
-    }
-    Ok(d)
-}
-
 fn integer(value: &toml::Value) -> Result<i64, String> {
     value
         .as_integer()
@@ -337,34 +327,21 @@ impl CacheConfig {
                 })?);
             }
             "seed" => self.seed = Some(at_least(v, 0)?),
-            "ttl" => self.ttl = Some(positive_duration(v)?),
-            "sliding_ttl" => self.sliding_ttl = Some(positive_duration(v)?),
+            "ttl" => self.ttl = Some(duration(v)?),
+            "sliding_ttl" => self.sliding_ttl = Some(duration(v)?),
             "jitter" => self.jitter = Some(duration(v)?),
-            "negative_ttl" => self.negative_ttl = Some(positive_duration(v)?),
-            "grace" => self.grace = Some(positive_duration(v)?),
-            "retry_interval" => self.retry_interval = Some(positive_duration(v)?),
-            "soft_timeout" => self.soft_timeout = Some(positive_duration(v)?),
+            "negative_ttl" => self.negative_ttl = Some(duration(v)?),
+            "grace" => self.grace = Some(duration(v)?),
+            "retry_interval" => self.retry_interval = Some(duration(v)?),
+            "soft_timeout" => self.soft_timeout = Some(duration(v)?),
             "xfetch" => self.xfetch = Some(boolean(v)?),
-            "xfetch_beta" => {
-                let b = number(v)?;
-                if !(b.is_finite() && b > 0.0) {
-                    return Err(format!("must be finite and > 0, got {b}"));
-                }
-                self.xfetch_beta = Some(b);
-            }
-            "refresh_after" => {
-                let f = number(v)?;
-                if !(f > 0.0 && f < 1.0) {
-                    return Err(format!(
-                        "must be a fraction of the TTL strictly between 0 and 1, got {f}"
-                    ));
-                }
-                self.refresh_after = Some(f);
-            }
+            // Ranges and zero durations: `check`, with the builders' rules.
+            "xfetch_beta" => self.xfetch_beta = Some(number(v)?),
+            "refresh_after" => self.refresh_after = Some(number(v)?),
             "refresh_mode" => self.refresh_mode = Some(one_of(v, &REFRESH_MODES)?),
-            "lease" => self.lease = Some(positive_duration(v)?),
+            "lease" => self.lease = Some(duration(v)?),
             "on_lease_expiry" => self.on_lease_expiry = Some(one_of(v, &LEASE_EXPIRIES)?),
-            "load_timeout" => self.load_timeout = Some(positive_duration(v)?),
+            "load_timeout" => self.load_timeout = Some(duration(v)?),
             "samples" => {
                 let n = integer(v)?;
                 self.samples = Some(
@@ -421,37 +398,25 @@ impl CacheConfig {
             }
             _ => {}
         }
-        if self.ttl.is_some() && self.sliding_ttl.is_some() {
-            return err(
-                "sliding_ttl",
-                "cannot be combined with `ttl`: a cache either slides deadlines or fixes them",
-            );
-        }
-        match (self.grace, self.retry_interval) {
-            (Some(_), None) => {
-                return err("retry_interval", "missing: fail-safe (`grace`) needs it");
-            }
-            (None, Some(_)) => return err("retry_interval", "needs `grace` (fail-safe)"),
-            (Some(_), Some(_)) if self.ttl.is_none() => {
-                return err("grace", "needs a `ttl` to measure freshness against");
-            }
-            _ => {}
-        }
-        if self.soft_timeout.is_some() && self.grace.is_none() {
-            return err(
-                "soft_timeout",
-                "needs fail-safe (`grace`): without a stale value there is nothing to serve",
-            );
-        }
-        if self.refresh_after.is_some() && self.ttl.is_none() {
-            return err(
-                "refresh_after",
-                "needs a `ttl` to measure freshness against",
-            );
-        }
         if self.xfetch == Some(false) && self.xfetch_beta.is_some() {
             return err("xfetch_beta", "set while `xfetch = false`");
         }
+        // The front door's rules, shared with `AsideBuilder::build`.
+        let shared = settings::Settings {
+            shards: self.shards,
+            ttl: self.ttl,
+            tti: self.sliding_ttl,
+            jitter: self.jitter,
+            negative_ttl: self.negative_ttl,
+            grace: self.grace,
+            retry_interval: self.retry_interval,
+            soft_timeout: self.soft_timeout,
+            xfetch_beta: self.xfetch_beta,
+            refresh_after: self.refresh_after,
+            lease: self.lease,
+            load_timeout: self.load_timeout,
+        };
+        settings::check(&shared).map_err(|e| (e.field.key().to_string(), e.reason))?;
         let policy_only = [
             ("samples", self.samples.is_some(), "ttl"),
             (
