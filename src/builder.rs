@@ -136,6 +136,24 @@ pub struct CacheBuilder<K, V, P = WTinyLfu, S = RandomState> {
     _marker: PhantomData<fn(K, V)>,
 }
 
+/// The settings, with the policy by type name and the user's hooks by presence.
+impl<K, V, P, S> fmt::Debug for CacheBuilder<K, V, P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("shards", &self.shards)
+            .field("policy", &std::any::type_name::<P>())
+            .field("seed", &self.seed)
+            .field("time_to_live", &self.ttl)
+            .field("time_to_idle", &self.tti)
+            .field("ttl_jitter", &self.jitter)
+            .field("clock", &self.clock.is_some())
+            .field("weigher", &self.weigher.is_some())
+            .field("eviction_listener", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K, V> CacheBuilder<K, V> {
     pub(crate) fn new() -> Self {
         Self {

@@ -788,6 +788,16 @@ pub struct Iter<K, V, P: EvictionPolicy, S> {
     current: std::vec::IntoIter<(crate::policy::EntryId, K, V)>,
 }
 
+impl<K, V, P: EvictionPolicy, S> fmt::Debug for Iter<K, V, P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("cache", &self.cache)
+            .field("next_shard", &self.next_shard)
+            .field("buffered", &self.current.len())
+            .finish()
+    }
+}
+
 impl<K, V, P, S> Iterator for Iter<K, V, P, S>
 where
     K: Hash + Eq + Clone,

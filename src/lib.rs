@@ -84,7 +84,6 @@
 //! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
 //! | `config` | [`registry`]: named caches configured from a TOML file | dependencies on `serde` and `toml` |
 //! | `metrics` | [`sampler`] reports sampled counters through the `metrics` facade | a dependency on `metrics` (the facade only; the application picks the exporter) |
-//! | `deadlock_detection` | parking_lot's deadlock detector (a testing aid, see `docs/testing.md`) | every lock records its waiters; pulls in `backtrace` |
 //!
 //! Without features the crate depends on no runtime.
 

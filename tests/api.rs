@@ -705,3 +705,46 @@ fn clones_share_storage_and_debug_names_the_shape() {
     assert!(cache.allocated_bytes() > 0);
     cache.validate().unwrap();
 }
+
+/// Every error with a cause hands it on through `source()`, so error chains show it.
+#[test]
+fn errors_with_a_cause_expose_it_as_their_source() {
+    use std::error::Error;
+    let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    let err = cache
+        .try_get_with_blocking(1, || Err::<u32, _>(std::io::Error::other("database down")))
+        .unwrap_err();
+    let io = err.source().unwrap().downcast_ref::<std::io::Error>();
+    assert_eq!(io.unwrap().to_string(), "database down");
+    assert!(
+        aside::LoadError::<std::io::Error>::Timeout
+            .source()
+            .is_none()
+    );
+
+    let missing = std::env::temp_dir().join(format!("aside-no-such-file-{}", std::process::id()));
+    let err = aside::aside::read_keys::<u64>(&missing).unwrap_err();
+    let io = err.source().unwrap().downcast_ref::<std::io::Error>();
+    assert_eq!(io.unwrap().kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        aside::aside::parse_keys::<u64>("x")
+            .unwrap_err()
+            .source()
+            .is_none()
+    );
+
+    #[cfg(feature = "config")]
+    {
+        use aside::registry::Registry;
+        let err = Registry::from_path(&missing).unwrap_err();
+        let io = err.source().unwrap().downcast_ref::<std::io::Error>();
+        assert_eq!(io.unwrap().kind(), std::io::ErrorKind::NotFound);
+        let err = Registry::from_toml_str("[caches").unwrap_err();
+        assert!(err.source().is_some(), "the TOML syntax error: {err}");
+        let err = Registry::from_toml_str("[caches.a]\nmax_entries = 0").unwrap_err();
+        assert!(
+            err.source().is_none(),
+            "a field's error has no further cause"
+        );
+    }
+}

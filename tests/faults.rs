@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aside::{AsideCache, Clock, LoadError, MockClock};
+use aside::{AsideCache, Clock, MockClock};
 use parking_lot::Mutex;
 
 type Hook = Box<dyn FnOnce() + Send>;
@@ -168,12 +168,12 @@ async fn load_independently_is_bounded_by_the_load_timeout() {
     .await
     .expect("a waiter's own load outlived the load timeout");
     assert!(
-        matches!(outcomes.0, Err(LoadError::Timeout)),
+        matches!(outcomes.0, Err(aside::LoadError::Timeout)),
         "{:?}",
         outcomes.0
     );
     assert!(
-        matches!(outcomes.1, Err(LoadError::Timeout)),
+        matches!(outcomes.1, Err(aside::LoadError::Timeout)),
         "{:?}",
         outcomes.1
     );

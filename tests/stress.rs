@@ -4,9 +4,10 @@
 //! value served belongs to its key; at the end: `validate()` on every shard, no load in flight,
 //! and no value left alive once the cache is dropped.
 //!
-//! With `--features deadlock_detection`, parking_lot's deadlock detector watches the same run
-//! from the test thread and fails the test if any set of threads is stuck in a lock cycle
-//! (a self-test first proves the detector sees a real cycle).
+//! Under `RUSTFLAGS="--cfg aside_deadlock_detection"` (.ci/reliability), parking_lot's
+//! deadlock detector watches the same run from the test thread and fails the test if any set
+//! of threads is stuck in a lock cycle (a self-test first proves the detector sees a real
+//! cycle).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -152,7 +153,7 @@ fn front_door_soak_wtinylfu_and_s3fifo() {
     run::<_, 2>(S3Fifo::new());
 }
 
-#[cfg(feature = "deadlock_detection")]
+#[cfg(aside_deadlock_detection)]
 mod deadlocks {
     use super::*;
     use std::sync::{Arc, Barrier};

@@ -52,4 +52,26 @@ impl<E: fmt::Display> fmt::Display for LoadError<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for LoadError<E> {}
+/// `source()` is the loader's own error, so error chains (`anyhow`, `tracing`, `{:#}`
+/// reporters) show it. That needs `E: Error`: a loader that fails with a `String` or a
+/// `&str` still gets a `LoadError` it can print, match and share, but not one that is an
+/// `Error` itself (wrap the message in an error type, or map it with `to_string()`).
+///
+/// # Example
+///
+/// ```
+/// use std::error::Error;
+/// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+/// let err = cache
+///     .try_get_with_blocking(1, || Err::<u32, _>(std::io::Error::other("database down")))
+///     .unwrap_err();
+/// assert_eq!(err.source().unwrap().to_string(), "database down");
+/// ```
+impl<E: std::error::Error + 'static> std::error::Error for LoadError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Loader(e) => Some(&**e),
+            Self::Timeout | Self::Panicked | Self::Reentrant => None,
+        }
+    }
+}

@@ -263,6 +263,32 @@ pub struct AsideBuilder<K, V, P = WTinyLfu> {
     _marker: std::marker::PhantomData<fn(K, V)>,
 }
 
+/// The settings, with the policy by type name and the user's hooks by presence.
+impl<K, V, P> std::fmt::Debug for AsideBuilder<K, V, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsideBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("shards", &self.shards)
+            .field("policy", &std::any::type_name::<P>())
+            .field("seed", &self.seed)
+            .field("time_to_live", &self.ttl)
+            .field("time_to_idle", &self.tti)
+            .field("ttl_jitter", &self.jitter)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("fail_safe", &self.fail_safe)
+            .field("soft_timeout", &self.soft_timeout)
+            .field("xfetch_beta", &self.beta)
+            .field("refresh_after", &self.refresh_after)
+            .field("refresh_mode", &self.refresh)
+            .field("lease", &self.lease)
+            .field("on_lease_expiry", &self.on_lease_expiry)
+            .field("load_timeout", &self.load_timeout)
+            .field("clock", &self.clock.is_some())
+            .field("weigher", &self.weigher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K, V> AsideCache<K, V> {
     /// A builder with every setting at its default.
     ///

@@ -99,6 +99,18 @@ pub struct Warmer<'a, K, V, P: EvictionPolicy, F> {
 }
 
 #[cfg(feature = "async")]
+impl<K, V, P: EvictionPolicy, F> std::fmt::Debug for Warmer<'_, K, V, P, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warmer")
+            .field("cache", &self.cache)
+            .field("concurrency", &self.concurrency)
+            .field("labels", &self.labels)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "async")]
 impl<K, V, P> AsideCache<K, V, P>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -375,7 +387,16 @@ impl fmt::Display for KeyFileError {
     }
 }
 
-impl std::error::Error for KeyFileError {}
+/// `source()` is the I/O error of [`KeyFileError::Io`] (a parse error's cause is the key
+/// type's `FromStr` error, kept as its message).
+impl std::error::Error for KeyFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Parse { .. } => None,
+        }
+    }
+}
 
 /// Parses keys, one per line, with `FromStr`. Surrounding whitespace is trimmed; blank lines
 /// and lines starting with `#` are skipped.

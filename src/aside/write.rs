@@ -253,7 +253,7 @@ struct Counters {
     failed_batches: AtomicU64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Settings {
     capacity: usize,
     interval: Duration,
@@ -355,6 +355,16 @@ pub struct WriteBehindBuilder<K, V, P: EvictionPolicy, S> {
     cache: AsideCache<K, V, P>,
     sink: S,
     settings: Settings,
+}
+
+impl<K, V, P: EvictionPolicy, S> fmt::Debug for WriteBehindBuilder<K, V, P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteBehindBuilder")
+            .field("cache", &self.cache)
+            .field("sink", &std::any::type_name::<S>())
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 impl<K, V, P> WriteBehind<K, V, P>

@@ -51,6 +51,7 @@ mod duration;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use caches::Caches;
 pub use config::CacheConfig;
@@ -87,12 +88,24 @@ use crate::{AsideBuilder, AsideCache, Cache, CacheBuilder};
 /// assert_eq!(err.field(), Some("ttl"));
 /// assert!(err.to_string().starts_with(r#"caches.user.ttl: invalid duration "5 parsecs""#));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RegistryError {
     cache: Option<String>,
     field: Option<String>,
     reason: String,
+    /// The I/O or TOML error behind it, for `source()`.
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+/// Equal when they name the same cache and field for the same reason (the cause is not
+/// compared: I/O errors have no equality).
+impl PartialEq for RegistryError {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.cache, &self.field, &self.reason) == (&other.cache, &other.field, &other.reason)
+    }
+}
+
+impl Eq for RegistryError {}
 
 impl RegistryError {
     fn new(cache: Option<&str>, field: Option<&str>, reason: impl Into<String>) -> Self {
@@ -100,7 +113,13 @@ impl RegistryError {
             cache: cache.map(str::to_string),
             field: field.map(str::to_string),
             reason: reason.into(),
+            cause: None,
         }
+    }
+
+    fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
     }
 
     /// The cache the error is about, if any.
@@ -171,7 +190,15 @@ impl fmt::Display for RegistryError {
     }
 }
 
-impl std::error::Error for RegistryError {}
+/// `source()` is the I/O error of [`Registry::from_path`] or the TOML syntax error, when that
+/// is what went wrong.
+impl std::error::Error for RegistryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Named cache configurations read from TOML; hands out builders by name.
 ///
@@ -258,9 +285,9 @@ impl Registry {
     /// );
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Self, RegistryError> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| RegistryError::new(None, None, e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            RegistryError::new(None, None, e.to_string()).caused_by(e)
+        })?;
         let mut caches = BTreeMap::new();
         for (top, value) in &table {
             if top != "caches" {
@@ -309,8 +336,9 @@ impl Registry {
     /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, RegistryError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RegistryError::new(None, None, format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RegistryError::new(None, None, format!("{}: {e}", path.display())).caused_by(e)
+        })?;
         Self::from_toml_str(&text).map_err(|e| RegistryError {
             reason: if e.cache.is_none() && e.field.is_none() {
                 format!("{}: {}", path.display(), e.reason)
