@@ -747,3 +747,111 @@ async fn invalidate_all_deletes_only_its_own_prefix_even_with_glob_characters() 
     assert_eq!(other.l1().len(), 5);
     assert_eq!(m(&other).backplane_received, 0);
 }
+
+/// Every setter with extreme values (zero, a nanosecond, `Duration::MAX`, zero and huge
+/// counts, odd strings) gives a `ConfigError` naming its field or a tier that answers reads and
+/// writes, never a panic (#19: `op_timeout(Duration::MAX)` overflowed `op_timeout * 2`, and
+/// `lock_lease(Duration::MAX)` overflowed `lease + 100 ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_settings_give_an_error_naming_the_field_or_a_working_tier() {
+    type Builder = aside::tier::TierBuilder<u64, String>;
+    let server = RedisServer::start();
+    let url = server.url();
+    let base = || {
+        TieredCache::builder(l1(), url.as_str())
+            .key_prefix("extreme:")
+            .lock_lease(Duration::from_millis(200))
+            .lock_wait(Duration::from_millis(50))
+            .op_timeout(Duration::from_millis(500))
+    };
+    let durations = [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_millis(1),
+        Duration::from_secs(3600 * 24 * 365 * 1000),
+        Duration::MAX,
+    ];
+    type Setter = fn(Builder, Duration) -> Builder;
+    let setters: [(&str, Setter); 9] = [
+        ("l2_ttl", |b, d| b.l2_ttl(d)),
+        ("l2_ttl_jitter", |b, d| b.l2_ttl_jitter(d)),
+        ("lock_lease", |b, d| b.lock_lease(d)),
+        ("lock_wait", |b, d| b.lock_wait(d)),
+        ("lock_poll", |b, d| b.lock_poll(d)),
+        ("op_timeout", |b, d| b.op_timeout(d)),
+        ("write_retry_window", |b, d| b.write_retry_window(d)),
+        ("backplane_ping", |b, d| b.backplane_ping(d)),
+        ("breaker", |b, d| b.breaker(1, d)),
+    ];
+    let mut cases: Vec<(String, &str, Builder)> = Vec::new();
+    for (field, set) in setters {
+        for d in durations {
+            cases.push((format!("{field}({d:?})"), field, set(base(), d)));
+        }
+    }
+    // `lock_lease` alone: the default `lock_wait` is derived from it.
+    for d in durations {
+        let b = TieredCache::builder(l1(), url.as_str())
+            .key_prefix("extreme:")
+            .lock_lease(d);
+        cases.push((format!("lock_lease({d:?}) alone"), "lock_lease", b));
+    }
+    for n in [0, 1, u32::MAX] {
+        for d in [Duration::from_nanos(1), Duration::MAX] {
+            cases.push((
+                format!("breaker({n}, {d:?})"),
+                "breaker",
+                base().breaker(n, d),
+            ));
+        }
+    }
+    for odd in [
+        "",
+        " ",
+        "\n",
+        "*",
+        "?[]\\",
+        "\0",
+        "é🦀",
+        &"k".repeat(10_000),
+    ] {
+        cases.push((
+            format!("key_prefix({odd:.20?})"),
+            "key_prefix",
+            base().key_prefix(odd),
+        ));
+        cases.push((
+            format!("channel({odd:.20?})"),
+            "channel",
+            base().channel(odd),
+        ));
+    }
+    let (mut ok, mut rejected) = (0, 0);
+    for (what, field, builder) in cases {
+        let built = tokio::spawn(async move {
+            let t = builder.build().await?;
+            // Exercise the paths that compute with the settings: a miss (lock, install), a
+            // put, an invalidation, a read.
+            let calls = Arc::new(AtomicUsize::new(0));
+            t.get_or_load(1, counted(&calls, "one")).await.unwrap();
+            t.put(2, "two".to_string()).await;
+            t.invalidate(&1).await;
+            t.get(&2).await;
+            t.invalidate_all().await;
+            Ok::<_, aside::ConfigError>(t.metrics())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what} panicked: {e}"));
+        match built {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.field(), field, "{what}: {e}");
+                rejected += 1;
+            }
+        }
+    }
+    assert!(
+        ok > 30 && rejected > 20,
+        "{ok} working, {rejected} rejected"
+    );
+}

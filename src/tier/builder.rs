@@ -22,6 +22,15 @@ use crate::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{AsideCache, ConfigError};
 
+/// The longest `l2_ttl` and `l2_ttl_jitter`: far beyond any useful TTL, far below what Redis's
+/// `PX` accepts.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The longest timer setting (`lock_lease`, `lock_wait`, `lock_poll`, `op_timeout`, the
+/// breaker's open period, `write_retry_window`, `backplane_ping`): a longer one is a mistake
+/// (a crashed lock holder would block its key, a hung Redis every caller, for that long).
+const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
+
 /// Builds a [`TieredCache`]; every setting but the L1 and the Redis address has a default.
 ///
 /// | setting | default |
@@ -380,8 +389,10 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
     ///
     /// [`ConfigError`] naming the field: `redis_url` that does not parse, an empty
     /// `key_prefix` or `channel`, an `l2_ttl` under 1 ms, a `lock_lease` under 1 ms, a zero
-    /// `lock_poll`, `op_timeout` or `backplane_ping`, and a `breaker` with zero failures or a
-    /// zero open period.
+    /// `lock_poll`, `op_timeout` or `backplane_ping`, a `breaker` with zero failures or a
+    /// zero open period; an `l2_ttl` or `l2_ttl_jitter` over 10 years; a `lock_lease`,
+    /// `lock_wait`, `lock_poll`, `op_timeout`, breaker open period, `write_retry_window` or
+    /// `backplane_ping` over one day.
     ///
     /// # Example
     ///
@@ -413,8 +424,22 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
         if self.channel.as_ref().is_some_and(String::is_empty) {
             return Err(ConfigError::new("channel", named("must not be empty")));
         }
+        let at_most = |field: &'static str, d: Duration, max: Duration, what: &str| {
+            if d > max {
+                Err(ConfigError::new(
+                    field,
+                    named(&format!("must be at most {what}, got {d:?}")),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         if ms(self.l2_ttl) == 0 {
             return Err(ConfigError::new("l2_ttl", named("must be at least 1 ms")));
+        }
+        at_most("l2_ttl", self.l2_ttl, MAX_TTL, "10 years")?;
+        if let Some(jitter) = self.l2_jitter {
+            at_most("l2_ttl_jitter", jitter, MAX_TTL, "10 years")?;
         }
         if ms(self.lease) == 0 {
             return Err(ConfigError::new(
@@ -437,6 +462,19 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
                 "breaker",
                 named("needs at least 1 failure and an open period longer than zero"),
             ));
+        }
+        for (field, d) in [
+            ("lock_lease", Some(self.lease)),
+            ("lock_wait", self.lock_wait),
+            ("lock_poll", Some(self.lock_poll)),
+            ("op_timeout", Some(self.op_timeout)),
+            ("breaker", Some(open_for)),
+            ("write_retry_window", Some(self.write_retry_window)),
+            ("backplane_ping", Some(self.backplane_ping)),
+        ] {
+            if let Some(d) = d {
+                at_most(field, d, MAX_TIMER, "one day")?;
+            }
         }
         let channel = self
             .channel
@@ -465,7 +503,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
         };
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(subscriber.run(first_tx));
-        let _ = tokio::time::timeout(self.op_timeout * 2, first_rx).await;
+        let _ = tokio::time::timeout(self.op_timeout.saturating_mul(2), first_rx).await;
         let jitter = self.l2_jitter.unwrap_or(self.l2_ttl / 10);
         Ok(TieredCache {
             inner: Arc::new(Inner {
@@ -481,7 +519,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
                     lease_ms: ms(self.lease),
                     lock_wait: self
                         .lock_wait
-                        .unwrap_or(self.lease + Duration::from_millis(100)),
+                        .unwrap_or(self.lease.saturating_add(Duration::from_millis(100))),
                     lock_poll: self.lock_poll,
                 },
                 instance,

@@ -237,7 +237,9 @@ where
         let s = &self.settings;
         let lock_key = format!("lock:{rkey}");
         let token = lock::new_token(self.instance);
-        let deadline = tokio::time::Instant::now() + s.lock_wait;
+        let now = tokio::time::Instant::now();
+        // The builder bounds lock_wait to a day; checked all the same.
+        let deadline = now.checked_add(s.lock_wait).unwrap_or(now);
         let mut waited = false;
         let guard = loop {
             match lock::try_acquire(&self.l2, &lock_key, &token, s.lease_ms).await {
