@@ -17,6 +17,7 @@ use super::breaker::Breaker;
 use super::codec::{Codec, DisplayKey, KeyCodec, Postcard};
 use super::l2::L2;
 use super::metrics::Counters;
+use super::replay::Replay;
 use super::{Inner, Settings, TieredCache};
 use crate::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, WTinyLfu};
@@ -44,7 +45,8 @@ const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 /// | `lock_poll` | 20 ms |
 /// | `op_timeout` | 250 ms, per Redis operation, connecting included |
 /// | `breaker(failures, open_for)` | 5 consecutive failures, open for 5 s |
-/// | `write_retry_window` | 30 s (zero: failed writes are dropped at once) |
+/// | `max_pending_invalidations` | 100 000 keys queued for replay, then one prefix-wide clear |
+/// | `write_retry_window` | 30 s: how long Redis may answer a queued invalidation with errors (zero: failed invalidations are dropped at once) |
 /// | `backplane_ping` | 1 s |
 /// | `clock` | the system clock (the breaker's time) |
 ///
@@ -82,6 +84,7 @@ pub struct TierBuilder<K, V, P: EvictionPolicy = WTinyLfu> {
     op_timeout: Duration,
     breaker: (u32, Duration),
     write_retry_window: Duration,
+    max_pending: usize,
     backplane_ping: Duration,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -149,6 +152,7 @@ where
             op_timeout: Duration::from_millis(250),
             breaker: (5, Duration::from_secs(5)),
             write_retry_window: Duration::from_secs(30),
+            max_pending: 100_000,
             backplane_ping: Duration::from_secs(1),
             clock: None,
         }
@@ -258,8 +262,12 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
         op_timeout: Duration => op_timeout = |v| v
     );
     setter!(
-        /// How long a failed write (populate, `put`, `invalidate`) is retried in the background
-        /// (as a deletion) before it is dropped. Zero: drop at once.
+        /// How long a queued invalidation (a failed `put`, `invalidate` or `invalidate_all`,
+        /// replayed as a deletion) may keep getting **error replies** from a live Redis (an ACL
+        /// denial, `READONLY` during a failover) before it is dropped (`writes_dropped`). While
+        /// Redis does not answer at all (refused, timed out, breaker open), queued invalidations
+        /// wait without limit: they are retried until Redis answers. Zero: failed invalidations
+        /// are dropped at once, not queued (Redis then serves the old value until its L2 TTL).
         ///
         /// # Example
         ///
@@ -287,6 +295,25 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
         /// ```
         backplane_ping: Duration => backplane_ping = |v| v
     );
+
+    /// How many keys' invalidations may wait for Redis (queued after a failed `invalidate` or
+    /// `put`, coalesced per key; each costs about three times the Redis key's length plus 150 bytes). One more
+    /// key turns the queue into a single prefix-wide clear (as `invalidate_all`, counted in
+    /// `invalidation_overflows`): correct, at the cost of a cold L2 and cleared L1s after the
+    /// outage. At least 1.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let l1: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// let b = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/")
+    ///     .max_pending_invalidations(10_000);
+    /// # let _ = b;
+    /// ```
+    pub fn max_pending_invalidations(mut self, keys: usize) -> Self {
+        self.max_pending = keys;
+        self
+    }
 
     /// The circuit breaker: open after `failures` consecutive failed operations, stay open for
     /// `open_for`, then let one probe through (half-open).
@@ -390,7 +417,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
     /// [`ConfigError`] naming the field: `redis_url` that does not parse, an empty
     /// `key_prefix` or `channel`, an `l2_ttl` under 1 ms, a `lock_lease` under 1 ms, a zero
     /// `lock_poll`, `op_timeout` or `backplane_ping`, a `breaker` with zero failures or a
-    /// zero open period; an `l2_ttl` or `l2_ttl_jitter` over 10 years; a `lock_lease`,
+    /// zero open period, a zero `max_pending_invalidations`; an `l2_ttl` or `l2_ttl_jitter` over 10 years; a `lock_lease`,
     /// `lock_wait`, `lock_poll`, `op_timeout`, breaker open period, `write_retry_window` or
     /// `backplane_ping` over one day.
     ///
@@ -463,6 +490,12 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
                 named("needs at least 1 failure and an open period longer than zero"),
             ));
         }
+        if self.max_pending == 0 {
+            return Err(ConfigError::new(
+                "max_pending_invalidations",
+                named("must be at least 1 (a full queue becomes one prefix-wide clear)"),
+            ));
+        }
         for (field, d) in [
             ("lock_lease", Some(self.lease)),
             ("lock_wait", self.lock_wait),
@@ -488,9 +521,18 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             self.op_timeout,
             Breaker::new(failures, duration_nanos(open_for), clock),
             Arc::clone(&counters),
-            self.write_retry_window,
         ));
         let instance: u128 = rand::rng().random();
+        let replay = Arc::new(Replay::new(
+            Arc::clone(&l2),
+            prefix.clone(),
+            channel.clone(),
+            instance,
+            self.max_pending,
+            self.write_retry_window,
+            Arc::clone(&counters),
+        ));
+        let replayer = tokio::spawn(Arc::clone(&replay).run());
         let subscriber = Subscriber {
             client,
             channel: channel.clone(),
@@ -525,6 +567,8 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
                 instance,
                 counters,
                 subscriber: Mutex::new(Some(task)),
+                replay,
+                replayer,
             }),
         })
     }

@@ -1,9 +1,9 @@
 //! The Redis side of the tier: one lazily (re)connected multiplexed connection, every operation
-//! under the op timeout and the circuit breaker, and the background retry of failed writes.
+//! under the op timeout and the circuit breaker. Failed invalidations are queued and replayed by
+//! [`super::replay`].
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -19,8 +19,10 @@ pub(crate) enum L2Error {
     Unavailable,
     /// The op timeout ran out (connecting included).
     Timeout,
-    /// Redis or the connection answered with an error (counted in `l2_errors`).
-    Redis,
+    /// The connection failed (refused, dropped, I/O error; counted in `l2_errors`).
+    Connection,
+    /// Redis answered with an error reply (counted in `l2_errors`): it is up.
+    Reply,
 }
 
 /// Whether `e` says the connection (not the command) is broken.
@@ -32,17 +34,12 @@ fn is_connection_level(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
-/// The most failed writes retried in the background at once; past it they are dropped.
-const MAX_PENDING_REPAIRS: usize = 256;
-
 pub(crate) struct L2 {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     op_timeout: Duration,
     pub(crate) breaker: Breaker,
     pub(crate) counters: Arc<Counters>,
-    write_retry_window: Duration,
-    pending_repairs: AtomicUsize,
 }
 
 impl L2 {
@@ -51,7 +48,6 @@ impl L2 {
         op_timeout: Duration,
         breaker: Breaker,
         counters: Arc<Counters>,
-        write_retry_window: Duration,
     ) -> Self {
         Self {
             client,
@@ -59,8 +55,6 @@ impl L2 {
             op_timeout,
             breaker,
             counters,
-            write_retry_window,
-            pending_repairs: AtomicUsize::new(0),
         }
     }
 
@@ -115,10 +109,11 @@ impl L2 {
                 if is_connection_level(&e) {
                     permit.failure();
                     self.reset().await;
+                    Err(L2Error::Connection)
                 } else {
                     permit.success();
+                    Err(L2Error::Reply)
                 }
-                Err(L2Error::Redis)
             }
             Err(_) => {
                 Counters::bump(&self.counters.l2_errors);
@@ -128,47 +123,5 @@ impl L2 {
                 Err(L2Error::Timeout)
             }
         }
-    }
-
-    /// Retries a failed write in the background until it succeeds or the retry window ends
-    /// (backoff from 50 ms, doubling, at most 1 s). `attempt` runs one try.
-    pub(crate) fn retry_in_background<F, Fut>(self: &Arc<Self>, attempt: F)
-    where
-        F: Fn(Arc<Self>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), L2Error>> + Send + 'static,
-    {
-        let dropped = || Counters::bump(&self.counters.writes_dropped);
-        if self.write_retry_window.is_zero() {
-            return dropped();
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return dropped();
-        };
-        if self.pending_repairs.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_REPAIRS {
-            self.pending_repairs.fetch_sub(1, Ordering::AcqRel);
-            return dropped();
-        }
-        let this = Arc::clone(self);
-        handle.spawn(async move {
-            let deadline = tokio::time::Instant::now() + this.write_retry_window;
-            let mut backoff = Duration::from_millis(50);
-            let done = loop {
-                tokio::time::sleep(backoff).await;
-                if attempt(Arc::clone(&this)).await.is_ok() {
-                    break true;
-                }
-                if tokio::time::Instant::now() + backoff >= deadline {
-                    break false;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            };
-            let counter = if done {
-                &this.counters.writes_retried
-            } else {
-                &this.counters.writes_dropped
-            };
-            Counters::bump(counter);
-            this.pending_repairs.fetch_sub(1, Ordering::AcqRel);
-        });
     }
 }

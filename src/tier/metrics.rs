@@ -14,6 +14,7 @@ use super::BreakerState;
 /// let m = aside::tier::TierMetrics::default();
 /// assert_eq!(m.l2_hits + m.l2_misses, 0);
 /// assert_eq!(m.breaker, aside::tier::BreakerState::Closed);
+/// assert_eq!(m.pending_invalidations + m.invalidation_overflows, 0);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -67,11 +68,23 @@ pub struct TierMetrics {
     pub loads: u64,
     /// Writes to Redis (populate, `put`, `invalidate`) that succeeded at the first try.
     pub l2_writes: u64,
-    /// Failed writes that a background retry completed later.
+    /// Queued invalidations (failed `invalidate`, `put`, `invalidate_all`) that the replay
+    /// task applied in Redis and published once Redis answered again: the replayed count.
+    /// Invalidations of one key coalesced in the queue count once, and so does an overflow's
+    /// prefix-wide clear.
     pub writes_retried: u64,
-    /// Failed writes given up: `put`/`invalidate` writes after the retry window (or with the
-    /// retry queue full), and populates after a load (never retried: the next miss writes).
+    /// Failed writes given up: populates after a load (never retried: the next miss writes),
+    /// invalidations that failed while `write_retry_window` is zero, and queued ones that
+    /// Redis kept answering with an error reply (an ACL denial, `READONLY`) for longer than
+    /// `write_retry_window`. Never those that wait for an unreachable Redis.
     pub writes_dropped: u64,
+    /// Invalidations waiting for Redis right now (a gauge): per-key deletions, coalesced per
+    /// key, plus one for a queued prefix-wide clear. Back to 0 once Redis has taken them all.
+    pub pending_invalidations: u64,
+    /// How many times the queue of pending invalidations was full
+    /// (`max_pending_invalidations`) and became one prefix-wide clear: on recovery every key
+    /// under the prefix is deleted and every instance clears its L1.
+    pub invalidation_overflows: u64,
 }
 
 #[derive(Default)]
@@ -97,11 +110,16 @@ pub(crate) struct Counters {
     pub(crate) l2_writes: AtomicU64,
     pub(crate) writes_retried: AtomicU64,
     pub(crate) writes_dropped: AtomicU64,
+    pub(crate) invalidation_overflows: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> TierMetrics {
@@ -132,6 +150,8 @@ impl Counters {
             l2_writes: get(&self.l2_writes),
             writes_retried: get(&self.writes_retried),
             writes_dropped: get(&self.writes_dropped),
+            pending_invalidations: 0,
+            invalidation_overflows: get(&self.invalidation_overflows),
         }
     }
 }

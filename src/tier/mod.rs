@@ -42,10 +42,17 @@
 //! ## Degradation
 //! Every Redis operation runs under `op_timeout` and a circuit breaker; with Redis down or slow
 //! reads fall through to the loader (`degraded_loads`) and no call fails because of Redis.
-//! Failed writes are retried in the background for `write_retry_window` as deletions (a
-//! deletion is always safe to repeat; a late write-through could resurrect an old value), then
-//! dropped. Recovery is automatic: the breaker half-opens after its open period, the
-//! connection is re-established, the backplane resubscribes.
+//! A failed `invalidate`, `put` or `invalidate_all` is queued as a deletion (a deletion is
+//! always safe to repeat; a late write-through could resurrect an old value) and replayed, in
+//! order and coalesced per key, by one background task **until Redis answers**, however long
+//! it is away. The queue holds at most `max_pending_invalidations` keys; past that it becomes
+//! one prefix-wide clear (as `invalidate_all`; `invalidation_overflows`), which is still
+//! correct. While a key's deletion is queued, this instance's reads do not trust Redis for it
+//! (they load, as degraded loads). Recovery is automatic: the breaker half-opens after its
+//! open period, the connection is re-established, the queue drains
+//! (`pending_invalidations` back to 0), the backplane resubscribes. Pending invalidations
+//! are lost if the last clone of the tier is dropped first (Redis then serves the old value
+//! until its L2 TTL).
 //!
 //! ## Panic and cancellation
 //! A panicking loader panics its caller (the L1's waiters get
@@ -89,6 +96,7 @@ mod codec;
 mod l2;
 mod lock;
 mod metrics;
+mod replay;
 
 use std::fmt;
 use std::future::Future;
@@ -109,9 +117,10 @@ pub use metrics::TierMetrics;
 use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{AsideCache, LoadError};
 use backplane::{Message, Scope};
-use l2::{L2, L2Error};
+use l2::L2;
 use lock::LockGuard;
 use metrics::Counters;
+use replay::Replay;
 
 /// What one Redis `GET` found.
 enum Fetched<V> {
@@ -140,6 +149,8 @@ struct Inner<K, V, P: EvictionPolicy> {
     instance: u128,
     counters: Arc<Counters>,
     subscriber: Mutex<Option<JoinHandle<()>>>,
+    replay: Arc<Replay>,
+    replayer: JoinHandle<()>,
 }
 
 impl<K, V, P: EvictionPolicy> Drop for Inner<K, V, P> {
@@ -147,6 +158,7 @@ impl<K, V, P: EvictionPolicy> Drop for Inner<K, V, P> {
         if let Some(task) = self.subscriber.get_mut().take() {
             task.abort();
         }
+        self.replayer.abort();
     }
 }
 
@@ -229,6 +241,10 @@ where
         Fut: Future<Output = Result<Option<V>, E>>,
     {
         let rkey = self.value_key(&encoded);
+        if self.replay.is_pending(&rkey) {
+            // Redis may still hold what a queued invalidation is about to delete.
+            return self.load_degraded(loader).await;
+        }
         match self.l2_get(&rkey).await {
             Fetched::Hit(v) => return Ok(Some(v)),
             Fetched::Miss => Counters::bump(&self.counters.l2_misses),
@@ -290,95 +306,6 @@ where
             _ => guard.release().await,
         }
         result
-    }
-
-    /// Deletes `encoded`'s value and lock and publishes `message`, in one transaction.
-    async fn delete_and_publish(
-        l2: &L2,
-        rkey: &str,
-        channel: &str,
-        message: &str,
-    ) -> Result<(), L2Error> {
-        l2.run(|mut c| async move {
-            redis::pipe()
-                .atomic()
-                .cmd("DEL")
-                .arg(rkey)
-                .arg(format!("lock:{rkey}"))
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
-    }
-
-    /// Deletes every value and lock under the prefix (`SCAN` + `UNLINK`), then publishes
-    /// `message`.
-    async fn clear_and_publish(
-        l2: &L2,
-        prefix: &str,
-        channel: &str,
-        message: &str,
-    ) -> Result<(), L2Error> {
-        let escaped = glob_escape(prefix);
-        for pattern in [format!("{escaped}*"), format!("lock:{escaped}*")] {
-            let mut cursor = 0u64;
-            loop {
-                let pattern = &pattern;
-                let (next, keys) = l2
-                    .run(|mut c| async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async::<(u64, Vec<Vec<u8>>)>(&mut c)
-                            .await
-                    })
-                    .await?;
-                if !keys.is_empty() {
-                    l2.run(|mut c| async move {
-                        redis::cmd("UNLINK")
-                            .arg(&keys)
-                            .query_async::<()>(&mut c)
-                            .await
-                    })
-                    .await?;
-                }
-                cursor = next;
-                if cursor == 0 {
-                    break;
-                }
-            }
-        }
-        l2.run(|mut c| async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
-    }
-
-    /// After a failed write: delete-and-publish in the background until it works.
-    fn retry_delete(&self, rkey: String, message: String) {
-        let channel = self.settings.channel.clone();
-        let counters = Arc::clone(&self.counters);
-        self.l2.retry_in_background(move |l2| {
-            let (rkey, channel, message) = (rkey.clone(), channel.clone(), message.clone());
-            let counters = Arc::clone(&counters);
-            async move {
-                Self::delete_and_publish(&l2, &rkey, &channel, &message).await?;
-                Counters::bump(&counters.backplane_sent);
-                Ok(())
-            }
-        });
     }
 }
 
@@ -518,6 +445,9 @@ where
             .inner
             .l1
             .try_get_with(key.clone(), move || async move {
+                if inner.replay.is_pending(&rkey) {
+                    return Err(NotInL2);
+                }
                 match inner.l2_get(&rkey).await {
                     Fetched::Hit(v) => Ok(v),
                     Fetched::Miss => {
@@ -534,7 +464,8 @@ where
     /// Write-through after writing the source of truth: stores `value` in the L1 at once, then
     /// in Redis (with the L2 TTL, deleting any lock on the key so a load in flight cannot
     /// overwrite it) and publishes an invalidation so that other instances drop their copy.
-    /// If Redis is unavailable, the Redis copy is deleted by a background retry instead.
+    /// If Redis is unavailable, the deletion of the Redis copy and the message are queued and
+    /// replayed when Redis answers again (see [Degradation](self#degradation)).
     ///
     /// # Example
     ///
@@ -587,33 +518,31 @@ where
             Ok(()) => {
                 Counters::bump(&inner.counters.l2_writes);
                 Counters::bump(&inner.counters.backplane_sent);
+                inner.replay.succeeded_key(&rkey);
             }
-            Err(_) => inner.retry_delete(rkey, message),
+            Err(_) => inner.replay.failed_key(rkey, message),
         }
     }
 
     async fn delete_everywhere(&self, rkey: String, message: String) {
         let inner = &self.inner;
-        let deleted = Inner::<K, V, P>::delete_and_publish(
-            &inner.l2,
-            &rkey,
-            &inner.settings.channel,
-            &message,
-        )
-        .await;
+        let deleted =
+            replay::delete_and_publish(&inner.l2, &rkey, &inner.settings.channel, &message).await;
         match deleted {
             Ok(()) => {
                 Counters::bump(&inner.counters.l2_writes);
                 Counters::bump(&inner.counters.backplane_sent);
+                inner.replay.succeeded_key(&rkey);
             }
-            Err(_) => inner.retry_delete(rkey, message),
+            Err(_) => inner.replay.failed_key(rkey, message),
         }
     }
 
     /// Delete-on-write after writing the source of truth: drops `key` from the L1 at once (a
     /// load in flight will not install), deletes it and its lock in Redis and publishes an
     /// invalidation so that other instances drop it too. If Redis is unavailable, the deletion
-    /// and the message are retried in the background (`write_retry_window`).
+    /// and the message are queued and replayed when Redis answers again, coalesced with later
+    /// invalidations of the key (see [Degradation](self#degradation)).
     ///
     /// # Example
     ///
@@ -637,7 +566,8 @@ where
 
     /// Clears the L1, deletes every key under the prefix in Redis (`SCAN` + `UNLINK`, not
     /// atomic: a value loaded during the scan may survive) and tells every instance to clear
-    /// its L1. Retried in the background if Redis is unavailable.
+    /// its L1. If Redis is unavailable, the clear is queued (superseding queued per-key
+    /// deletions) and replayed when Redis answers again.
     ///
     /// # Example
     ///
@@ -655,24 +585,14 @@ where
         inner.l1.invalidate_all();
         let message = Message::new(inner.instance, Scope::All).encode();
         let (prefix, channel) = (&inner.settings.prefix, &inner.settings.channel);
-        let cleared =
-            Inner::<K, V, P>::clear_and_publish(&inner.l2, prefix, channel, &message).await;
+        let cleared = replay::clear_and_publish(&inner.l2, prefix, channel, &message).await;
         if cleared.is_ok() {
             Counters::bump(&inner.counters.l2_writes);
             Counters::bump(&inner.counters.backplane_sent);
-            return;
+            inner.replay.succeeded_all();
+        } else {
+            inner.replay.failed_all(message);
         }
-        let (prefix, channel) = (prefix.clone(), channel.clone());
-        let counters = Arc::clone(&inner.counters);
-        inner.l2.retry_in_background(move |l2| {
-            let (prefix, channel, message) = (prefix.clone(), channel.clone(), message.clone());
-            let counters = Arc::clone(&counters);
-            async move {
-                Inner::<K, V, P>::clear_and_publish(&l2, &prefix, &channel, &message).await?;
-                Counters::bump(&counters.backplane_sent);
-                Ok(())
-            }
-        });
     }
 
     /// The tier's counters, with the L1's hits and misses and the breaker's state.
@@ -700,6 +620,7 @@ where
         m.l1_misses = l1.misses;
         m.breaker = inner.l2.breaker.state();
         m.breaker_opened = inner.l2.breaker.times_opened();
+        m.pending_invalidations = inner.replay.len() as u64;
         m
     }
 
@@ -737,7 +658,9 @@ where
 
     /// Stops the backplane subscriber (also stopped when the last clone is dropped). The
     /// cache still reads and writes through Redis afterwards but no longer hears other
-    /// instances' invalidations, so call it when the instance is going away.
+    /// instances' invalidations, so call it when the instance is going away. The replay of
+    /// queued invalidations goes on until the last clone is dropped (check
+    /// [`TierMetrics::pending_invalidations`] before dropping it, if Redis was away).
     ///
     /// # Example
     ///
