@@ -89,6 +89,29 @@ pub struct TierBuilder<K, V, P: EvictionPolicy = WTinyLfu> {
     clock: Option<Arc<dyn Clock>>,
 }
 
+/// The settings; the Redis address without its password (only whether it parsed).
+impl<K, V, P: EvictionPolicy> fmt::Debug for TierBuilder<K, V, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TierBuilder")
+            .field("l1", &self.l1)
+            .field("redis_address_valid", &self.client.is_ok())
+            .field("key_prefix", &self.prefix)
+            .field("channel", &self.channel)
+            .field("l2_ttl", &self.l2_ttl)
+            .field("l2_ttl_jitter", &self.l2_jitter)
+            .field("lock_lease", &self.lease)
+            .field("lock_wait", &self.lock_wait)
+            .field("lock_poll", &self.lock_poll)
+            .field("op_timeout", &self.op_timeout)
+            .field("breaker", &self.breaker)
+            .field("write_retry_window", &self.write_retry_window)
+            .field("max_pending_invalidations", &self.max_pending)
+            .field("backplane_ping", &self.backplane_ping)
+            .field("clock", &self.clock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K, V, P> TieredCache<K, V, P>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
