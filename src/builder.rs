@@ -386,6 +386,12 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
         self
     }
 
+    /// The eviction listener, already shared (the front door wraps the user's).
+    pub(crate) fn shared_listener(mut self, listener: Listener<K, V>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
     /// Called with every entry that leaves the cache and why, after the shard lock is released
     /// (the value is dropped right after). A panicking listener does not stop the others or
     /// corrupt the cache; its panic resumes in the thread whose operation removed the entry.

@@ -13,6 +13,7 @@
 //! value it read.
 
 use std::any::Any;
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -162,7 +163,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<FlightMap<K, V>> {
+    /// The key's shard; a borrowed form of the key hashes alike (the `Borrow` contract).
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<FlightMap<K, V>> {
         let h = self.hasher.hash_one(key) as usize;
         &self.shards[h & (self.shards.len() - 1)]
     }
@@ -224,7 +226,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
     /// must not join the stale flight (it would receive the value read before the write); it
     /// leads a fresh load instead. Callers already waiting keep the stale flight's outcome,
     /// which is linearizable: they asked before the invalidation.
-    pub(crate) fn invalidate_with<R>(&self, key: &K, write: impl FnOnce() -> R) -> R {
+    pub(crate) fn invalidate_with<Q, R>(&self, key: &Q, write: impl FnOnce() -> R) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut map = self.shard(key).lock();
         if let Some(f) = map.remove(key) {
             f.stale.store(true, Ordering::Release);

@@ -17,6 +17,9 @@
 //!   exceeds a soft timeout; retries are throttled. An invalidation wins over fail-safe: a
 //!   reload that fails after an `invalidate` or `put` returned never stores the old value again.
 //! - **Negative caching** of "not found" with its own TTL, and **metrics** ([`LoadStats`]).
+//! - **What the engine offers, here too:** per-entry TTLs (`expire_after`, `put_with_ttl`), an
+//!   eviction listener with causes, iteration, predicate invalidation (`invalidate_if`) and
+//!   lookups by a borrowed key (`get("user:1")` on `String` keys).
 //! - **Toolkit** (`docs/toolkit.md`): warming (`warm`, [`read_keys`]), batch loads
 //!   ([`get_many`](AsideCache::get_many), `get_or_load_many`), lazy invalidation by tag and
 //!   by namespace ([`Labels`], [`Namespace`]), write-through and write-behind (`write_through`,
@@ -63,6 +66,7 @@ mod warm;
 #[cfg(feature = "async")]
 mod write;
 
+use std::borrow::Borrow;
 use std::convert::Infallible;
 use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -152,10 +156,14 @@ struct Settings {
     load_timeout: Option<Duration>,
 }
 
+/// A per-entry TTL chosen from the key and the loaded value.
+type ExpireAfter<K, V> = Arc<dyn Fn(&K, &V) -> Option<Duration> + Send + Sync>;
+
 pub(crate) struct Inner<K, V, P: EvictionPolicy> {
     cache: Cache<K, Slot<V>, P>,
     registry: Arc<Registry<K, V>>,
     settings: Settings,
+    expire_after: Option<ExpireAfter<K, V>>,
     clock: Arc<dyn Clock>,
     stats: Counters,
     book: Book,
@@ -260,6 +268,9 @@ pub struct AsideBuilder<K, V, P = WTinyLfu> {
     load_timeout: Option<Duration>,
     /// The user's weigher, wrapped to weigh the stored slots.
     weigher: Option<crate::builder::Weigher<K, Slot<V>>>,
+    /// The user's eviction listener, wrapped to see the stored slots.
+    listener: Option<crate::notify::Listener<K, Slot<V>>>,
+    expire_after: Option<ExpireAfter<K, V>>,
     _marker: std::marker::PhantomData<fn(K, V)>,
 }
 
@@ -285,6 +296,8 @@ impl<K, V, P> std::fmt::Debug for AsideBuilder<K, V, P> {
             .field("load_timeout", &self.load_timeout)
             .field("clock", &self.clock.is_some())
             .field("weigher", &self.weigher.is_some())
+            .field("eviction_listener", &self.listener.is_some())
+            .field("expire_after", &self.expire_after.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -318,6 +331,8 @@ impl<K, V> AsideCache<K, V> {
             on_lease_expiry: LeaseExpiry::TakeOver,
             load_timeout: None,
             weigher: None,
+            listener: None,
+            expire_after: None,
             _marker: std::marker::PhantomData,
         }
     }
@@ -571,6 +586,8 @@ impl<K, V, P> AsideBuilder<K, V, P> {
             on_lease_expiry: self.on_lease_expiry,
             load_timeout: self.load_timeout,
             weigher: self.weigher,
+            listener: self.listener,
+            expire_after: self.expire_after,
             _marker: std::marker::PhantomData,
         }
     }
@@ -605,6 +622,81 @@ impl<K, V, P> AsideBuilder<K, V, P> {
         self.weigher = Some(Arc::new(move |k: &K, slot: &Slot<V>| {
             slot.value.as_ref().map_or(1, |v| weigher(k, v))
         }));
+        self
+    }
+
+    /// Calls `listener` with each value that leaves the cache and why
+    /// ([`RemovalCause`](crate::RemovalCause)): evicted for room, expired (past the TTL and any
+    /// fail-safe grace), replaced (by a reload, a `put`, or fail-safe re-storing a stale value
+    /// with its retry throttle), or explicitly invalidated. Cached "not found" entries are not
+    /// announced. As [`CacheBuilder::eviction_listener`](crate::CacheBuilder::eviction_listener):
+    /// it runs after every lock is released, and a panic in it propagates to the caller whose
+    /// operation removed the entry, leaving the cache consistent.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use aside::RemovalCause;
+    ///
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&log);
+    /// let cache: aside::AsideCache<u32, String> = aside::AsideCache::builder()
+    ///     .eviction_listener(move |k: &u32, v: &String, cause| {
+    ///         sink.lock().unwrap().push((*k, v.clone(), cause));
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// cache.put(1, "one".to_string());
+    /// cache.invalidate(&1);
+    /// assert_eq!(*log.lock().unwrap(), vec![(1, "one".to_string(), RemovalCause::Explicit)]);
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(&K, &V, crate::RemovalCause) + Send + Sync + 'static,
+    ) -> Self
+    where
+        K: 'static,
+        V: 'static,
+    {
+        self.listener = Some(Arc::new(move |k: &K, slot: &Slot<V>, cause| {
+            if let Some(v) = &slot.value {
+                listener(k, v, cause);
+            }
+        }));
+        self
+    }
+
+    /// A TTL per entry, chosen from its key and value (moka's `Expiry`, FusionCache's adaptive
+    /// caching): `Some(ttl)` keeps that value fresh for `ttl` instead of the default
+    /// `time_to_live`, `None` keeps the default. It runs when a loaded value is installed and
+    /// on `put`, outside every lock. Jitter applies to the default TTL only; fail-safe's grace
+    /// and early refresh apply to every TTL. A value with a per-entry TTL expires even in a
+    /// cache without a default TTL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = aside::MockClock::new();
+    /// // Rows that say they are volatile live 10 s, the others an hour.
+    /// let rows: aside::AsideCache<u32, (String, bool)> = aside::AsideCache::builder()
+    ///     .time_to_live(Duration::from_secs(3600))
+    ///     .expire_after(|_id: &u32, row: &(String, bool)| row.1.then_some(Duration::from_secs(10)))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// rows.put(1, ("stock level".to_string(), true));
+    /// rows.put(2, ("product name".to_string(), false));
+    /// clock.advance(Duration::from_secs(11));
+    /// assert!(rows.get(&1).is_none());
+    /// assert!(rows.get(&2).is_some());
+    /// ```
+    pub fn expire_after(
+        mut self,
+        ttl: impl Fn(&K, &V) -> Option<Duration> + Send + Sync + 'static,
+    ) -> Self {
+        self.expire_after = Some(Arc::new(ttl));
         self
     }
 
@@ -663,6 +755,9 @@ impl<K, V, P> AsideBuilder<K, V, P> {
         if let Some(w) = self.weigher {
             b = b.shared_weigher(w);
         }
+        if let Some(l) = self.listener {
+            b = b.shared_listener(l);
+        }
         if let Some(tti) = self.tti {
             b = b.time_to_idle(tti);
         }
@@ -691,6 +786,7 @@ impl<K, V, P> AsideBuilder<K, V, P> {
                     on_lease_expiry: self.on_lease_expiry,
                     load_timeout: self.load_timeout,
                 },
+                expire_after: self.expire_after,
                 clock,
                 stats: Counters::default(),
                 book: Book::new(),
@@ -733,7 +829,11 @@ where
         self.clock.now_nanos()
     }
 
-    fn lookup(&self, key: &K) -> Found<V> {
+    fn lookup<Q>(&self, key: &Q) -> Found<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let Some(slot) = self.cache.get(key) else {
             return Found::Miss;
         };
@@ -788,9 +888,14 @@ where
     }
 
     /// The slot and engine TTL for a loaded value, or `None` when it is not to be cached.
+    ///
+    /// A value's fresh period is `ttl` when given (`put_with_ttl`), else what `expire_after`
+    /// chooses for it, else the default TTL plus jitter.
     fn make_slot(
         &self,
+        key: &K,
         value: Option<V>,
+        ttl: Option<u64>,
         now: u64,
         delta: u64,
         mark: Option<Arc<Mark>>,
@@ -799,13 +904,20 @@ where
         let (fresh_for, grace) = match (&value, s.negative_ttl) {
             (None, None) => return None,
             (None, Some(neg)) => (Some(neg), 0),
-            (Some(_), _) => {
-                let jitter = if s.jitter == 0 {
-                    0
-                } else {
-                    rand::rng().random_range(0..s.jitter)
-                };
-                (s.ttl.map(|t| t.saturating_add(jitter)), s.grace)
+            (Some(v), _) => {
+                let chosen = ttl.or_else(|| {
+                    let f = self.expire_after.as_ref()?;
+                    f(key, v).map(duration_nanos)
+                });
+                let fresh_for = chosen.or_else(|| {
+                    let jitter = if s.jitter == 0 {
+                        0
+                    } else {
+                        rand::rng().random_range(0..s.jitter)
+                    };
+                    s.ttl.map(|t| t.saturating_add(jitter))
+                });
+                (fresh_for, s.grace)
             }
         };
         let fresh_until = fresh_for.map_or(u64::MAX, |f| now.saturating_add(f));
@@ -843,13 +955,14 @@ where
         mark: Option<Arc<Mark>>,
     ) {
         let now = self.now();
-        let removed = lead.complete(Outcome::Loaded(value.clone()), |may_install| {
+        // Made before the registry's lock: `expire_after` is user code.
+        let made = self.make_slot(key, value.clone(), None, now, delta, mark);
+        let removed = lead.complete(Outcome::Loaded(value), |may_install| {
             if !may_install {
                 Counters::bump(&self.stats.discarded);
                 return None;
             }
-            self.make_slot(value, now, delta, mark)
-                .map(|(slot, ttl)| self.store_slot(key.clone(), slot, ttl))
+            made.map(|(slot, ttl)| self.store_slot(key.clone(), slot, ttl))
         });
         if let Some(r) = removed {
             self.cache.notify_removed(r);
@@ -882,14 +995,20 @@ where
 
     /// `put`, with labels: stores `value` and detaches a load in flight for `key`.
     fn put_marked(&self, key: K, value: V, labels: Option<&Labels>) {
+        self.put_with(key, value, None, labels);
+    }
+
+    /// `put`, with labels and an explicit TTL (ns). The slot (and `expire_after`, user code)
+    /// is made before the registry's lock is taken.
+    fn put_with(&self, key: K, value: V, ttl: Option<u64>, labels: Option<&Labels>) {
         let now = self.now();
-        let removed = self.registry.invalidate_with(&key, || {
-            let mark = self.book.mark(labels);
-            let (slot, ttl) = self
-                .make_slot(Some(value), now, 0, mark)
-                .expect("values are always cached");
-            self.store_slot(key.clone(), slot, ttl)
-        });
+        let mark = self.book.mark(labels);
+        let (slot, ttl) = self
+            .make_slot(&key, Some(value), ttl, now, 0, mark)
+            .expect("values are always cached");
+        let removed = self
+            .registry
+            .invalidate_with(&key, || self.store_slot(key.clone(), slot, ttl));
         self.cache.notify_removed(removed);
     }
 
@@ -1153,7 +1272,11 @@ where
     /// cache.put(1, 10);
     /// assert_eq!(cache.get(&1), Some(10));
     /// ```
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         match self.inner.lookup(key) {
             Found::Fresh(v) | Found::RefreshEarly(v) => v,
             Found::Stale(_) | Found::Miss => None,
@@ -1171,7 +1294,11 @@ where
     /// cache.invalidate(&1);
     /// assert_eq!(cache.get(&1), None);
     /// ```
-    pub fn invalidate(&self, key: &K) {
+    pub fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let removed = self
             .inner
             .registry
@@ -1195,6 +1322,87 @@ where
     /// ```
     pub fn put(&self, key: K, value: V) {
         self.inner.put_marked(key, value, None);
+    }
+
+    /// [`put`](Self::put) with a TTL for this value: it stays fresh for `ttl` whatever the
+    /// default `time_to_live` and `expire_after` say (no jitter; fail-safe's grace still
+    /// follows). A zero `ttl` stores a value that is stale at once.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = aside::MockClock::new();
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder()
+    ///     .time_to_live(Duration::from_secs(3600))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.put_with_ttl(1, 10, Duration::from_secs(5));
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
+    pub fn put_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.inner
+            .put_with(key, value, Some(duration_nanos(ttl)), None);
+    }
+
+    /// Removes every value for which `predicate` returns `true` (moka's
+    /// `invalidate_entries_if`, run at once). The predicate runs outside every lock, on a
+    /// snapshot of each shard, and sees only values (not cached "not found" entries).
+    ///
+    /// Race-free like [`invalidate`](Self::invalidate): the values of loads in flight when it
+    /// is called cannot be tested yet, so none of them is installed (their callers still get
+    /// them, and the next read loads again).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<String, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.put("tenant-1:user-7".to_string(), 7);
+    /// cache.put("tenant-2:user-9".to_string(), 9);
+    /// cache.invalidate_if(|key, _| key.starts_with("tenant-1:"));
+    /// assert_eq!(cache.get("tenant-1:user-7"), None);
+    /// assert_eq!(cache.get("tenant-2:user-9"), Some(9));
+    /// ```
+    pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) {
+        self.inner.registry.invalidate_matching(|_| true);
+        self.inner
+            .cache
+            .invalidate_if(|k, slot| slot.value.as_ref().is_some_and(|v| predicate(k, v)));
+    }
+
+    /// The values [`get`](Self::get) would serve, as `(key, value)` clones, shard by shard (a
+    /// snapshot per shard, taken under its shared lock). Stale values kept for fail-safe and
+    /// due for a reload, cached "not found" entries and values hidden by a tag or namespace
+    /// invalidation are skipped. No side effects: no counters, no policy update, no sliding.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// for i in 0..3 {
+    ///     cache.put(i, i * 10);
+    /// }
+    /// let mut all: Vec<(u32, u32)> = cache.iter().collect();
+    /// all.sort();
+    /// assert_eq!(all, vec![(0, 0), (1, 10), (2, 20)]);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.inner.cache.iter().filter_map(|(k, slot)| {
+            if slot
+                .mark
+                .as_ref()
+                .is_some_and(|m| self.inner.book.hidden(m))
+            {
+                return None;
+            }
+            let now = self.inner.now();
+            if now >= slot.fresh_until && now >= slot.retry_after {
+                return None; // stale, kept for fail-safe only
+            }
+            Some((k, slot.value?))
+        })
     }
 
     /// Removes everything; loads in flight will not install.
