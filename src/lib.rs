@@ -1,13 +1,50 @@
-//! `aside`: an in-process, sharded cache engine with pluggable eviction.
+//! `aside`: an in-process cache for Rust applications that read through a database or a
+//! remote service: a cache-aside front door over a sharded cache engine with pluggable
+//! eviction.
 //!
-//! Applications embed `aside` as their local (L1) cache in front of a database or a remote
-//! service. A [`Cache`] is split into lock-striped shards; each shard is a hash table of slab
-//! indices, a slab of entries and an [`EvictionPolicy`](policy::EvictionPolicy):
-//! [`WTinyLfu`](policy::WTinyLfu) (Caffeine's window TinyLFU with the window's share tuned
-//! per shard by simulation, the default: the highest hit ratio on the replayed traces), [`Lru`](policy::Lru) (the fastest hits),
-//! [`Lfu`](policy::Lfu) with dynamic aging, [`Fifo`](policy::Fifo),
-//! [`SampledTtl`](policy::SampledTtl) (Redis `volatile-ttl`), [`S3Fifo`](policy::S3Fifo)
-//! (SOSP'23), or one of your own.
+//! # The front door: [`AsideCache`]
+//!
+//! Read: look in the cache; on a miss, load from the source of truth (once, however many
+//! callers miss together) and populate with a TTL. Write: update the source of truth, then
+//! invalidate. Loads in flight when the invalidation lands never install the value they read.
+//!
+//! ```
+//! # #[cfg(feature = "async")]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use aside::AsideCache;
+//! use std::time::Duration;
+//!
+//! let users: AsideCache<u64, String> = AsideCache::builder()
+//!     .max_capacity(10_000)
+//!     .time_to_live(Duration::from_secs(300))
+//!     .build()?;
+//!
+//! // Read: concurrent misses of one key share one load; `Ok(None)` is "not found".
+//! let alice = users
+//!     .get_or_load(42, || async { Ok::<_, std::io::Error>(Some("Alice".to_string())) })
+//!     .await?;
+//! assert_eq!(alice.as_deref(), Some("Alice"));
+//!
+//! // Write: update the database, then invalidate.
+//! users.invalidate(&42);
+//! assert_eq!(users.get(&42), None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The async methods need the `async` feature (tokio); every one has a `_blocking` twin that
+//! needs no runtime. Around the read path: XFetch early refresh, fail-safe stale serving,
+//! negative caching, per-entry TTLs, tags and namespaces, batch loads, warming,
+//! write-through and write-behind, and a Redis L2 tier (`redis` feature).
+//!
+//! # The engine: [`Cache`]
+//!
+//! A [`Cache`] is split into lock-striped shards; each shard is a hash table of slab indices,
+//! a slab of entries and an [`EvictionPolicy`](policy::EvictionPolicy):
+//! [`WTinyLfu`](policy::WTinyLfu) (Caffeine's window TinyLFU, its window's share tuned per
+//! shard by simulation; the default), [`Lru`](policy::Lru), [`Lfu`](policy::Lfu) with
+//! dynamic aging, [`Fifo`](policy::Fifo), [`SampledTtl`](policy::SampledTtl) (Redis
+//! `volatile-ttl`), [`S3Fifo`](policy::S3Fifo) (SOSP'23), or one of your own.
 //!
 //! ```
 //! use aside::Cache;
@@ -17,12 +54,8 @@
 //!     .max_capacity(10_000)
 //!     .time_to_live(Duration::from_secs(300))
 //!     .build()?;
-//!
-//! // Cache-aside read: cache, miss, load, populate.
-//! let profile = cache.get_or_insert_with(42, || format!("user {} from the database", 42));
-//! assert_eq!(cache.get(&42), Some(profile));
-//!
-//! // Cache-aside write: update the database, then invalidate.
+//! cache.insert(42, "Alice".to_string());
+//! assert_eq!(cache.get(&42).as_deref(), Some("Alice"));
 //! cache.invalidate(&42);
 //! assert_eq!(cache.get(&42), None);
 //! # Ok::<(), aside::ConfigError>(())
@@ -59,13 +92,6 @@
 //! The 16 bytes are the deadline (8), the 32-bit hash fragment (4) and the weight (4). For
 //! `u64 → u64` under LRU that is 40 + 5.7 to 11.4 bytes, so an overhead of 30 to 36 bytes over
 //! the 16 bytes of payload. `docs/design.md` derives it.
-//!
-//! # Cache-aside front door
-//!
-//! [`AsideCache`] wraps a cache with single-flight loads (with a lease), race-free
-//! invalidation, XFetch early refresh, fail-safe stale serving and negative caching. Its
-//! blocking twins (`get_or_load_blocking`, ...) need no runtime; the async methods need the
-//! `async` feature.
 //!
 //! # Named caches and metrics
 //!

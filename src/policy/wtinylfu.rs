@@ -165,8 +165,8 @@ impl Queue {
 ///   fixed windows of 0, 1%, 25% and 100%, and switches to the share whose recent hits lead the
 ///   current one's by more than 0.1% plus 1% per unit of share moved. It starts at 1%. Cost: about
 ///   25 KB per shard, and 4 simulated requests per sampled request (1% of the keys in a shard of
-///   12,500 entries). On the replayed traces the mean gap to Belady's optimum drops from 6.93
-///   points (fixed 1%) to 5.39 (means of 5 seeds, `docs/benchmarks.md`).
+///   12,500 entries). On the replayed traces it closes part of the gap to Belady's optimum
+///   that any fixed share leaves (`docs/benchmarks.md` has the figures).
 ///   [`with_window_fraction`](Self::with_window_fraction) fixes the share instead (Caffeine's
 ///   static default is
 ///   [`DEFAULT_WINDOW_FRACTION`](Self::DEFAULT_WINDOW_FRACTION), 1%).
@@ -185,15 +185,14 @@ impl Queue {
 ///   hash (a per-process random `ahash` key) mixed with a per-shard seed, so collisions cannot
 ///   be aimed from outside. Caffeine adds a coin on top: a *warm* loser (estimate ≥ 6) wins
 ///   with probability 1/128. That coin is off by default here because it costs hit ratio on
-///   every looping or scanning workload (on the LIRS `loop` trace at 768 entries: 70.45% with
-///   it, 74.97% without; OPT 75.81%); [`with_flood_guard(true)`](Self::with_flood_guard)
+///   every looping or scanning workload, where a warm loser is the common case;
+///   [`with_flood_guard(true)`](Self::with_flood_guard)
 ///   turns it on, for a hasher you suspect can be predicted.
 /// - **Sketch**: 4-bit counters packed 16 to a `u64`, in Caffeine's block layout: 64-byte blocks of
 ///   8 words, two words (32 counters) per entry (the table is the next power of two of twice the
 ///   shard's entry count in words, grown as it grows; growing clears it, as Caffeine does).
-///   Caffeine and moka use one word per entry; two halve the collisions, which on the replayed
-///   traces took the default's mean gap to Belady's optimum from 4.84 points to 4.69 and its points
-///   at or above moka from 55 to 57 of 62, for 8.4 bytes per entry. An entry's hash fragment, mixed
+///   Caffeine and moka use one word per entry; two halve the collisions (a higher and steadier hit
+///   ratio on the replayed traces, `docs/benchmarks.md`) for 8 more bytes per entry. An entry's hash fragment, mixed
 ///   with the shard's seed so that positions are not predictable from keys, picks one block, and in
 ///   it 4 counters in 4 different words: an increment or estimate touches one cache line. An
 ///   estimate is the minimum of the 4 counters. After 10 × (entries the table is sized for, at most
@@ -443,11 +442,9 @@ impl WTinyLfu {
     /// moka's, which allocate the sketch then). Until then every admission contest is a tie
     /// of zeros, which the victim wins; afterwards the requests that filled the first part of
     /// the cache carry no weight. Those are the oldest requests the cache will ever see, and
-    /// on short traces they are often not the hot keys: on the replayed traces the default
-    /// 0.2 took the mean gap to Belady's optimum from 5.39 points (counting from the first
-    /// request) to 5.26, gaining up to 6 points on short LIRS traces (`backf`, `ps`,
-    /// `multi2`) and losing up to 1.4 where the first keys stay hot (`gli`); starts from 0.1
-    /// to 0.3 gave 5.24 to 5.26, 0.5 gave 5.42 (`docs/benchmarks.md`). Shards larger than
+    /// on short traces they are often not the hot keys. The trade: a later start helps traces
+    /// whose first keys go cold and costs those whose first keys stay hot; the default 0.2
+    /// and the alternatives are measured in `docs/benchmarks.md`. Shards larger than
     /// 1,024 entries grow their sketch as they fill, and each growth starts the count afresh,
     /// so for them the count starts at the last growth (a power of two of entries) if that
     /// is later. An adaptive policy's simulations start the same way.
@@ -493,12 +490,10 @@ impl WTinyLfu {
     ///
     /// Why 1: on a loop or a scan larger than the cache, the keys still to come in this pass
     /// trail the key just requested by exactly that request, so with margin 0 every miss
-    /// may displace the next key to be hit and the cached set never settles. On the replayed
-    /// traces the default's mean gap to Belady's optimum is 4.69 points with margin 1 and 4.98
-    /// with 0, and its points at or above moka 57 and 52 of 62 (means of 5 runs; `backf`,
-    /// `scan`, `cs` and `gli` gain 1 to 5 points; `multi2` at 256 loses 1.65, P2 and P3 at
-    /// their large capacities 0.5 to 1.0): see `docs/benchmarks.md`. An adaptive policy's
-    /// simulations use the same margin.
+    /// may displace the next key to be hit and the cached set never settles. The trade: loops
+    /// and scans gain, while recency-driven traces at large capacities lose a little, since a
+    /// newcomer needs one more use to get in (`docs/benchmarks.md` has the figures). An
+    /// adaptive policy's simulations use the same margin.
     ///
     /// # Errors
     ///
