@@ -274,6 +274,7 @@ where
                             return Err(LoadError::Reentrant);
                         }
                         Counters::bump(&inner.stats.coalesced);
+                        f.add_waiter();
                         waits.push((key, f));
                     }
                 }

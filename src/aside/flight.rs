@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use ahash::RandomState;
 
-use crate::shim::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering, thread_local};
+use crate::shim::{AtomicBool, AtomicU32, AtomicU64, Condvar, Mutex, Ordering, thread_local};
 
 use super::tags::Labels;
 
@@ -58,6 +58,8 @@ pub(crate) struct Flight<V> {
     cond: Condvar,
     /// Set by `invalidate`/`put` or a takeover: the result must not be installed.
     stale: AtomicBool,
+    /// Callers that waited on this load instead of loading (for its tracing span).
+    waiters: AtomicU32,
     /// The tags and namespace of the load (`invalidate_tag`/`invalidate_namespace` detach it).
     pub(crate) labels: Option<Labels>,
 }
@@ -69,6 +71,7 @@ impl<V: Clone> Flight<V> {
             state: Mutex::new(State::Running { wakers: Vec::new() }),
             cond: Condvar::new(),
             stale: AtomicBool::new(false),
+            waiters: AtomicU32::new(0),
             labels,
         }
     }
@@ -132,6 +135,17 @@ impl<V: Clone> Flight<V> {
     pub(crate) fn is_stale(&self) -> bool {
         self.stale.load(Ordering::Acquire)
     }
+
+    /// Counts a caller that waits on this load.
+    pub(crate) fn add_waiter(&self) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Callers that waited on this load so far.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
 }
 
 /// The result of joining the registry for a key.
@@ -161,6 +175,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Registry<K, V> {
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// The key's hash in this registry (a tracing span's `key_hash`).
+    pub(crate) fn key_hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     /// The key's shard; a borrowed form of the key hashes alike (the `Borrow` contract).

@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::flight::{self, Flight, Join, Lead, Outcome, SharedError};
 use super::stats::Counters;
 use super::tags::{Labels, Mark};
+use super::trace;
 use super::{AsideCache, Found, Inner, LeaseExpiry, LoadError, Recheck, RefreshMode, Slot};
 use crate::policy::EvictionPolicy;
 
@@ -78,11 +79,13 @@ where
     P: EvictionPolicy,
     E: Send + Sync + 'static,
 {
+    let flight = Arc::clone(lead.flight());
+    let span = trace::LoadSpan::new(|| inner.registry.key_hash(&key), flight.id);
     let mut ids = LEADING_TASK.try_with(Clone::clone).unwrap_or_default();
-    ids.push(lead.flight().id);
+    ids.push(flight.id);
     let t0 = inner.now();
     let started = Instant::now();
-    let guarded = LEADING_TASK.scope(ids, CatchUnwind(load));
+    let guarded = span.instrument(LEADING_TASK.scope(ids, CatchUnwind(load)));
     let result = match inner.settings.load_timeout {
         Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
         None => Some(guarded.await),
@@ -90,10 +93,10 @@ where
     Counters::bump(&inner.stats.loads);
     inner.stats.latency.record(started.elapsed());
     let delta = inner.now().saturating_sub(t0);
-    match result {
+    let (outcome, result) = match result {
         Some(Ok(Ok(value))) => {
-            inner.finish_loaded(lead, &key, value.clone(), delta, mark);
-            Ok(value)
+            let installed = inner.finish_loaded(lead, &key, value.clone(), delta, mark);
+            (trace::loaded(&value, installed), Ok(value))
         }
         Some(Ok(Err(e))) => {
             Counters::bump(&inner.stats.load_errors);
@@ -101,24 +104,27 @@ where
             let shared: SharedError = e.clone();
             inner.finish_failed(lead, &key, Outcome::Failed(shared), stale.as_ref());
             match &stale {
-                Some(s) => Ok(inner.served_stale(s)),
-                None => Err(LoadError::Loader(e)),
+                Some(s) => (trace::Outcome::FailSafe, Ok(inner.served_stale(s))),
+                None => (trace::Outcome::Error, Err(LoadError::Loader(e))),
             }
         }
         None => {
             Counters::bump(&inner.stats.timeouts);
             inner.finish_failed(lead, &key, Outcome::TimedOut, stale.as_ref());
             match &stale {
-                Some(s) => Ok(inner.served_stale(s)),
-                None => Err(LoadError::Timeout),
+                Some(s) => (trace::Outcome::FailSafe, Ok(inner.served_stale(s))),
+                None => (trace::Outcome::Timeout, Err(LoadError::Timeout)),
             }
         }
         Some(Err(panic)) => {
             Counters::bump(&inner.stats.panics);
             inner.finish_failed(lead, &key, Outcome::Panicked, None);
+            span.finish(trace::Outcome::Panicked, flight.waiters());
             resume_unwind(panic)
         }
-    }
+    };
+    span.finish(outcome, flight.waiters());
+    result
 }
 
 impl<K, V, P> AsideCache<K, V, P>
@@ -197,6 +203,7 @@ where
                         return Err(LoadError::Reentrant);
                     }
                     Counters::bump(&inner.stats.coalesced);
+                    f.add_waiter();
                     let waited =
                         tokio::time::timeout(inner.settings.lease, WaitFlight(Arc::clone(&f)))
                             .await;

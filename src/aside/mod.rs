@@ -62,6 +62,7 @@ pub(crate) mod settings;
 mod slot;
 mod stats;
 mod tags;
+mod trace;
 mod warm;
 #[cfg(feature = "async")]
 mod write;
@@ -946,6 +947,7 @@ where
     }
 
     /// Completes a successful load: installs it unless the key was invalidated meanwhile.
+    /// Returns whether it was allowed to install (an invalidation did not land meanwhile).
     fn finish_loaded(
         &self,
         lead: Lead<K, V>,
@@ -953,20 +955,24 @@ where
         value: Option<V>,
         delta: u64,
         mark: Option<Arc<Mark>>,
-    ) {
+    ) -> bool {
         let now = self.now();
         // Made before the registry's lock: `expire_after` is user code.
         let made = self.make_slot(key, value.clone(), None, now, delta, mark);
-        let removed = lead.complete(Outcome::Loaded(value), |may_install| {
+        let (allowed, removed) = lead.complete(Outcome::Loaded(value), |may_install| {
             if !may_install {
                 Counters::bump(&self.stats.discarded);
-                return None;
+                return (false, None);
             }
-            made.map(|(slot, ttl)| self.store_slot(key.clone(), slot, ttl))
+            (
+                true,
+                made.map(|(slot, ttl)| self.store_slot(key.clone(), slot, ttl)),
+            )
         });
         if let Some(r) = removed {
             self.cache.notify_removed(r);
         }
+        allowed
     }
 
     /// Completes a failed load; with a stale slot (fail-safe), re-stores it throttled.
@@ -1078,10 +1084,13 @@ where
         labels: Option<&Labels>,
     ) -> Result<Option<V>, LoadError<E>> {
         let mark = self.book.mark(labels);
+        let flight = Arc::clone(lead.flight());
+        let span = trace::LoadSpan::new(|| self.registry.key_hash(key), flight.id);
         let t0 = self.now();
         let started = Instant::now();
         let result = {
-            let _leading = ThreadLeading::enter(lead.flight().id);
+            let _leading = ThreadLeading::enter(flight.id);
+            let _entered = span.enter();
             catch_unwind(AssertUnwindSafe(loader))
         };
         Counters::bump(&self.stats.loads);
@@ -1089,21 +1098,25 @@ where
         let delta = self.now().saturating_sub(t0);
         match result {
             Ok(Ok(value)) => {
-                self.finish_loaded(lead, key, value.clone(), delta, mark);
+                let installed = self.finish_loaded(lead, key, value.clone(), delta, mark);
+                span.finish(trace::loaded(&value, installed), flight.waiters());
                 Ok(value)
             }
             Ok(Err(e)) => {
                 Counters::bump(&self.stats.load_errors);
                 let e = Arc::new(e);
                 self.finish_failed(lead, key, Outcome::Failed(e.clone() as SharedError), stale);
-                match stale {
-                    Some(s) => Ok(self.served_stale(s)),
-                    None => Err(LoadError::Loader(e)),
-                }
+                let (outcome, result) = match stale {
+                    Some(s) => (trace::Outcome::FailSafe, Ok(self.served_stale(s))),
+                    None => (trace::Outcome::Error, Err(LoadError::Loader(e))),
+                };
+                span.finish(outcome, flight.waiters());
+                result
             }
             Err(panic) => {
                 Counters::bump(&self.stats.panics);
                 self.finish_failed(lead, key, Outcome::Panicked, None);
+                span.finish(trace::Outcome::Panicked, flight.waiters());
                 resume_unwind(panic)
             }
         }
@@ -1151,6 +1164,7 @@ where
                         return Err(LoadError::Reentrant);
                     }
                     Counters::bump(&self.stats.coalesced);
+                    f.add_waiter();
                     match f.wait_until(lease_deadline(self.settings.lease)) {
                         Some(outcome) => {
                             if let Some(r) =
