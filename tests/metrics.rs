@@ -197,7 +197,8 @@ mod facade {
                     let value = match value {
                         DebugValue::Counter(n) => n as f64,
                         DebugValue::Gauge(g) => g.0,
-                        DebugValue::Histogram(_) => panic!("no histograms expected"),
+                        // A histogram's value here: how many samples it holds.
+                        DebugValue::Histogram(h) => h.len() as f64,
                     };
                     (
                         (key.key().name().to_string(), labels),
@@ -240,16 +241,25 @@ mod facade {
         metrics::with_local_recorder(&recorder, || sampler.sample(at(0)));
         let seen = snapshot(&recorder);
 
-        use MetricKind::{Counter, Gauge};
+        use MetricKind::{Counter, Gauge, Histogram};
         let expected_user = [
             ("aside_cache_hits_total", Counter, 1.0),
             ("aside_cache_misses_total", Counter, 1.0),
             ("aside_cache_evictions_total", Counter, 2.0),
+            ("aside_cache_rejections_total", Counter, 0.0),
             ("aside_cache_expirations_total", Counter, 0.0),
             ("aside_cache_invalidations_total", Counter, 1.0),
             ("aside_cache_inserts_total", Counter, 6.0),
+            ("aside_cache_updates_total", Counter, 0.0),
             ("aside_cache_loads_total", Counter, 0.0),
             ("aside_cache_load_errors_total", Counter, 0.0),
+            ("aside_cache_load_timeouts_total", Counter, 0.0),
+            ("aside_cache_load_panics_total", Counter, 0.0),
+            ("aside_cache_coalesced_total", Counter, 0.0),
+            ("aside_cache_early_refreshes_total", Counter, 0.0),
+            ("aside_cache_stale_served_total", Counter, 0.0),
+            ("aside_cache_negative_hits_total", Counter, 0.0),
+            ("aside_cache_discarded_total", Counter, 0.0),
             ("aside_cache_entries", Gauge, 3.0),
             ("aside_cache_hit_ratio", Gauge, 0.5),
         ];
@@ -264,20 +274,29 @@ mod facade {
             ("aside_cache_inserts_total", Counter, 1.0),
             ("aside_cache_entries", Gauge, 1.0),
             ("aside_cache_hit_ratio", Gauge, 1.0 / 3.0),
+            // The two loads, each at its latency bucket's bound.
+            ("aside_cache_load_duration_seconds", Histogram, 2.0),
         ];
         for (name, kind, value) in expected_product {
             assert_eq!(get(&seen, name, "product"), (kind, value), "{name}");
         }
-        // 10 metrics x 2 caches, nothing else, each with exactly the `cache` label.
-        assert_eq!(seen.len(), 20, "{seen:#?}");
+        // 19 metrics x 2 caches and the front door's latency histogram, nothing else, each
+        // with exactly the `cache` label.
+        assert_eq!(seen.len(), 39, "{seen:#?}");
         // Described once, with help text.
         let ((_, _), (_, _, help)) = seen.iter().next().unwrap();
         assert!(help.is_some(), "{seen:#?}");
 
         // Counters carry totals: a second sample reports the grown totals, never their sum.
+        // The histogram gets only the loads since the previous sample.
         users.get(&2);
+        products.get_with_blocking(3, || 30).unwrap();
         metrics::with_local_recorder(&recorder, || sampler.sample(at(10)));
         let seen = snapshot(&recorder);
+        assert_eq!(
+            get(&seen, "aside_cache_load_duration_seconds", "product"),
+            (Histogram, 1.0)
+        );
         assert_eq!(get(&seen, "aside_cache_hits_total", "user"), (Counter, 2.0));
         assert_eq!(
             get(&seen, "aside_cache_inserts_total", "user"),

@@ -77,7 +77,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 pub use error::LoadError;
-pub use stats::{LatencySummary, LoadStats};
+pub use stats::{LatencyHistogram, LatencySummary, LoadStats};
 pub use tags::{Labels, Namespace};
 #[cfg(feature = "async")]
 pub use warm::Warmer;
@@ -1487,6 +1487,19 @@ where
     /// ```
     pub fn load_stats(&self) -> LoadStats {
         self.inner.stats.snapshot()
+    }
+
+    /// The load-latency histogram (what [`LoadStats::latency`] summarizes), for exporters.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// cache.get_with_blocking(1, || 1).unwrap();
+    /// assert_eq!(cache.load_latency_histogram().buckets().map(|(_, n)| n).sum::<u64>(), 1);
+    /// ```
+    pub fn load_latency_histogram(&self) -> LatencyHistogram {
+        self.inner.stats.latency.histogram()
     }
 
     /// The underlying cache's counters (hits, misses, evictions).

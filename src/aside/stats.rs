@@ -63,7 +63,67 @@ fn bucket_high(b: usize) -> u64 {
     u64::try_from(high).unwrap_or(u64::MAX)
 }
 
+/// A load-latency histogram: how many loads took at most each bucket's upper bound (and more
+/// than the previous bucket's). Buckets are log-linear, four per power of two of nanoseconds,
+/// so a bound is within 25% of any latency it counts.
+///
+/// # Example
+///
+/// ```
+/// use aside::sampler::StatsSource;
+/// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+/// cache.get_with_blocking(1, || 1).unwrap();
+/// let h = cache.load_latency().unwrap();
+/// assert_eq!(h.buckets().map(|(_, n)| n).sum::<u64>(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    counts: Vec<u64>,
+}
+
+impl LatencyHistogram {
+    /// The non-empty buckets, fastest first: `(upper bound, loads)`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let h = aside::LatencyHistogram::default();
+    /// assert_eq!(h.buckets().count(), 0);
+    /// ```
+    pub fn buckets(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(b, c)| (Duration::from_nanos(bucket_high(b)), *c))
+    }
+
+    /// Per bucket, the loads counted since `earlier` (a snapshot of the same cache), as
+    /// `(upper bound, loads)`, non-empty buckets only.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn since<'a>(
+        &'a self,
+        earlier: &'a LatencyHistogram,
+    ) -> impl Iterator<Item = (Duration, u64)> + 'a {
+        self.counts.iter().enumerate().filter_map(move |(b, &c)| {
+            let before = earlier.counts.get(b).copied().unwrap_or(0);
+            let d = c.saturating_sub(before);
+            (d > 0).then(|| (Duration::from_nanos(bucket_high(b)), d))
+        })
+    }
+}
+
 impl Latency {
+    pub(crate) fn histogram(&self) -> LatencyHistogram {
+        LatencyHistogram {
+            counts: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+
     pub(crate) fn record(&self, d: Duration) {
         let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket(n)].fetch_add(1, Ordering::Relaxed);
