@@ -13,24 +13,24 @@
 //! `--filter TEXT` keeps the combinations whose name contains `TEXT` (several allowed: any
 //! matches). Prints one row per combination: reads, stale reads, loader calls, reads that
 //! ended in a loader error, writes, milliseconds; then the first stale reads of each failing
-//! combination. Exits with status 1 if a combination outside the known findings (`KNOWN`)
-//! read stale.
+//! combination. Exits with status 1 if a combination read stale that `Combo::known_issue`
+//! does not name (the findings of issue #19, `#[ignore]`d in the test until fixed).
 
 #[path = "../tests/common/consistency.rs"]
 mod harness;
 
 use harness::{Combo, Profile, Report, Scale};
 
-/// Short mode: about 0.3 s per combination in release.
+/// Short mode: about 0.2 s per combination in release.
 const SHORT: Scale = Scale {
     readers: 4,
     writers: 2,
     min_reads_per_reader: 5_000,
     max_reads_per_reader: 2_000_000,
-    writes_per_writer: 250,
+    writes_per_writer: 100,
 };
 
-/// Long mode: about 1.2 s per combination and 100k reads or more each (over 10M in all).
+/// Long mode: about 1.5 s per combination, 100k reads or more each.
 const LONG: Scale = Scale {
     readers: 4,
     writers: 2,
@@ -38,11 +38,6 @@ const LONG: Scale = Scale {
     max_reads_per_reader: 20_000_000,
     writes_per_writer: 1_000,
 };
-
-/// Combinations whose stale reads are known findings of issue #19 (name fragments): fail-safe
-/// resurrects an invalidated value; write-behind reloads the old row when a dirty value
-/// expires before its flush.
-const KNOWN: [&str; 2] = ["fail-safe", "write-behind"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,15 +77,15 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let mut unexpected = 0;
-    for r in reports.iter().filter(|r| r.stale > 0) {
-        let known = KNOWN.iter().any(|k| r.name.contains(k));
-        if !known {
+    for (combo, r) in combos.iter().zip(&reports).filter(|(_, r)| r.stale > 0) {
+        let known = combo.known_issue();
+        if known.is_none() {
             unexpected += 1;
         }
         println!(
             "\n{} ({}): {} stale of {} reads, e.g.",
             r.name,
-            if known { "known" } else { "UNEXPECTED" },
+            known.map_or("UNEXPECTED".to_string(), |k| format!("known: {k}")),
             r.stale,
             r.reads
         );
