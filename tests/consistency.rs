@@ -49,14 +49,12 @@ macro_rules! profile {
             #[test] $(#[$k])* fn blocking_put() { check(p(), Api::Blocking, Writer::Put) }
             #[test] fn blocking_tag() { check(p(), Api::Blocking, Writer::Tag) }
             #[test]
-            #[ignore = "issue #19: two invalidate_tag calls of one tag: the older epoch can win"]
             fn blocking_shared_tag() { check(p(), Api::Blocking, Writer::SharedTag) }
             #[test] fn blocking_namespace() { check(p(), Api::Blocking, Writer::Namespace) }
             #[test] $(#[$k])* fn async_invalidate() { check(p(), Api::Async, Writer::Invalidate) }
             #[test] $(#[$k])* fn async_put() { check(p(), Api::Async, Writer::Put) }
             #[test] fn async_tag() { check(p(), Api::Async, Writer::Tag) }
             #[test]
-            #[ignore = "issue #19: two invalidate_tag calls of one tag: the older epoch can win"]
             fn async_shared_tag() { check(p(), Api::Async, Writer::SharedTag) }
             #[test] fn async_namespace() { check(p(), Api::Async, Writer::Namespace) }
             #[test] $(#[$k])* fn async_write_through() { check(p(), Api::Async, Writer::WriteThrough) }
@@ -65,7 +63,6 @@ macro_rules! profile {
             #[test] $(#[$k])* fn batch_put() { check(p(), Api::Batch, Writer::Put) }
             #[test] fn batch_tag() { check(p(), Api::Batch, Writer::Tag) }
             #[test]
-            #[ignore = "issue #19: two invalidate_tag calls of one tag: the older epoch can win"]
             fn batch_shared_tag() { check(p(), Api::Batch, Writer::SharedTag) }
             #[test] fn batch_namespace() { check(p(), Api::Batch, Writer::Namespace) }
             #[test] $(#[$k])* fn batch_write_through() { check(p(), Api::Batch, Writer::WriteThrough) }
@@ -112,12 +109,12 @@ profile!(
 );
 profile!(
     fail_safe,
-    keyed: [#[ignore = "issue #19: fail-safe resurrection, fixed in the front-door branch"]],
+    keyed: [],
     behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
 );
 profile!(
     fail_safe_combined,
-    keyed: [#[ignore = "issue #19: fail-safe resurrection, fixed in the front-door branch"]],
+    keyed: [],
     behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
 );
 
@@ -183,7 +180,6 @@ fn tag_race_one_tag_per_writer() {
 }
 
 #[test]
-#[ignore = "issue #19: two invalidate_tag calls of one tag: the older epoch can win"]
 fn tag_race_one_tag_for_both_writers() {
     let (reads, stale) = tag_race(true, writes());
     println!("one tag for both writers: {reads} reads, {stale} stale");

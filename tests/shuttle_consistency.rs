@@ -116,13 +116,11 @@ fn resurrection(put: bool) {
 }
 
 #[test]
-#[ignore = "issue #19: fail-safe resurrection, fixed in the front-door branch"]
 fn a_failed_reload_does_not_restore_a_value_invalidated_after_its_lookup() {
     explore(40, || resurrection(false));
 }
 
 #[test]
-#[ignore = "issue #19: fail-safe resurrection, fixed in the front-door branch"]
 fn a_failed_reload_does_not_overwrite_a_value_put_after_its_lookup() {
     explore(41, || resurrection(true));
 }

@@ -291,7 +291,13 @@ impl Book {
 
     fn invalidate_tag(&self, tag: &str) {
         let seq = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        self.tag_shard(tag).write().insert(tag.into(), seq);
+        // Keep the larger: two calls for one tag may insert in the other order than they
+        // bumped the epoch, and the later epoch must win, or entries loaded between the two
+        // bumps (possibly from the old row) would show again after the second call returned.
+        let mut shard = self.tag_shard(tag).write();
+        let latest = shard.entry(tag.into()).or_insert(seq);
+        *latest = (*latest).max(seq);
+        drop(shard);
         self.last_tag.fetch_max(seq, Ordering::SeqCst);
     }
 
