@@ -8,7 +8,9 @@
 //! aside1 <origin instance, 32 hex digits> <unix time in ms> all
 //! ```
 //!
-//! The subscriber task keeps one dedicated pub/sub connection, pings it every
+//! The subscriber task keeps one dedicated pub/sub connection, to the single server or to one
+//! node of a cluster (classic `SUBSCRIBE`: a cluster broadcasts every `PUBLISH` to all its
+//! nodes; a lost node is replaced by the next one in the configured list), pings it every
 //! `backplane_ping` (a hung server is a lost subscription too), and reconnects with a backoff
 //! from 50 ms doubling to 1 s. Every subscription established after the first one clears the
 //! L1: messages published while it was down are lost (Redis pub/sub is at most once), and
@@ -89,7 +91,8 @@ impl Message {
 /// What the subscriber task needs (no reference back to the tier, so dropping the tier ends
 /// the task through its abort handle).
 pub(crate) struct Subscriber<K, V, P: EvictionPolicy> {
-    pub(crate) client: redis::Client,
+    /// The nodes to subscribe through, tried in turn (one for a single server).
+    pub(crate) clients: Vec<redis::Client>,
     pub(crate) channel: String,
     pub(crate) instance: u128,
     pub(crate) l1: AsideCache<K, V, P>,
@@ -131,8 +134,13 @@ where
         }
     }
 
-    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
+    async fn subscribe(&self, node: usize) -> redis::RedisResult<redis::aio::PubSub> {
+        let Some(client) = self.clients.get(node % self.clients.len().max(1)) else {
+            return Err(redis::RedisError::from(std::io::Error::other(
+                "no node to subscribe through",
+            )));
+        };
+        let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         Ok(pubsub)
     }
@@ -141,9 +149,13 @@ where
     pub(crate) async fn run(self, first: oneshot::Sender<bool>) {
         let mut first = Some(first);
         let mut backoff = Duration::from_millis(50);
+        // The node to subscribe through next: a failed or lost subscription moves on to the
+        // next one, so that a cluster node that died is not retried before the others.
+        let mut node = 0usize;
         loop {
-            let subscribed = tokio::time::timeout(self.op_timeout, self.subscribe()).await;
+            let subscribed = tokio::time::timeout(self.op_timeout, self.subscribe(node)).await;
             let Ok(Ok(pubsub)) = subscribed else {
+                node = node.wrapping_add(1);
                 if let Some(tx) = first.take() {
                     let _ = tx.send(false);
                 }
@@ -166,6 +178,7 @@ where
                 }
             }
             self.listen(pubsub).await;
+            node = node.wrapping_add(1);
             self.counters
                 .backplane_connected
                 .store(false, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use super::backplane::Subscriber;
 use super::breaker::Breaker;
 use super::codec::{Codec, DisplayKey, KeyCodec, Postcard};
-use super::l2::L2;
+use super::l2::{Endpoint, L2};
 use super::metrics::Counters;
 use super::replay::Replay;
 use super::{Inner, Settings, TieredCache};
@@ -71,7 +71,7 @@ const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct TierBuilder<K, V, P: EvictionPolicy = WTinyLfu> {
     l1: AsideCache<K, V, P>,
-    client: Result<redis::Client, String>,
+    endpoint: Result<Endpoint, ConfigError>,
     keys: Arc<dyn KeyCodec<K>>,
     codec: Arc<dyn Codec<V>>,
     prefix: String,
@@ -94,7 +94,11 @@ impl<K, V, P: EvictionPolicy> fmt::Debug for TierBuilder<K, V, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TierBuilder")
             .field("l1", &self.l1)
-            .field("redis_address_valid", &self.client.is_ok())
+            .field("redis_address_valid", &self.endpoint.is_ok())
+            .field(
+                "cluster",
+                &self.endpoint.as_ref().is_ok_and(Endpoint::is_cluster),
+            )
             .field("key_prefix", &self.prefix)
             .field("channel", &self.channel)
             .field("l2_ttl", &self.l2_ttl)
@@ -160,11 +164,108 @@ where
         keys: impl KeyCodec<K>,
         codec: impl Codec<V>,
     ) -> TierBuilder<K, V, P> {
-        TierBuilder {
+        let endpoint = redis::Client::open(redis)
+            .map(Endpoint::Single)
+            .map_err(|e| ConfigError::new("redis_url", format!("does not parse: {e}")));
+        TierBuilder::new(l1, endpoint, Arc::new(keys), Arc::new(codec))
+    }
+
+    /// A builder over `l1` and the Redis Cluster reached through `nodes` (URLs such as
+    /// `"redis://10.0.0.1:7000/"`, or [`redis::ConnectionInfo`]s; list several, the client
+    /// discovers the rest), with keys encoded by [`DisplayKey`] and values by [`Postcard`].
+    ///
+    /// In a cluster the Redis key is `key_prefix{encoded key}` (a hash tag, so that a value
+    /// and its `lock:` share a slot) and the backplane subscribes through one node at a time,
+    /// moving to the next listed node when it is lost; `docs/deployment.md` ("Redis
+    /// Cluster") has the details. `build` checks the list: an empty list or an address that
+    /// does not parse is a [`ConfigError`] for the field `cluster_nodes`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let b = aside::tier::TieredCache::cluster_builder(
+    ///     l1,
+    ///     ["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/", "redis://127.0.0.1:7002/"],
+    /// )
+    /// .key_prefix("app:user:");
+    /// # let _ = b;
+    /// let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let none: [&str; 0] = [];
+    /// let err = aside::tier::TieredCache::cluster_builder(l1, none).build().await.unwrap_err();
+    /// assert_eq!(err.field(), "cluster_nodes");
+    /// # }
+    /// ```
+    pub fn cluster_builder<N: IntoConnectionInfo>(
+        l1: AsideCache<K, V, P>,
+        nodes: impl IntoIterator<Item = N>,
+    ) -> TierBuilder<K, V, P>
+    where
+        K: fmt::Display + FromStr,
+        V: Serialize + DeserializeOwned,
+    {
+        Self::cluster_builder_with_codecs(l1, nodes, DisplayKey, Postcard)
+    }
+
+    /// [`cluster_builder`](Self::cluster_builder) with your own key and value codecs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::tier::{DisplayKey, Postcard, TieredCache};
+    ///
+    /// let l1: aside::AsideCache<u64, Vec<u8>> = aside::AsideCache::builder().build().unwrap();
+    /// let b = TieredCache::cluster_builder_with_codecs(
+    ///     l1,
+    ///     ["redis://127.0.0.1:7000/"],
+    ///     DisplayKey,
+    ///     Postcard,
+    /// );
+    /// # let _ = b;
+    /// ```
+    pub fn cluster_builder_with_codecs<N: IntoConnectionInfo>(
+        l1: AsideCache<K, V, P>,
+        nodes: impl IntoIterator<Item = N>,
+        keys: impl KeyCodec<K>,
+        codec: impl Codec<V>,
+    ) -> TierBuilder<K, V, P> {
+        let endpoint = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| {
+                node.into_connection_info().map_err(|e| {
+                    ConfigError::new("cluster_nodes", format!("node {i} does not parse: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|nodes| {
+                if nodes.is_empty() {
+                    Err(ConfigError::new(
+                        "cluster_nodes",
+                        "must list at least one node of the cluster",
+                    ))
+                } else {
+                    Ok(Endpoint::Cluster(nodes))
+                }
+            });
+        TierBuilder::new(l1, endpoint, Arc::new(keys), Arc::new(codec))
+    }
+}
+
+impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
+    fn new(
+        l1: AsideCache<K, V, P>,
+        endpoint: Result<Endpoint, ConfigError>,
+        keys: Arc<dyn KeyCodec<K>>,
+        codec: Arc<dyn Codec<V>>,
+    ) -> Self {
+        Self {
             l1,
-            client: redis::Client::open(redis).map_err(|e| e.to_string()),
-            keys: Arc::new(keys),
-            codec: Arc::new(codec),
+            endpoint,
+            keys,
+            codec,
             prefix: "aside:".to_string(),
             channel: None,
             l2_ttl: Duration::from_secs(600),
@@ -459,9 +560,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let client = self
-            .client
-            .map_err(|e| ConfigError::new("redis_url", format!("does not parse: {e}")))?;
+        let endpoint = self.endpoint?;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let prefix = self.prefix;
         let named = |reason: &str| format!("{reason} (cache with key prefix {prefix:?})");
@@ -469,6 +568,12 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             return Err(ConfigError::new(
                 "key_prefix",
                 "must not be empty: invalidate_all deletes every key under it",
+            ));
+        }
+        if endpoint.is_cluster() && prefix.contains(['{', '}']) {
+            return Err(ConfigError::new(
+                "key_prefix",
+                named("must not contain `{` or `}` in a cluster: the tier adds the hash tag"),
             ));
         }
         if self.channel.as_ref().is_some_and(String::is_empty) {
@@ -539,12 +644,14 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             .clock
             .unwrap_or_else(|| Arc::new(SystemClock::new()) as Arc<dyn Clock>);
         let counters = Arc::new(Counters::default());
-        let l2 = Arc::new(L2::new(
-            client.clone(),
+        let l2 = L2::new(
+            &endpoint,
             self.op_timeout,
             Breaker::new(failures, duration_nanos(open_for), clock),
             Arc::clone(&counters),
-        ));
+        )
+        .map_err(|e| ConfigError::new("cluster_nodes", named(&format!("refused: {e}"))))?;
+        let l2 = Arc::new(l2);
         let instance: u128 = rand::rng().random();
         let replay = Arc::new(Replay::new(
             Arc::clone(&l2),
@@ -557,7 +664,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
         ));
         let replayer = tokio::spawn(Arc::clone(&replay).run());
         let subscriber = Subscriber {
-            client,
+            clients: endpoint.subscription_clients(),
             channel: channel.clone(),
             instance,
             l1: self.l1.clone(),
@@ -578,6 +685,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
                 codec: self.codec,
                 settings: Settings {
                     prefix,
+                    cluster: endpoint.is_cluster(),
                     channel,
                     l2_ttl_ms: ms(self.l2_ttl),
                     l2_jitter_ms: ms(jitter),

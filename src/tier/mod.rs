@@ -132,6 +132,8 @@ enum Fetched<V> {
 #[derive(Debug, Clone)]
 struct Settings {
     prefix: String,
+    /// Hash-tagged Redis keys (`prefix{encoded}`): a Redis Cluster.
+    cluster: bool,
     channel: String,
     l2_ttl_ms: u64,
     l2_jitter_ms: u64,
@@ -162,6 +164,21 @@ impl<K, V, P: EvictionPolicy> Drop for Inner<K, V, P> {
     }
 }
 
+/// The Redis key of `encoded` under `prefix`: `prefix` + `encoded` on a single server,
+/// `prefix{tag}` in a cluster, where the tag is `encoded` with a `\\` in front when it is
+/// empty or begins with `}` or `\\` (injective, and never an empty tag, which Redis would
+/// ignore). The lock is `lock:` + this key: with no brace in the prefix (the builder checks),
+/// the value and its lock hash to one slot, so the lock scripts and the `DEL k lock:k`
+/// transactions never span slots.
+fn redis_key(prefix: &str, encoded: &str, cluster: bool) -> String {
+    if !cluster {
+        return format!("{prefix}{encoded}");
+    }
+    let escape = encoded.is_empty() || encoded.starts_with(['}', '\\']);
+    let lead = if escape { "\\" } else { "" };
+    format!("{prefix}{{{lead}{encoded}}}")
+}
+
 /// Escapes Redis glob characters so that `prefix` matches itself in `SCAN MATCH`.
 fn glob_escape(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 2);
@@ -181,7 +198,7 @@ where
     P: EvictionPolicy,
 {
     fn value_key(&self, encoded: &str) -> String {
-        format!("{}{encoded}", self.settings.prefix)
+        redis_key(&self.settings.prefix, encoded, self.settings.cluster)
     }
 
     fn l2_ttl_ms(&self) -> u64 {
@@ -494,8 +511,8 @@ where
             .run(|mut c| {
                 let (rkey, message) = (&rkey, &message);
                 async move {
-                    redis::pipe()
-                        .atomic()
+                    let mut pipe = redis::pipe();
+                    pipe.atomic()
                         .cmd("SET")
                         .arg(rkey)
                         .arg(bytes)
@@ -508,9 +525,8 @@ where
                         .cmd("PUBLISH")
                         .arg(channel)
                         .arg(message)
-                        .ignore()
-                        .query_async::<()>(&mut c)
-                        .await
+                        .ignore();
+                    c.pipe_on::<()>(&pipe, rkey).await
                 }
             })
             .await;
@@ -694,7 +710,33 @@ pub(crate) fn shielded(f: impl FnOnce()) {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_escape;
+    use super::{glob_escape, redis_key};
+
+    /// The slot rule of Redis Cluster: the hash tag, if any.
+    fn tag(key: &str) -> &str {
+        match key.find('{') {
+            Some(open) => match key[open + 1..].find('}') {
+                Some(0) | None => key,
+                Some(len) => &key[open + 1..open + 1 + len],
+            },
+            None => key,
+        }
+    }
+
+    #[test]
+    fn cluster_keys_share_the_slot_of_their_lock_and_stay_distinct() {
+        assert_eq!(redis_key("app:", "42", false), "app:42");
+        assert_eq!(redis_key("app:", "42", true), "app:{42}");
+        let encodings = ["42", "", "}", "}x", "\\", "\\}", "a}b", "{x}", "a b"];
+        let mut seen = std::collections::HashSet::new();
+        for e in encodings {
+            let key = redis_key("app:", e, true);
+            assert!(seen.insert(key.clone()), "{e:?} collides");
+            let lock = format!("lock:{key}");
+            assert_ne!(tag(&key), key, "{e:?}: no hash tag in {key}");
+            assert_eq!(tag(&key), tag(&lock), "{e:?}: {key} and {lock}");
+        }
+    }
 
     #[test]
     fn glob_escape_quotes_every_pattern_character() {

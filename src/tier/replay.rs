@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::backplane::{Message, Scope};
-use super::l2::{L2, L2Error};
+use super::l2::{Conn, L2, L2Error};
 use super::metrics::Counters;
 
 /// How many queued deletions one replay round trip carries.
@@ -331,6 +331,21 @@ impl Replay {
     }
 }
 
+/// `DEL k lock:k` + `PUBLISH`, in one transaction (on the node of `k`'s slot in a cluster).
+fn delete_pipe(rkey: &str, channel: &str, message: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("DEL")
+        .arg(rkey)
+        .arg(format!("lock:{rkey}"))
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .ignore();
+    pipe
+}
+
 /// Deletes `rkey`'s value and lock and publishes `message`, in one transaction.
 pub(crate) async fn delete_and_publish(
     l2: &L2,
@@ -339,30 +354,31 @@ pub(crate) async fn delete_and_publish(
     message: &str,
 ) -> Result<(), L2Error> {
     l2.run(|mut c| async move {
-        redis::pipe()
-            .atomic()
-            .cmd("DEL")
-            .arg(rkey)
-            .arg(format!("lock:{rkey}"))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(channel)
-            .arg(message)
-            .ignore()
-            .query_async::<()>(&mut c)
+        c.pipe_on::<()>(&delete_pipe(rkey, channel, message), rkey)
             .await
     })
     .await
 }
 
-/// Deletes each key's value and lock and publishes its message, in one pipeline (not a
-/// transaction: every step is safe to repeat).
+/// Deletes each key's value and lock and publishes its message: one pipeline on a single
+/// server (not a transaction: every step is safe to repeat); in a cluster, where the keys
+/// live in different slots, one transaction per key, sent concurrently.
 async fn delete_and_publish_many(
     l2: &L2,
     channel: &str,
     keys: &[(u64, String, String)],
 ) -> Result<(), L2Error> {
     l2.run(|mut c| async move {
+        if let Conn::Cluster(_) = c {
+            let sends = keys.iter().map(|(_, rkey, message)| {
+                let mut c = c.clone();
+                async move {
+                    c.pipe_on::<()>(&delete_pipe(rkey, channel, message), rkey)
+                        .await
+                }
+            });
+            return futures_util::future::try_join_all(sends).await.map(drop);
+        }
         let mut pipe = redis::pipe();
         for (_, rkey, message) in keys {
             pipe.cmd("DEL")
@@ -379,8 +395,8 @@ async fn delete_and_publish_many(
     .await
 }
 
-/// Deletes every value and lock under the prefix (`SCAN` + `UNLINK`), then publishes
-/// `message`.
+/// Deletes every value and lock under the prefix (`SCAN` + `UNLINK`, on every primary of a
+/// cluster), then publishes `message`.
 pub(crate) async fn clear_and_publish(
     l2: &L2,
     prefix: &str,
@@ -388,34 +404,37 @@ pub(crate) async fn clear_and_publish(
     message: &str,
 ) -> Result<(), L2Error> {
     let escaped = super::glob_escape(prefix);
-    for pattern in [format!("{escaped}*"), format!("lock:{escaped}*")] {
-        let mut cursor = 0u64;
-        loop {
-            let pattern = &pattern;
-            let (next, keys) = l2
-                .run(|mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async::<(u64, Vec<Vec<u8>>)>(&mut c)
-                        .await
-                })
-                .await?;
-            if !keys.is_empty() {
-                l2.run(|mut c| async move {
-                    redis::cmd("UNLINK")
-                        .arg(&keys)
-                        .query_async::<()>(&mut c)
-                        .await
-                })
-                .await?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
+    let nodes = l2.run(|mut c| async move { c.primaries().await }).await?;
+    for node in &nodes {
+        for pattern in [format!("{escaped}*"), format!("lock:{escaped}*")] {
+            let mut cursor = 0u64;
+            loop {
+                let scan = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .clone();
+                let (next, keys) = l2
+                    .run(
+                        |mut c| async move { c.query_on::<(u64, Vec<Vec<u8>>)>(&scan, node).await },
+                    )
+                    .await?;
+                if !keys.is_empty() {
+                    // In a cluster the client splits the keys by slot.
+                    l2.run(|mut c| async move {
+                        redis::cmd("UNLINK")
+                            .arg(&keys)
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                    .await?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
     }
