@@ -107,7 +107,7 @@
 //! | feature | enables | cost |
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio; warming, batch loads, write-through and write-behind | a dependency on `tokio` (`rt`, `time`, `sync`) |
-//! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
+//! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`, `script`, `cluster-async`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
 //! | `config` | [`registry`]: named caches configured from a TOML file | dependencies on `serde` and `toml` |
 //! | `metrics` | [`sampler`] reports sampled counters through the `metrics` facade | a dependency on `metrics` (the facade only; the application picks the exporter) |
 //! | `tracing` | an `aside.load` span per load the front door leads (key hash, waiters, outcome) and events for panics and timeouts | a dependency on `tracing` (the facade only); without it the spans compile to nothing |

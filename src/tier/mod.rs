@@ -22,6 +22,12 @@
 //! the change) and `PUBLISH` a message that makes every other instance drop the key from its
 //! L1. `docs/deployment.md` discusses TTL choice, failure modes and the backplane's gaps.
 //!
+//! The L2 is one Redis server ([`TieredCache::builder`]) or a Redis Cluster
+//! ([`TieredCache::cluster_builder`]): there the keys carry a hash tag (`prefix{key}`, and
+//! `lock:prefix{key}` in the same slot), transactions go to the key's primary,
+//! `invalidate_all` scans every primary, and the backplane uses classic pub/sub through one
+//! node at a time (`docs/deployment.md`, "Redis Cluster").
+//!
 //! # Guarantees
 //!
 //! ## One load per key across instances
