@@ -267,16 +267,10 @@ impl Combo {
     /// The finding of issue #19 this combination shows, if any (its stale reads are expected
     /// until the fix; the test marks it `#[ignore]`).
     pub fn known_issue(&self) -> Option<&'static str> {
-        let keyed = matches!(
-            self.writer,
-            Writer::Invalidate | Writer::Put | Writer::WriteThrough
-        );
-        if self.writer == Writer::SharedTag {
-            Some("two invalidate_tag calls of one tag: the older epoch can win")
-        } else if self.writer == Writer::WriteBehind && self.profile.ttl < Duration::from_secs(60) {
+        // Fixed since they were found: fail-safe resurrection (be27556), two invalidate_tag
+        // calls of one tag (the later epoch now wins).
+        if self.writer == Writer::WriteBehind && self.profile.ttl < Duration::from_secs(60) {
             Some("write-behind: a value expiring before its flush reloads the old row")
-        } else if self.profile.fail_safe && keyed {
-            Some("fail-safe resurrection")
         } else {
             None
         }
