@@ -32,7 +32,7 @@
 //! | `aside_cache_load_duration_seconds` | histogram | each load since the previous sample, at its latency bucket's upper bound (within 25%) |
 //! | `aside_cache_entries` | gauge | [`CacheMetric::entries`] |
 //! | `aside_cache_hit_ratio` | gauge | [`CacheMetric::hit_ratio`] (since the previous sample) |
-//! | `aside_tier_*_total` | counter | with the `redis` feature, for a `TieredCache`: every counter of `TierMetrics` (`l2_hits`, `l2_misses`, `l2_errors`, `l2_timeouts`, `l2_skipped`, `codec_errors`, `breaker_opened`, `backplane_sent`, `backplane_received`, `backplane_undecodable`, `backplane_resubscribes`, `lock_acquired`, `lock_waited`, `lock_fallback_loads`, `lock_lost`, `degraded_loads`, `l2_writes`, `writes_retried`, `writes_dropped`, `invalidation_overflows`) |
+//! | `aside_tier_*_total` | counter | with the `redis` feature, for a `TieredCache`: every counter of `TierMetrics` (`l2_hits`, `l2_misses`, `l2_errors`, `l2_timeouts`, `l2_skipped`, `codec_errors`, `breaker_opened`, `backplane_sent`, `backplane_received`, `backplane_undecodable`, `backplane_resubscribes`, `disconnected_l1_clears`, `lock_acquired`, `lock_waited`, `lock_fallback_loads`, `lock_lost`, `degraded_loads`, `l2_writes`, `writes_retried`, `writes_dropped`, `invalidation_overflows`) |
 //! | `aside_tier_breaker_state` | gauge | 0 closed, 1 half-open, 2 open |
 //! | `aside_tier_backplane_connected` | gauge | 1 while subscribed |
 //! | `aside_tier_pending_invalidations` | gauge | invalidations waiting for Redis |
@@ -733,7 +733,7 @@ mod export {
 
     /// The tier's counters (`aside_tier_*_total`).
     #[cfg(feature = "redis")]
-    const TIER_COUNTERS: [(&str, &str, TierField); 20] = [
+    const TIER_COUNTERS: [(&str, &str, TierField); 21] = [
         ("aside_tier_l2_hits_total", "Reads answered by Redis", |t| {
             t.l2_hits
         }),
@@ -786,6 +786,11 @@ mod export {
             "aside_tier_backplane_resubscribes_total",
             "Backplane resubscriptions (each clears the L1)",
             |t| t.backplane_resubscribes,
+        ),
+        (
+            "aside_tier_disconnected_l1_clears_total",
+            "L1 clears while unsubscribed (disconnected_l1_ttl)",
+            |t| t.disconnected_l1_clears,
         ),
         (
             "aside_tier_lock_acquired_total",

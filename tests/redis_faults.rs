@@ -310,3 +310,58 @@ async fn error_replies_for_longer_than_the_retry_window_drop_the_invalidation() 
         "Redis answered"
     );
 }
+
+/// An instance that cannot hear other instances' invalidations (its subscription lost: here
+/// Redis hung) clears its L1 every `disconnected_l1_ttl`, values loaded before the loss and
+/// during it alike, so its staleness is bounded by that setting instead of the L1's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_instance_clears_its_l1_every_disconnected_l1_ttl() {
+    let server = RedisServer::start();
+    let l1: AsideCache<u64, String> = AsideCache::builder()
+        .max_capacity(100)
+        .time_to_live(Duration::from_secs(3600)) // far longer than the outage
+        .build()
+        .unwrap();
+    let b = TieredCache::builder(l1, server.url())
+        .key_prefix("disconnected:")
+        .op_timeout(Duration::from_millis(200))
+        .breaker(3, Duration::from_millis(300))
+        .backplane_ping(Duration::from_millis(200))
+        .disconnected_l1_ttl(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let load = |v: &'static str| move || async move { Ok::<_, String>(Some(v.to_string())) };
+    b.get_or_load(1, load(OLD)).await.unwrap();
+    assert_eq!(b.l1().get(&1).as_deref(), Some(OLD));
+    eventually("subscribed", async || m(&b).backplane_connected).await;
+
+    server.signal("-STOP");
+    let stopped = Instant::now();
+    eventually("the loss is noticed", async || !m(&b).backplane_connected).await;
+    eventually("the L1 is cleared", async || b.l1().get(&1).is_none()).await;
+    let cleared_after = stopped.elapsed();
+    // A value loaded while disconnected (from the source: Redis does not answer) goes too.
+    let v = b.get_or_load(2, load(NEW)).await.unwrap();
+    assert_eq!(v.as_deref(), Some(NEW));
+    eventually("the next clear", async || b.l1().get(&2).is_none()).await;
+    assert!(m(&b).disconnected_l1_clears >= 2, "{:?}", m(&b));
+    println!(
+        "L1 cleared {cleared_after:?} after Redis stopped (bound: ping 200 ms + op timeout \
+         200 ms + disconnected_l1_ttl 300 ms + a resubscription attempt 200 ms = 900 ms, plus \
+         scheduling); {} clears",
+        m(&b).disconnected_l1_clears
+    );
+
+    server.signal("-CONT");
+    eventually("subscribed again", async || m(&b).backplane_connected).await;
+    let clears = m(&b).disconnected_l1_clears;
+    b.get_or_load(3, load(NEW)).await.unwrap();
+    assert_eq!(
+        b.l1().get(&3).as_deref(),
+        Some(NEW),
+        "connected: no more clears"
+    );
+    assert_eq!(m(&b).disconnected_l1_clears, clears);
+    b.shutdown().await;
+}

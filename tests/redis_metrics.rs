@@ -87,6 +87,6 @@ async fn a_tiered_cache_exports_its_l1_and_tier_counters() {
         .iter()
         .filter(|(n, _)| n.starts_with("aside_tier_"))
         .count();
-    assert_eq!(tier_metrics, 23, "{seen:#?}");
+    assert_eq!(tier_metrics, 24, "{seen:#?}");
     tier.shutdown().await;
 }

@@ -100,6 +100,8 @@ pub(crate) struct Subscriber<K, V, P: EvictionPolicy> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) op_timeout: Duration,
     pub(crate) ping_every: Duration,
+    /// While unsubscribed, clear the L1 this often (`TierBuilder::disconnected_l1_ttl`).
+    pub(crate) disconnected_l1_ttl: Option<Duration>,
 }
 
 impl<K, V, P> Subscriber<K, V, P>
@@ -152,6 +154,10 @@ where
         // The node to subscribe through next: a failed or lost subscription moves on to the
         // next one, so that a cluster node that died is not retried before the others.
         let mut node = 0usize;
+        // While unsubscribed: when the L1 is next cleared (`disconnected_l1_ttl`).
+        let mut clear_at = self
+            .disconnected_l1_ttl
+            .map(|t| tokio::time::Instant::now() + t);
         loop {
             let subscribed = tokio::time::timeout(self.op_timeout, self.subscribe(node)).await;
             let Ok(Ok(pubsub)) = subscribed else {
@@ -159,7 +165,16 @@ where
                 if let Some(tx) = first.take() {
                     let _ = tx.send(false);
                 }
-                tokio::time::sleep(backoff).await;
+                let mut wake = tokio::time::Instant::now() + backoff;
+                if let (Some(at), Some(ttl)) = (clear_at, self.disconnected_l1_ttl) {
+                    if tokio::time::Instant::now() >= at {
+                        super::shielded(|| self.l1.invalidate_all());
+                        Counters::bump(&self.counters.disconnected_l1_clears);
+                        clear_at = Some(tokio::time::Instant::now() + ttl);
+                    }
+                    wake = wake.min(clear_at.unwrap_or(wake));
+                }
+                tokio::time::sleep_until(wake).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             };
@@ -182,6 +197,12 @@ where
             self.counters
                 .backplane_connected
                 .store(false, Ordering::Relaxed);
+            // The loss was noticed now; the first clear is one `disconnected_l1_ttl` later
+            // (values loaded before the loss were at most that old when it was noticed
+            // plus the detection time).
+            clear_at = self
+                .disconnected_l1_ttl
+                .map(|t| tokio::time::Instant::now() + t);
         }
     }
 

@@ -48,6 +48,7 @@ const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 /// | `max_pending_invalidations` | 100 000 keys queued for replay, then one prefix-wide clear |
 /// | `write_retry_window` | 30 s: how long Redis may answer a queued invalidation with errors (zero: failed invalidations are dropped at once) |
 /// | `backplane_ping` | 1 s |
+/// | `disconnected_l1_ttl` | none: while disconnected, the L1's own TTL bounds staleness |
 /// | `clock` | the system clock (the breaker's time) |
 ///
 /// # Example
@@ -85,6 +86,7 @@ pub struct TierBuilder<K, V, P: EvictionPolicy = WTinyLfu> {
     breaker: (u32, Duration),
     write_retry_window: Duration,
     max_pending: usize,
+    disconnected_l1_ttl: Option<Duration>,
     backplane_ping: Duration,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -110,6 +112,7 @@ impl<K, V, P: EvictionPolicy> fmt::Debug for TierBuilder<K, V, P> {
             .field("breaker", &self.breaker)
             .field("write_retry_window", &self.write_retry_window)
             .field("max_pending_invalidations", &self.max_pending)
+            .field("disconnected_l1_ttl", &self.disconnected_l1_ttl)
             .field("backplane_ping", &self.backplane_ping)
             .field("clock", &self.clock.is_some())
             .finish_non_exhaustive()
@@ -277,6 +280,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             breaker: (5, Duration::from_secs(5)),
             write_retry_window: Duration::from_secs(30),
             max_pending: 100_000,
+            disconnected_l1_ttl: None,
             backplane_ping: Duration::from_secs(1),
             clock: None,
         }
@@ -436,6 +440,29 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
     /// ```
     pub fn max_pending_invalidations(mut self, keys: usize) -> Self {
         self.max_pending = keys;
+        self
+    }
+
+    /// How stale this instance's L1 may get while it cannot hear other instances'
+    /// invalidations (its subscription is lost: Redis down, hung, or cut off from this
+    /// instance): every `ttl` of disconnection clears the L1, so that no value it serves
+    /// was loaded more than `ttl` before the read, plus the time to notice the loss (at most
+    /// `backplane_ping` + `op_timeout`) and one resubscription attempt (`op_timeout`). Unset
+    /// (the default), the L1's own TTL is the bound.
+    /// The price: each clear sends the next reads of every key to Redis or, with Redis away,
+    /// to the source of truth.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let l1: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
+    /// let b = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/")
+    ///     .disconnected_l1_ttl(Duration::from_secs(5));
+    /// # let _ = b;
+    /// ```
+    pub fn disconnected_l1_ttl(mut self, ttl: Duration) -> Self {
+        self.disconnected_l1_ttl = Some(ttl);
         self
     }
 
@@ -632,10 +659,17 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             ("breaker", Some(open_for)),
             ("write_retry_window", Some(self.write_retry_window)),
             ("backplane_ping", Some(self.backplane_ping)),
+            ("disconnected_l1_ttl", self.disconnected_l1_ttl),
         ] {
             if let Some(d) = d {
                 at_most(field, d, MAX_TIMER, "one day")?;
             }
+        }
+        if self.disconnected_l1_ttl.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "disconnected_l1_ttl",
+                named("must be longer than zero"),
+            ));
         }
         let channel = self
             .channel
@@ -672,6 +706,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             counters: Arc::clone(&counters),
             op_timeout: self.op_timeout,
             ping_every: self.backplane_ping,
+            disconnected_l1_ttl: self.disconnected_l1_ttl,
         };
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(subscriber.run(first_tx));

@@ -52,6 +52,8 @@ pub struct TierMetrics {
     pub backplane_resubscribes: u64,
     /// Whether the subscriber is subscribed right now.
     pub backplane_connected: bool,
+    /// L1 clears while unsubscribed, one per `disconnected_l1_ttl` of disconnection.
+    pub disconnected_l1_clears: u64,
     /// Distributed locks won. A winner first re-reads Redis: a value installed between its
     /// `GET` and its `SET NX` (by the previous holder) is used instead of loading.
     pub lock_acquired: u64,
@@ -101,6 +103,7 @@ pub(crate) struct Counters {
     pub(crate) backplane_undecodable: AtomicU64,
     pub(crate) backplane_resubscribes: AtomicU64,
     pub(crate) backplane_connected: AtomicBool,
+    pub(crate) disconnected_l1_clears: AtomicU64,
     pub(crate) lock_acquired: AtomicU64,
     pub(crate) lock_waited: AtomicU64,
     pub(crate) lock_fallback_loads: AtomicU64,
@@ -141,6 +144,7 @@ impl Counters {
             backplane_undecodable: get(&self.backplane_undecodable),
             backplane_resubscribes: get(&self.backplane_resubscribes),
             backplane_connected: self.backplane_connected.load(Ordering::Relaxed),
+            disconnected_l1_clears: get(&self.disconnected_l1_clears),
             lock_acquired: get(&self.lock_acquired),
             lock_waited: get(&self.lock_waited),
             lock_fallback_loads: get(&self.lock_fallback_loads),
