@@ -14,7 +14,7 @@
 //! matches). Prints one row per combination: reads, stale reads, loader calls, reads that
 //! ended in a loader error, writes, milliseconds; then the first stale reads of each failing
 //! combination. Exits with status 1 if a combination read stale that `Combo::known_issue`
-//! does not name (the findings of issue #19, `#[ignore]`d in the test until fixed).
+//! does not name (none now: the three findings of issue #19 are fixed).
 
 #[path = "../tests/common/consistency.rs"]
 mod harness;

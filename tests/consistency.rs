@@ -75,47 +75,47 @@ profile!(no_expiry, keyed: [], behind: []);
 profile!(
     no_xfetch,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     xfetch,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     refresh_background,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     refresh_caller,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     negative,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     errors,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     combined,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     fail_safe,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 profile!(
     fail_safe_combined,
     keyed: [],
-    behind: [#[ignore = "issue #19: write-behind: a value expiring before its flush reloads the old row"]]
+    behind: []
 );
 
 /// The tag finding, reduced: two writers bump their own key's row (an atomic here, no SQLite)

@@ -205,3 +205,55 @@ fn a_value_heavier_than_its_shards_share_is_served_but_not_cached() {
     four.validate().unwrap();
     one.validate().unwrap();
 }
+
+/// Write-behind with a TTL (found by the consistency harness): a value written behind that
+/// expired (or was evicted) before its flush was reloaded from the source, which still held
+/// the older row, and cached for a whole TTL. A leader now takes the dirty value instead of
+/// loading, in a plain miss, an early refresh and a batch alike.
+#[cfg(feature = "async")]
+#[tokio::test(start_paused = true)]
+async fn a_value_written_behind_is_served_until_its_flush_even_after_it_expires() {
+    use std::collections::HashMap;
+
+    let clock = MockClock::new();
+    let cache: AsideCache<u64, String> = AsideCache::builder()
+        .time_to_live(Duration::from_secs(10))
+        .refresh_after(0.5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // The source of truth still holds v1; the sink's flush never completes in this test.
+    let sink = |_batch: Vec<(u64, String)>| std::future::pending::<Result<(), String>>();
+    let behind = aside::aside::WriteBehind::builder(cache.clone(), sink)
+        .interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let source = || async { Ok::<_, String>(Some("v1".to_string())) };
+    for key in [1, 2, 3] {
+        behind.write(key, "v2".to_string()).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(6)); // past refresh_after: a read refreshes early
+    let v = cache.get_or_load(1, source).await.unwrap();
+    assert_eq!(v.as_deref(), Some("v2"));
+    clock.advance(Duration::from_secs(5)); // expired
+    let v = cache.get_or_load(2, source).await.unwrap();
+    assert_eq!(
+        v.as_deref(),
+        Some("v2"),
+        "a miss loaded the row the flush has not written"
+    );
+    let many = cache
+        .get_or_load_many([3], |_| async {
+            Ok::<_, String>(HashMap::from([(3, "v1".to_string())]))
+        })
+        .await
+        .unwrap();
+    assert_eq!(many[&3], "v2");
+    assert_eq!(
+        cache.get(&1).as_deref(),
+        Some("v2"),
+        "the refresh installed the old row"
+    );
+    assert_eq!(cache.load_stats().loads, 0, "the source was never asked");
+    cache.validate().unwrap();
+}

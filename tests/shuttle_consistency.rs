@@ -10,7 +10,7 @@
 //!
 //! ```sh
 //! RUSTFLAGS="--cfg aside_shuttle" CARGO_TARGET_DIR=target/shuttle \
-//!     cargo test --features async --test shuttle_consistency -- --include-ignored
+//!     cargo test --features async --test shuttle_consistency
 //! ```
 //!
 //! `ASIDE_SHUTTLE_ITERS`, `ASIDE_SHUTTLE_SEED` and `ASIDE_SHUTTLE_REPLAY` work as there.

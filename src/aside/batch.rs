@@ -267,6 +267,13 @@ where
                                 stale.remove(&key);
                             }
                         }
+                        let lead = match inner.take_pending(lead, &key, labels) {
+                            Ok(v) => {
+                                found.insert(key, v);
+                                continue;
+                            }
+                            Err(lead) => lead,
+                        };
                         leads.push((key, lead));
                     }
                     Join::Wait(f) => {

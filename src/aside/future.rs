@@ -154,6 +154,11 @@ where
                 };
                 Counters::bump(&inner.stats.early_refreshes);
                 let lead = Lead::new(Arc::clone(&inner.registry), key.clone(), f);
+                // A value still on its way to the source is newer than what a reload reads.
+                let lead = match inner.take_pending(lead, &key, labels) {
+                    Ok(v) => return Ok(Some(v)),
+                    Err(lead) => lead,
+                };
                 let mark = inner.book.mark(labels);
                 let load = Box::pin(loader());
                 let run = run_load(Arc::clone(inner), lead, key, load, None, mark);
@@ -181,6 +186,10 @@ where
                         }
                         // Not the lookup's slot: see `Inner::recheck`.
                         Recheck::Load { stale } => stale,
+                    };
+                    let lead = match inner.take_pending(lead, &key, labels) {
+                        Ok(v) => return Ok(Some(v)),
+                        Err(lead) => lead,
                     };
                     let mark = inner.book.mark(labels);
                     let load = Box::pin(loader());

@@ -160,11 +160,17 @@ struct Settings {
 /// A per-entry TTL chosen from the key and the loaded value.
 type ExpireAfter<K, V> = Arc<dyn Fn(&K, &V) -> Option<Duration> + Send + Sync>;
 
+/// Values written but not yet in the source of truth (a write-behind's dirty set): a leader
+/// takes its value from here instead of loading what the source still holds.
+pub(crate) type PendingWrites<K, V> = Arc<dyn Fn(&K) -> Option<V> + Send + Sync>;
+
 pub(crate) struct Inner<K, V, P: EvictionPolicy> {
     cache: Cache<K, Slot<V>, P>,
     registry: Arc<Registry<K, V>>,
     settings: Settings,
     expire_after: Option<ExpireAfter<K, V>>,
+    /// Write-behinds over this cache (see [`PendingWrites`]).
+    pending_writes: parking_lot::RwLock<Vec<PendingWrites<K, V>>>,
     clock: Arc<dyn Clock>,
     stats: Counters,
     book: Book,
@@ -788,6 +794,7 @@ impl<K, V, P> AsideBuilder<K, V, P> {
                     load_timeout: self.load_timeout,
                 },
                 expire_after: self.expire_after,
+                pending_writes: parking_lot::RwLock::new(Vec::new()),
                 clock,
                 stats: Counters::default(),
                 book: Book::new(),
@@ -828,6 +835,36 @@ where
 {
     fn now(&self) -> u64 {
         self.clock.now_nanos()
+    }
+
+    /// Registers a write-behind's dirty set (see [`PendingWrites`]).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn add_pending_writes(&self, pending: PendingWrites<K, V>) {
+        self.pending_writes.write().push(pending);
+    }
+
+    /// A value written behind for `key` and not yet flushed, if any.
+    fn pending_write(&self, key: &K) -> Option<V> {
+        let pending = self.pending_writes.read();
+        pending.iter().find_map(|p| p(key))
+    }
+
+    /// A new leader whose key has a write still on its way to the source of truth installs
+    /// that value instead of loading the older one the source holds. (A write-behind's value
+    /// can expire, or be evicted, before its flush; a load then would read the old row and
+    /// cache it for a whole TTL.) `None`: load as usual.
+    fn take_pending(
+        &self,
+        lead: Lead<K, V>,
+        key: &K,
+        labels: Option<&Labels>,
+    ) -> Result<V, Lead<K, V>> {
+        let Some(v) = self.pending_write(key) else {
+            return Err(lead);
+        };
+        let mark = self.book.mark(labels);
+        self.finish_loaded(lead, key, Some(v.clone()), 0, mark);
+        Ok(v)
     }
 
     fn lookup<Q>(&self, key: &Q) -> Found<V>
@@ -1136,6 +1173,11 @@ where
                 if let Some(f) = self.registry.try_lead(&key, labels) {
                     Counters::bump(&self.stats.early_refreshes);
                     let lead = Lead::new(Arc::clone(&self.registry), key.clone(), f);
+                    // A value still on its way to the source is newer than a reload's.
+                    let lead = match self.take_pending(lead, &key, labels) {
+                        Ok(v) => return Ok(Some(v)),
+                        Err(lead) => lead,
+                    };
                     let refreshed = self.lead_blocking(lead, &key, loader, None, labels);
                     return Ok(refreshed.unwrap_or(v));
                 }
@@ -1156,6 +1198,10 @@ where
                         }
                         // Not the lookup's slot: see `recheck`.
                         Recheck::Load { stale } => stale,
+                    };
+                    let lead = match self.take_pending(lead, &key, labels) {
+                        Ok(v) => return Ok(Some(v)),
+                        Err(lead) => lead,
                     };
                     return self.lead_blocking(lead, &key, loader, stale.as_ref(), labels);
                 }

@@ -529,6 +529,17 @@ where
             counters: Counters::default(),
             last_error: Mutex::new(None),
         });
+        // Reads that would load a key still dirty take its dirty value instead: the source
+        // of truth does not have it yet. Weak: the cache must not keep the write-behind alive.
+        let dirty = Arc::downgrade(&shared);
+        shared
+            .cache
+            .inner
+            .add_pending_writes(Arc::new(move |k: &K| {
+                let shared = dirty.upgrade()?;
+                let d = shared.dirty.lock();
+                d.map.get(k).map(|(v, _)| v.clone())
+            }));
         let flusher = handle.spawn(flusher(Arc::clone(&shared), self.sink));
         Ok(WriteBehind {
             shared,

@@ -267,13 +267,10 @@ impl Combo {
     /// The finding of issue #19 this combination shows, if any (its stale reads are expected
     /// until the fix; the test marks it `#[ignore]`).
     pub fn known_issue(&self) -> Option<&'static str> {
-        // Fixed since they were found: fail-safe resurrection (be27556), two invalidate_tag
-        // calls of one tag (the later epoch now wins).
-        if self.writer == Writer::WriteBehind && self.profile.ttl < Duration::from_secs(60) {
-            Some("write-behind: a value expiring before its flush reloads the old row")
-        } else {
-            None
-        }
+        // None left. Fixed since they were found: fail-safe resurrection (be27556), two
+        // invalidate_tag calls of one tag (the later epoch wins), write-behind values that
+        // expire before their flush (a leader takes the dirty value instead of loading).
+        None
     }
 
     /// Whether writers of this combination delete rows.
