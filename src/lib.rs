@@ -141,8 +141,8 @@ pub mod testing;
 mod tests;
 
 pub use aside::{
-    AsideBuilder, AsideCache, KeyFileError, Labels, LatencyHistogram, LatencySummary, LeaseExpiry,
-    LoadError, LoadStats, Namespace, RefreshMode, WarmProgress, WarmSummary,
+    AsideBuilder, AsideCache, FailSafe, KeyFileError, Labels, LatencyHistogram, LatencySummary,
+    LeaseExpiry, LoadError, LoadStats, Namespace, RefreshMode, WarmProgress, WarmSummary,
 };
 #[cfg(feature = "async")]
 pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};

@@ -263,7 +263,7 @@ fn extreme_ttls_saturate_instead_of_overflowing() {
         .time_to_live(Duration::MAX)
         .ttl_jitter(Duration::MAX)
         .negative_ttl(Duration::MAX)
-        .fail_safe(Duration::MAX, Duration::MAX)
+        .fail_safe(aside::FailSafe::new(Duration::MAX).retry_interval(Duration::MAX))
         .lease(Duration::MAX)
         .refresh_after(0.5)
         .clock(clock.clone())
@@ -353,7 +353,7 @@ fn a_clock_jumping_by_years_breaks_nothing() {
     let door: AsideCache<u64, u64> = AsideCache::builder()
         .time_to_live(Duration::from_secs(60))
         .refresh_after(0.5)
-        .fail_safe(YEAR, Duration::from_secs(1))
+        .fail_safe(aside::FailSafe::new(YEAR).retry_interval(Duration::from_secs(1)))
         .clock(clock.clone())
         .build()
         .unwrap();

@@ -419,7 +419,9 @@ async fn fail_safe_serves_stale_and_throttles_retries() {
     let clock = MockClock::new();
     let cache: Cache = AsideCache::builder()
         .time_to_live(Duration::from_secs(10))
-        .fail_safe(Duration::from_secs(60), Duration::from_secs(5))
+        .fail_safe(
+            aside::FailSafe::new(Duration::from_secs(60)).retry_interval(Duration::from_secs(5)),
+        )
         .no_xfetch()
         .clock(clock.clone())
         .build()
@@ -461,7 +463,9 @@ async fn soft_timeout_serves_stale_while_the_reload_finishes_in_background() {
     let clock = MockClock::new();
     let cache: Cache = AsideCache::builder()
         .time_to_live(Duration::from_secs(10))
-        .fail_safe(Duration::from_secs(60), Duration::from_secs(5))
+        .fail_safe(
+            aside::FailSafe::new(Duration::from_secs(60)).retry_interval(Duration::from_secs(5)),
+        )
         .soft_timeout(Duration::from_millis(50))
         .no_xfetch()
         .clock(clock.clone())

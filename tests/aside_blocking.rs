@@ -212,7 +212,9 @@ fn front_door_configuration_errors_name_the_field() {
             .field(),
         "load_timeout"
     );
-    let fs = b().fail_safe(Duration::from_secs(1), Duration::from_secs(1));
+    let fs = b().fail_safe(
+        aside::FailSafe::new(Duration::from_secs(1)).retry_interval(Duration::from_secs(1)),
+    );
     assert_eq!(fs.build().unwrap_err().field(), "fail_safe");
     assert_eq!(b().shards(3).build().unwrap_err().field(), "shards");
     let both = b()

@@ -116,7 +116,7 @@ fn iteration_yields_what_get_would_serve() {
     let cache: AsideCache<u32, u32> = AsideCache::builder()
         .time_to_live(secs(10))
         .negative_ttl(secs(100))
-        .fail_safe(secs(100), secs(1))
+        .fail_safe(aside::FailSafe::new(secs(100)).retry_interval(secs(1)))
         .no_xfetch()
         .clock(clock.clone())
         .build()

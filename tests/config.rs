@@ -191,12 +191,16 @@ fn the_builder_and_the_registry_accept_and_refuse_the_same_settings() {
         ),
         (
             "grace = \"5s\"\nretry_interval = \"1s\"",
-            Box::new(move || base().fail_safe(s(5), s(1))),
+            Box::new(move || base().fail_safe(aside::FailSafe::new(s(5)).retry_interval(s(1)))),
             Some(("grace", "fail_safe")),
         ),
         (
             "ttl = \"5s\"\ngrace = \"0s\"\nretry_interval = \"1s\"",
-            Box::new(move || base().time_to_live(s(5)).fail_safe(s(0), s(1))),
+            Box::new(move || {
+                base()
+                    .time_to_live(s(5))
+                    .fail_safe(aside::FailSafe::new(s(0)).retry_interval(s(1)))
+            }),
             Some(("grace", "fail_safe")),
         ),
         (
@@ -245,7 +249,7 @@ fn the_builder_and_the_registry_accept_and_refuse_the_same_settings() {
             Box::new(move || {
                 base()
                     .time_to_live(s(5))
-                    .fail_safe(s(60), s(0))
+                    .fail_safe(aside::FailSafe::new(s(60)).retry_interval(s(0)))
                     .soft_timeout(s(1))
             }),
             None,
@@ -411,11 +415,6 @@ fn every_error_names_the_cache_and_the_field() {
             "max_entries = 10\nnegative_ttl = \"0s\"",
             "negative_ttl",
             "must be longer than zero",
-        ),
-        (
-            "max_entries = 10\nttl = \"5m\"\ngrace = \"10m\"",
-            "retry_interval",
-            "missing: fail-safe needs it",
         ),
         (
             "max_entries = 10\nttl = \"5m\"\nretry_interval = \"5s\"",

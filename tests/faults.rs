@@ -54,7 +54,9 @@ impl Clock for HookClock {
 fn fail_safe_cache(clock: &HookClock) -> AsideCache<u64, String> {
     AsideCache::builder()
         .time_to_live(Duration::from_secs(10))
-        .fail_safe(Duration::from_secs(3600), Duration::from_secs(60))
+        .fail_safe(
+            aside::FailSafe::new(Duration::from_secs(3600)).retry_interval(Duration::from_secs(60)),
+        )
         .no_xfetch()
         .clock(clock.clone())
         .build()

@@ -61,7 +61,9 @@ fn stale_entry() -> (AsideCache<u32, u64>, MockClock) {
         .shards(1)
         .seed(1)
         .time_to_live(Duration::from_secs(10))
-        .fail_safe(Duration::from_secs(600), Duration::from_secs(5))
+        .fail_safe(
+            aside::FailSafe::new(Duration::from_secs(600)).retry_interval(Duration::from_secs(5)),
+        )
         .no_xfetch()
         .lease(Duration::from_secs(3600)) // no schedule outlives it (src/shim.rs)
         .clock(clock.clone())

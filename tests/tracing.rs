@@ -97,7 +97,10 @@ fn each_led_load_has_a_span_with_its_outcome() {
         let clock = MockClock::new();
         let cache: AsideCache<u32, u32> = AsideCache::builder()
             .time_to_live(Duration::from_secs(10))
-            .fail_safe(Duration::from_secs(60), Duration::from_secs(1))
+            .fail_safe(
+                aside::FailSafe::new(Duration::from_secs(60))
+                    .retry_interval(Duration::from_secs(1)),
+            )
             .no_xfetch()
             .clock(clock.clone())
             .build()

@@ -264,7 +264,8 @@ fuzz_target!(|data: &[u8]| {
         b = b.negative_ttl(Duration::from_secs(2));
     }
     if fail_safe {
-        b = b.fail_safe(Duration::from_secs(6), Duration::from_secs(1));
+        let fail_safe = aside::FailSafe::new(Duration::from_secs(6));
+        b = b.fail_safe(fail_safe.retry_interval(Duration::from_secs(1)));
     }
     b = if early_refresh {
         b.refresh_after(0.5)

@@ -118,6 +118,92 @@ pub enum LeaseExpiry {
     LoadIndependently,
 }
 
+/// Fail-safe settings for [`AsideBuilder::fail_safe`]: how long an expired value is kept to be
+/// served when its reload fails (the grace period, counted from its expiry), and how often a
+/// key whose reload keeps failing is retried (the retry interval; meanwhile callers get the
+/// stale value without calling the loader). The durations are named so that they cannot be
+/// swapped by mistake.
+///
+/// # Example
+///
+/// ```
+/// use aside::FailSafe;
+/// use std::time::Duration;
+///
+/// let f = FailSafe::new(Duration::from_secs(3600)).retry_interval(Duration::from_secs(10));
+/// assert_eq!(f.grace(), Duration::from_secs(3600));
+/// assert_eq!(f.retry(), Duration::from_secs(10));
+/// assert_eq!(FailSafe::new(Duration::from_secs(60)).retry(), FailSafe::DEFAULT_RETRY_INTERVAL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailSafe {
+    grace: Duration,
+    retry_interval: Duration,
+}
+
+impl FailSafe {
+    /// The retry interval unless set: 30 s (FusionCache's throttle default).
+    pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+    /// Keep expired values for `grace` after their TTL; retry every
+    /// [`DEFAULT_RETRY_INTERVAL`](Self::DEFAULT_RETRY_INTERVAL).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let f = aside::FailSafe::new(std::time::Duration::from_secs(600));
+    /// # let _ = f;
+    /// ```
+    #[must_use]
+    pub const fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            retry_interval: Self::DEFAULT_RETRY_INTERVAL,
+        }
+    }
+
+    /// Retry a failing key at most this often (zero: on every read after a failure).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let f = aside::FailSafe::new(Duration::from_secs(600)).retry_interval(Duration::ZERO);
+    /// assert_eq!(f.retry(), Duration::ZERO);
+    /// ```
+    #[must_use]
+    pub const fn retry_interval(mut self, every: Duration) -> Self {
+        self.retry_interval = every;
+        self
+    }
+
+    /// The grace period.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let f = aside::FailSafe::new(std::time::Duration::from_secs(600));
+    /// assert_eq!(f.grace().as_secs(), 600);
+    /// ```
+    #[must_use]
+    pub const fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// The retry interval.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let f = aside::FailSafe::new(std::time::Duration::from_secs(600));
+    /// assert_eq!(f.retry().as_secs(), 30);
+    /// ```
+    #[must_use]
+    pub const fn retry(&self) -> Duration {
+        self.retry_interval
+    }
+}
+
 /// Who performs an early refresh.
 ///
 /// # Example
@@ -228,7 +314,7 @@ impl<K, V, P: EvictionPolicy> Clone for AsideCache<K, V, P> {
 /// | `time_to_live` (fresh period) / `time_to_idle` (sliding) | none: values stay until evicted or invalidated |
 /// | `ttl_jitter` | none |
 /// | `negative_ttl` | none: "not found" is not cached |
-/// | `fail_safe(grace, retry_interval)` | off |
+/// | `fail_safe(FailSafe::new(grace).retry_interval(..))` | off (retry interval 30 s when on) |
 /// | `soft_timeout` | none |
 /// | `xfetch_beta` | 1.0 (XFetch on whenever there is a TTL) |
 /// | `refresh_after` | none |
@@ -248,7 +334,7 @@ impl<K, V, P: EvictionPolicy> Clone for AsideCache<K, V, P> {
 ///     .time_to_live(Duration::from_secs(3600))
 ///     .ttl_jitter(Duration::from_secs(60))
 ///     .negative_ttl(Duration::from_secs(30))
-///     .fail_safe(Duration::from_secs(600), Duration::from_secs(5))
+///     .fail_safe(aside::FailSafe::new(Duration::from_secs(600)).retry_interval(Duration::from_secs(5)))
 ///     .lease(Duration::from_millis(500))
 ///     .build()?;
 /// # let _ = products;
@@ -265,7 +351,7 @@ pub struct AsideBuilder<K, V, P = WTinyLfu> {
     tti: Option<Duration>,
     jitter: Option<Duration>,
     negative_ttl: Option<Duration>,
-    fail_safe: Option<(Duration, Duration)>,
+    fail_safe: Option<FailSafe>,
     soft_timeout: Option<Duration>,
     beta: Option<f64>,
     refresh_after: Option<f64>,
@@ -535,19 +621,22 @@ impl<K, V, P> AsideBuilder<K, V, P> {
         self
     }
 
-    /// Fail-safe: keep expired values for `grace` and serve them when a reload fails (or, with
-    /// a soft timeout, is slow), retrying at most every `retry_interval`.
+    /// Fail-safe (see [`FailSafe`]): keep expired values for its grace period and serve them
+    /// when a reload fails (or, with a soft timeout, is slow), retrying a failing key at most
+    /// every retry interval.
     ///
     /// # Example
     ///
     /// ```
     /// # use std::time::Duration;
-    /// let b = aside::AsideCache::<u32, u32>::builder()
-    ///     .fail_safe(Duration::from_secs(600), Duration::from_secs(5));
+    /// use aside::FailSafe;
+    /// let b = aside::AsideCache::<u32, u32>::builder().fail_safe(
+    ///     FailSafe::new(Duration::from_secs(600)).retry_interval(Duration::from_secs(5)),
+    /// );
     /// # let _ = b;
     /// ```
-    pub fn fail_safe(mut self, grace: Duration, retry_interval: Duration) -> Self {
-        self.fail_safe = Some((grace, retry_interval));
+    pub fn fail_safe(mut self, fail_safe: FailSafe) -> Self {
+        self.fail_safe = Some(fail_safe);
         self
     }
 
@@ -737,8 +826,8 @@ impl<K, V, P> AsideBuilder<K, V, P> {
             tti: self.tti,
             jitter: self.jitter,
             negative_ttl: self.negative_ttl,
-            grace: self.fail_safe.map(|(grace, _)| grace),
-            retry_interval: self.fail_safe.map(|(_, retry)| retry),
+            grace: self.fail_safe.map(|f| f.grace),
+            retry_interval: self.fail_safe.map(|f| f.retry_interval),
             soft_timeout: self.soft_timeout,
             xfetch_beta: self.beta,
             refresh_after: self.refresh_after,
@@ -770,9 +859,9 @@ impl<K, V, P> AsideBuilder<K, V, P> {
         }
         let cache = b.build()?;
         let registry_shards = cache.shard_count().max(16);
-        let (grace, retry_interval) = self
-            .fail_safe
-            .map_or((0, 0), |(g, r)| (duration_nanos(g), duration_nanos(r)));
+        let (grace, retry_interval) = self.fail_safe.map_or((0, 0), |f| {
+            (duration_nanos(f.grace), duration_nanos(f.retry_interval))
+        });
         Ok(AsideCache {
             inner: Arc::new(Inner {
                 cache,

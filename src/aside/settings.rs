@@ -147,10 +147,10 @@ pub(crate) fn check(s: &Settings) -> Result<(), Invalid> {
             ),
         );
     }
+    // A grace period alone takes `FailSafe::DEFAULT_RETRY_INTERVAL`.
     match (s.grace, s.retry_interval) {
-        (Some(_), None) => return invalid(RetryInterval, "missing: fail-safe needs it"),
         (None, Some(_)) => return invalid(RetryInterval, "needs fail-safe's grace period"),
-        (Some(_), Some(_)) if s.ttl.is_none() => {
+        (Some(_), _) if s.ttl.is_none() => {
             return invalid(Grace, "needs a TTL to measure freshness against");
         }
         _ => {}
@@ -238,14 +238,6 @@ mod tests {
                     ..Default::default()
                 },
                 Field::Jitter,
-            ),
-            (
-                Settings {
-                    ttl,
-                    grace: ttl,
-                    ..Default::default()
-                },
-                Field::RetryInterval,
             ),
             (
                 Settings {

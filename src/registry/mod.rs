@@ -501,8 +501,12 @@ impl Registry {
         if let Some(d) = c.negative_ttl {
             b = b.negative_ttl(d);
         }
-        if let (Some(grace), Some(retry)) = (c.grace, c.retry_interval) {
-            b = b.fail_safe(grace, retry);
+        if let Some(grace) = c.grace {
+            let mut fail_safe = crate::FailSafe::new(grace);
+            if let Some(retry) = c.retry_interval {
+                fail_safe = fail_safe.retry_interval(retry);
+            }
+            b = b.fail_safe(fail_safe);
         }
         if let Some(d) = c.soft_timeout {
             b = b.soft_timeout(d);

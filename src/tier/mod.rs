@@ -43,7 +43,10 @@
 //! millisecond or two on a LAN). Own messages are ignored (already applied). A lost
 //! subscription is detected by the end of its stream or an unanswered ping (every
 //! `backplane_ping`), re-established with a backoff of at most 1 s, and **every
-//! re-subscription clears the L1**, because messages published meanwhile are lost.
+//! re-subscription clears the L1**, because messages published meanwhile are lost. While it is
+//! lost, another instance's staleness is bounded by its L1 TTL, or by
+//! [`disconnected_l1_ttl`](TierBuilder::disconnected_l1_ttl) (the L1 is cleared that often
+//! until the subscription is back) plus the time to notice the loss.
 //!
 //! ## Degradation
 //! Every Redis operation runs under `op_timeout` and a circuit breaker; with Redis down or slow

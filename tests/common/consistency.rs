@@ -52,7 +52,7 @@ pub struct Profile {
     pub refresh: Option<RefreshMode>,
     /// `negative_ttl`, and writers that sometimes delete the row.
     pub negative: bool,
-    /// `fail_safe(grace, retry)`.
+    /// `fail_safe(FailSafe::new(grace).retry_interval(retry))`.
     pub fail_safe: bool,
     /// `soft_timeout` (async, with fail-safe).
     pub soft_timeout: bool,
@@ -536,7 +536,7 @@ impl World {
             b = b.negative_ttl(p.ttl / 2);
         }
         if p.fail_safe {
-            b = b.fail_safe(p.ttl * 10, p.ttl / 4);
+            b = b.fail_safe(aside::FailSafe::new(p.ttl * 10).retry_interval(p.ttl / 4));
         }
         if p.soft_timeout {
             b = b.soft_timeout(Duration::from_micros(100));
