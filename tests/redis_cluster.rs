@@ -284,7 +284,7 @@ fn db_loader(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_and_restarted_during_invalidations_leaves_no_stale_read() {
     const KEYS: u64 = 60;
-    const WRITES: usize = 300;
+    const WRITES: usize = 1_200;
     let started = Instant::now();
     let mut cluster = RedisCluster::start();
     let db = Arc::new(Db {
