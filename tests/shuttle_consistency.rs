@@ -20,37 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aside::{AsideCache, LoadError, MockClock};
-use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::sync::atomic::{AtomicU64, Ordering};
-use shuttle::{Config, Runner, thread};
+use shuttle::thread;
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// Runs `f` under shuttle as `tests/shuttle.rs` does: the replayed schedule if
-/// `ASIDE_SHUTTLE_REPLAY` is set, otherwise random and PCT schedules from a fixed seed.
-fn explore(seed: u64, f: impl Fn() + Send + Sync + 'static) {
-    if let Ok(schedule) = std::env::var("ASIDE_SHUTTLE_REPLAY") {
-        shuttle::replay(f, &schedule);
-        return;
-    }
-    let iters = env_u64("ASIDE_SHUTTLE_ITERS").unwrap_or(300) as usize;
-    let seed = env_u64("ASIDE_SHUTTLE_SEED").unwrap_or(seed);
-    let f = Arc::new(f);
-    let g = Arc::clone(&f);
-    let random = Runner::new(
-        RandomScheduler::new_from_seed(seed, iters.div_ceil(2)),
-        Config::new(),
-    )
-    .run(move || g());
-    let pct = Runner::new(
-        PctScheduler::new_from_seed(seed, 3, iters / 2),
-        Config::new(),
-    )
-    .run(move || f());
-    assert_eq!(random + pct, iters, "every schedule ran");
-}
+#[path = "common/explore.rs"]
+mod explore;
+use explore::explore;
 
 /// A fail-safe front door on a mock clock, holding version 1 of key 7 expired inside its
 /// grace period (so that a reader's lookup finds it stale).
