@@ -272,7 +272,8 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     ///
     /// # Errors
     ///
-    /// A description of the first broken invariant, prefixed with the shard index.
+    /// [`InvariantError`](crate::InvariantError): the first broken invariant, described and
+    /// prefixed with the shard index.
     ///
     /// # Example
     ///
@@ -281,11 +282,13 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     /// cache.insert(1, 1);
     /// cache.validate().unwrap();
     /// ```
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::InvariantError> {
         for (i, s) in self.inner.shards.iter().enumerate() {
             let mut shard = s.0.write();
             shard.drain();
-            shard.validate().map_err(|e| format!("shard {i}: {e}"))?;
+            shard
+                .validate()
+                .map_err(|e| crate::InvariantError::new(format!("shard {i}: {e}")))?;
         }
         Ok(())
     }

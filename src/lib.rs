@@ -122,6 +122,7 @@ mod builder;
 mod cache;
 mod expiry;
 mod index;
+mod invariant;
 mod metrics;
 mod notify;
 pub mod policy;
@@ -149,6 +150,7 @@ pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, W
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
 pub use expiry::{Clock, MockClock, SystemClock};
+pub use invariant::InvariantError;
 pub use metrics::CacheStats;
 pub use notify::RemovalCause;
 

@@ -311,7 +311,7 @@ impl<P: EvictionPolicy> Checker<P> {
         for (step, &op) in ops.iter().enumerate() {
             checker
                 .step(op)
-                .and_then(|()| checker.cache.validate())
+                .and_then(|()| checker.cache.validate().map_err(|e| e.what().to_string()))
                 .map_err(|e| format!("step {step} ({op:?}): {e}"))?;
         }
         Ok(())

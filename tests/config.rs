@@ -953,7 +953,7 @@ fn run<P: EvictionPolicy>(policy: P, setup: Setup, ops: &[Op]) -> Result<Trace, 
                 None
             }
         };
-        cache.validate()?;
+        cache.validate().map_err(|e| e.to_string())?;
         let mut contents: Vec<(u16, u32)> = cache.iter().collect();
         contents.sort_unstable();
         let removals = std::mem::take(&mut *removed.lock().unwrap());

@@ -550,8 +550,8 @@ fn a_policy_that_refuses_to_evict_is_caught_by_validate() {
     cache.validate().unwrap();
     cache.insert(3, 3);
     let err = cache.validate().unwrap_err();
-    assert!(err.contains("exceeds capacity"), "{err}");
-    assert!(err.starts_with("shard 0"), "{err}");
+    assert!(err.what().contains("exceeds capacity"), "{err}");
+    assert!(err.what().starts_with("shard 0"), "{err}");
 }
 
 /// FIFO that records what the shard tells it: each `victim` call's `incoming` weight and each

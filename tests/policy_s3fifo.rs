@@ -62,7 +62,7 @@ proptest! {
                 }
                 Op::Clear => cache.invalidate_all(),
             }
-            cache.validate().map_err(TestCaseError::fail)?;
+            cache.validate().map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(
                 cache.weighted_size() <= capacity,
                 "weight {} over capacity {capacity}",

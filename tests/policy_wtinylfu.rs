@@ -108,7 +108,7 @@ fn run(s: Setup, ops: &[Op]) -> Result<(), String> {
             Op::InvalidateAll => cache.invalidate_all(),
         }
         let fail = |e: String| format!("step {step} ({op:?}): {e}");
-        cache.validate().map_err(fail)?;
+        cache.validate().map_err(|e| fail(e.to_string()))?;
         if cache.weighted_size() > s.capacity {
             return Err(fail(format!(
                 "weighted size {} over capacity {}",

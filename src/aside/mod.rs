@@ -1680,7 +1680,7 @@ where
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// cache.validate().unwrap();
     /// ```
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::InvariantError> {
         self.inner.cache.validate()
     }
 }

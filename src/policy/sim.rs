@@ -376,7 +376,7 @@ impl<P: EvictionPolicy> Simulation<P> {
     ///
     /// # Errors
     ///
-    /// The first broken invariant, described.
+    /// [`InvariantError`](crate::InvariantError): the first broken invariant, described.
     ///
     /// # Example
     ///
@@ -385,7 +385,12 @@ impl<P: EvictionPolicy> Simulation<P> {
     /// (0..20).for_each(|k| { sim.access(k % 11, 1); });
     /// sim.validate().unwrap();
     /// ```
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::InvariantError> {
+        self.check().map_err(crate::InvariantError::new)
+    }
+
+    /// [`validate`](Self::validate) for the crate's own checks, which compose descriptions.
+    pub(crate) fn check(&self) -> Result<(), String> {
         let live: Vec<&Slot<P::State>> = self.entries.slots.iter().filter(|s| s.live).collect();
         let weight: u64 = live.iter().map(|s| u64::from(s.weight)).sum();
         if live.len() != self.entries.len || self.table.len() != self.entries.len {
@@ -449,7 +454,7 @@ mod tests {
                 };
                 model.push_front(k);
                 prop_assert_eq!(sim.access(k, 1), hit);
-                sim.validate().map_err(TestCaseError::fail)?;
+                sim.validate().map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
         }
 
@@ -464,8 +469,8 @@ mod tests {
             for (k, w) in ops {
                 a.access(k, w);
                 b.access(k, w);
-                a.validate().map_err(TestCaseError::fail)?;
-                b.validate().map_err(TestCaseError::fail)?;
+                a.validate().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                b.validate().map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
         }
     }

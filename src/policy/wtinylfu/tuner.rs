@@ -245,8 +245,7 @@ impl Tuner {
             return Err("tuner: candidates and simulations disagree".into());
         }
         for sim in &self.sims {
-            sim.validate()
-                .map_err(|e| format!("tuner simulation: {e}"))?;
+            sim.check().map_err(|e| format!("tuner simulation: {e}"))?;
         }
         Ok(())
     }
