@@ -49,6 +49,8 @@ struct Inner<K, V, P: EvictionPolicy, S> {
     may_expire: AtomicU64,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
+    /// `get_or_insert_with`'s pending inits, made on first use.
+    inits: std::sync::OnceLock<crate::inits::Inits<K, V>>,
 }
 
 /// A concurrent, sharded, bounded cache with a pluggable [`EvictionPolicy`].
@@ -167,6 +169,7 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
                 may_expire: AtomicU64::new(u64::from(parts.expiration.has_default())),
                 weigher: parts.weigher,
                 listener: parts.listener,
+                inits: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -556,12 +559,18 @@ where
     /// inserted unless another thread stored one meanwhile, in which case that value is
     /// returned and `init`'s is dropped.
     ///
-    /// Concurrent callers that miss together each run `init`: this synchronous helper does not
-    /// coalesce loads. (The async front door's `get_or_load` runs one loader per key.)
+    /// Concurrent callers that miss the same key together run **one** `init`: the others
+    /// block until it finishes and get its value (quick_cache's and moka's `get_with`
+    /// contract). Waiting blocks the thread; on an async executor use
+    /// [`AsideCache::get_or_load`](crate::AsideCache), which waits without blocking and adds
+    /// a lease, timeouts and fail-safe.
     ///
     /// # Panics
     ///
-    /// If `init` panics, the panic propagates and the cache is unchanged.
+    /// If `init` panics, the panic propagates to this caller and the cache is unchanged; the
+    /// callers waiting on it retry (one of them runs its own `init`). If `init` calls
+    /// `get_or_insert_with` for the same key on the same thread, that inner call panics
+    /// instead of waiting for itself forever.
     ///
     /// # Example
     ///
@@ -572,14 +581,50 @@ where
     /// let v = cache.get_or_insert_with(7, || unreachable!("cached"));
     /// assert_eq!(v, "seven");
     /// ```
-    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
-        if let Some(v) = self.get(&key) {
-            return v;
-        }
-        let value = init();
-        match self.store(key, value.clone(), None, true) {
-            Inserted::Stored => value,
-            Inserted::Present(existing) => existing,
+    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V
+    where
+        K: Clone,
+    {
+        use crate::inits::{Inits, Joined};
+        let mut init = Some(init);
+        loop {
+            if let Some(v) = self.get(&key) {
+                return v;
+            }
+            let inits = self
+                .inner
+                .inits
+                .get_or_init(|| Inits::new(self.inner.shards.len()));
+            let hash = crate::inits::hash_of(&self.inner.hasher, &key);
+            let lead = match inits.join(hash, &key) {
+                Joined::Wait(other) => match other.wait() {
+                    Some(v) => return v,
+                    None => continue, // its `init` panicked: try again
+                },
+                Joined::Lead(lead) => lead,
+            };
+            // Until `complete`, a panic (in `init`, the weigher or the listener) abandons the
+            // init, so that its waiters retry instead of waiting forever.
+            let guard = AbandonOnDrop {
+                inits,
+                hash,
+                init: &lead,
+            };
+            // A caller that stored between this one's `get` and its `join` left its value.
+            if let Some(v) = self.peek(&key) {
+                std::mem::forget(guard);
+                inits.complete(hash, &lead, v.clone());
+                return v;
+            }
+            let make = init.take().expect("a caller leads at most once");
+            let value = make();
+            let value = match self.store(key, value.clone(), None, true) {
+                Inserted::Stored => value,
+                Inserted::Present(existing) => existing,
+            };
+            std::mem::forget(guard);
+            inits.complete(hash, &lead, value.clone());
+            return value;
         }
     }
 
@@ -781,6 +826,19 @@ impl<K, V> Removed<K, V> {
         V: Clone,
     {
         self.first().map(|(_, v, _)| v.clone())
+    }
+}
+
+/// Abandons a `get_or_insert_with` init if its leader unwinds before completing it.
+struct AbandonOnDrop<'a, K: Hash + Eq + Clone, V: Clone> {
+    inits: &'a crate::inits::Inits<K, V>,
+    hash: u64,
+    init: &'a Arc<crate::inits::Init<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Drop for AbandonOnDrop<'_, K, V> {
+    fn drop(&mut self) {
+        self.inits.abandon(self.hash, self.init);
     }
 }
 

@@ -122,6 +122,7 @@ mod builder;
 mod cache;
 mod expiry;
 mod index;
+mod inits;
 mod invariant;
 mod metrics;
 mod notify;

@@ -120,6 +120,12 @@ mod explore {
             0
         }
 
+        /// Waits for a notification (no deadline).
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let inner = guard.guard.take().expect("guard present");
+            guard.guard = Some(self.0.wait(inner).unwrap_or_else(PoisonError::into_inner));
+        }
+
         /// Waits for a notification; a deadline within [`SHUTTLE_TIMEOUT_HORIZON`] may instead
         /// time out (the lock is released and retaken around a yield, as a real timeout would).
         pub(crate) fn wait_until<T>(

@@ -146,6 +146,91 @@ fn get_or_insert_with_propagates_a_panicking_init() {
     cache.validate().unwrap();
 }
 
+/// Four threads miss one key together: one `init` runs, the other three wait for its value
+/// (the `init` is held until every caller has missed, so all four overlap).
+#[test]
+fn get_or_insert_with_runs_one_init_for_concurrent_misses() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CALLERS: u64 = 4;
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let calls = AtomicUsize::new(0);
+    let values: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                s.spawn(|| {
+                    cache.get_or_insert_with(1, || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        while cache.stats().misses < CALLERS {
+                            std::thread::yield_now();
+                        }
+                        7
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(values, vec![7; CALLERS as usize]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "init ran more than once");
+    cache.validate().unwrap();
+}
+
+/// The leader's `init` panics while others wait: they retry, one of them runs its own `init`,
+/// and every caller but the leader gets that value.
+#[test]
+fn a_panicking_init_lets_its_waiters_retry() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let calls = AtomicUsize::new(0);
+    let results: Vec<std::thread::Result<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    cache.get_or_insert_with(1, || {
+                        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                            while cache.stats().misses < 3 {
+                                std::thread::yield_now();
+                            }
+                            panic!("the first init fails");
+                        }
+                        9
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    assert!(results.iter().flatten().all(|&v| v == 9));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.get(&1), Some(9));
+    cache.validate().unwrap();
+}
+
+/// An `init` that asks for its own key on the same thread would wait for itself: that inner
+/// call panics, the outer call propagates it, and the key works afterwards.
+#[test]
+fn a_reentrant_get_or_insert_with_panics_instead_of_deadlocking() {
+    let cache: Cache<u32, u32> = Cache::new(10);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.get_or_insert_with(1, || cache.get_or_insert_with(1, || 2))
+    }));
+    let message = r.unwrap_err();
+    let text = message
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| message.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(text.contains("asked for the key it is computing"), "{text}");
+    assert_eq!(cache.get_or_insert_with(1, || 3), 3);
+    // Other keys inside an init are fine.
+    assert_eq!(
+        cache.get_or_insert_with(2, || cache.get_or_insert_with(4, || 4) + 1),
+        5
+    );
+    cache.validate().unwrap();
+}
+
 #[test]
 fn remove_returns_the_live_value_and_announces_it() {
     let clock = MockClock::new();

@@ -93,6 +93,39 @@ fn insert_evict_race<P: EvictionPolicy>(policy: P) {
     assert_eq!(removed.load(Ordering::Relaxed) as u64, s.removals());
 }
 
+/// Three threads call `Cache::get_or_insert_with` for one missing key: in every schedule,
+/// `init` runs once and every caller gets its value (the leader stores before it releases
+/// the waiters, so a late caller either waits or hits).
+#[test]
+fn get_or_insert_with_runs_one_init_in_every_schedule() {
+    explore(30, || {
+        let cache: Cache<u32, u32, Lru> = Cache::builder()
+            .max_capacity(8)
+            .shards(1)
+            .policy(Lru::new())
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+                thread::spawn(move || {
+                    cache.get_or_insert_with(1, || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        thread::yield_now();
+                        7
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 7);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "init ran more than once");
+        cache.validate().unwrap();
+    });
+}
+
 #[test]
 fn insert_and_evict_race_on_one_shard_lru() {
     explore(1, || insert_evict_race(Lru::new()));
