@@ -373,6 +373,11 @@ async fn a_node_killed_and_restarted_during_invalidations_leaves_no_stale_read()
             let v = t.get_or_load(k, db_loader(&db, k)).await.unwrap();
             if v.as_deref() != Some(db.value(k).as_str()) {
                 stale_in_instances[n] += 1;
+                eprintln!(
+                    "instance {n}, key {k} (slot on node {:?}): read {v:?}, the database has {:?}",
+                    cluster.node_of(&rkey(k)),
+                    db.value(k)
+                );
             }
         }
     }
@@ -404,9 +409,12 @@ async fn a_node_killed_and_restarted_during_invalidations_leaves_no_stale_read()
         ms.iter().map(|m| m.backplane_resubscribes).sum::<u64>() >= 3,
         "every subscriber was on the killed node and moved"
     );
+    // Writes to the dead node's keys failed and were queued; with 1,200 writes every key is
+    // written again after the recovery, and a write that reaches Redis forgets the key's
+    // queued deletion instead of replaying it, so `writes_retried` may stay 0 here.
     assert!(
-        ms.iter().map(|m| m.writes_retried).sum::<u64>() > 0,
-        "some invalidations hit the dead node and were replayed"
+        ms.iter().map(|m| m.l2_errors).sum::<u64>() > 0,
+        "the outage reached the tiers (failed Redis operations)"
     );
     eprintln!("node kill (cluster): {:?}", started.elapsed());
 }

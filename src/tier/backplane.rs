@@ -102,6 +102,14 @@ pub(crate) struct Subscriber<K, V, P: EvictionPolicy> {
     pub(crate) ping_every: Duration,
     /// While unsubscribed, clear the L1 this often (`TierBuilder::disconnected_l1_ttl`).
     pub(crate) disconnected_l1_ttl: Option<Duration>,
+    /// A Redis Cluster: subscribe only through a node that reports `cluster_state:ok`, and
+    /// treat its leaving that state as a lost subscription (see [`Subscriber::healthy`]).
+    pub(crate) cluster: bool,
+}
+
+/// Whether `CLUSTER INFO` says the node is part of a working cluster.
+fn cluster_ok(info: &str) -> bool {
+    info.lines().any(|l| l.trim() == "cluster_state:ok")
 }
 
 impl<K, V, P> Subscriber<K, V, P>
@@ -136,15 +144,43 @@ where
         }
     }
 
-    async fn subscribe(&self, node: usize) -> redis::RedisResult<redis::aio::PubSub> {
+    /// Subscribes through `node`; in a cluster, only if the node is healthy, and with a
+    /// command connection to the same node to keep checking that it stays so.
+    async fn subscribe(
+        &self,
+        node: usize,
+    ) -> redis::RedisResult<(
+        redis::aio::PubSub,
+        Option<redis::aio::MultiplexedConnection>,
+    )> {
         let Some(client) = self.clients.get(node % self.clients.len().max(1)) else {
             return Err(redis::RedisError::from(std::io::Error::other(
                 "no node to subscribe through",
             )));
         };
+        let mut check = None;
+        if self.cluster {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            if !Self::healthy(&mut conn).await {
+                return Err(redis::RedisError::from(std::io::Error::other(
+                    "node not in a working cluster yet",
+                )));
+            }
+            check = Some(conn);
+        }
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
-        Ok(pubsub)
+        Ok((pubsub, check))
+    }
+
+    /// Whether a cluster node reports `cluster_state:ok`. A node that does not (a node just
+    /// restarted, before its cluster-bus links are back; a node that lost the majority) may
+    /// not relay messages published through the other nodes, and its subscriber would not
+    /// notice the loss: such a node is no place to subscribe, or to stay subscribed.
+    async fn healthy(conn: &mut redis::aio::MultiplexedConnection) -> bool {
+        let info: redis::RedisResult<String> =
+            redis::cmd("CLUSTER").arg("INFO").query_async(conn).await;
+        info.is_ok_and(|i| cluster_ok(&i))
     }
 
     /// The subscriber loop; `first` learns whether the first subscription succeeded.
@@ -160,7 +196,7 @@ where
             .map(|t| tokio::time::Instant::now() + t);
         loop {
             let subscribed = tokio::time::timeout(self.op_timeout, self.subscribe(node)).await;
-            let Ok(Ok(pubsub)) = subscribed else {
+            let Ok(Ok((pubsub, check))) = subscribed else {
                 node = node.wrapping_add(1);
                 if let Some(tx) = first.take() {
                     let _ = tx.send(false);
@@ -192,7 +228,7 @@ where
                     Counters::bump(&self.counters.backplane_resubscribes);
                 }
             }
-            self.listen(pubsub).await;
+            self.listen(pubsub, check).await;
             node = node.wrapping_add(1);
             self.counters
                 .backplane_connected
@@ -206,8 +242,13 @@ where
         }
     }
 
-    /// Applies messages until the subscription is lost (stream ended or a ping unanswered).
-    async fn listen(&self, pubsub: redis::aio::PubSub) {
+    /// Applies messages until the subscription is lost (stream ended, a ping unanswered, or,
+    /// in a cluster, the node no longer healthy).
+    async fn listen(
+        &self,
+        pubsub: redis::aio::PubSub,
+        mut check: Option<redis::aio::MultiplexedConnection>,
+    ) {
         let (mut sink, mut stream) = pubsub.split();
         let mut ping = tokio::time::interval(self.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -226,6 +267,12 @@ where
                     .await;
                     if !matches!(pong, Ok(Ok(_))) {
                         return;
+                    }
+                    if let Some(conn) = check.as_mut() {
+                        let ok = tokio::time::timeout(self.op_timeout, Self::healthy(conn)).await;
+                        if !matches!(ok, Ok(true)) {
+                            return;
+                        }
                     }
                 }
             }

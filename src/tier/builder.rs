@@ -707,6 +707,7 @@ impl<K, V, P: EvictionPolicy> TierBuilder<K, V, P> {
             op_timeout: self.op_timeout,
             ping_every: self.backplane_ping,
             disconnected_l1_ttl: self.disconnected_l1_ttl,
+            cluster: endpoint.is_cluster(),
         };
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(subscriber.run(first_tx));

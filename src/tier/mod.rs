@@ -587,6 +587,11 @@ where
         let rkey = inner.value_key(&encoded);
         let message = Message::new(inner.instance, Scope::Key(encoded)).encode();
         self.delete_everywhere(rkey, message).await;
+        // Again, now that Redis no longer holds the key (or its deletion is queued, and reads
+        // skip Redis for it): a read of this instance between the first L1 invalidation and
+        // the Redis delete may have fetched the old value from Redis and installed it, and
+        // this instance ignores its own message.
+        inner.l1.invalidate(key);
     }
 
     /// Clears the L1, deletes every key under the prefix in Redis (`SCAN` + `UNLINK`, not
@@ -618,6 +623,8 @@ where
         } else {
             inner.replay.failed_all(message);
         }
+        // As in `invalidate`: what this instance's reads fetched from Redis during the clear.
+        inner.l1.invalidate_all();
     }
 
     /// The tier's counters, with the L1's hits and misses and the breaker's state.

@@ -171,6 +171,39 @@ impl RedisCluster {
             .unwrap()
     }
 
+    /// The node (index) whose slots hold `key` (`CLUSTER KEYSLOT`, then `CLUSTER SLOTS`), if
+    /// one answers.
+    pub fn node_of(&self, key: &str) -> Option<usize> {
+        for i in 0..self.ports.len() {
+            let Ok(client) = redis::Client::open(self.url(i)) else {
+                continue;
+            };
+            let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            let Ok(slot) = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query::<i64>(&mut c)
+            else {
+                continue;
+            };
+            let Ok(ranges) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<Vec<(i64, i64, (String, i64))>>(&mut c)
+            else {
+                continue;
+            };
+            return ranges
+                .iter()
+                .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
+                .and_then(|(_, _, (_, port))| {
+                    self.ports.iter().position(|p| i64::from(*p) == *port)
+                });
+        }
+        None
+    }
+
     /// The number of keys on node `i` (`DBSIZE`).
     pub fn dbsize(&self, i: usize) -> i64 {
         let client = redis::Client::open(self.url(i)).unwrap();
