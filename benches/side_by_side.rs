@@ -31,7 +31,6 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::num::NonZeroUsize;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -40,6 +39,9 @@ use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/contenders.rs"]
+mod contenders;
+use contenders::{Contender, MutexLru, mutex_lru};
 #[path = "common/moka.rs"]
 mod moka_build;
 #[path = "common/out.rs"]
@@ -57,63 +59,6 @@ const CHUNK: usize = 1024;
 
 fn env_on(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// What the harness asks of a contender.
-trait Contender: Sync {
-    fn get(&self, key: u64) -> Option<u64>;
-    fn insert(&self, key: u64, value: u64);
-    /// Whatever the cache does once the fill is over (moka: its pending maintenance).
-    fn settle(&self) {}
-}
-
-impl<P: EvictionPolicy> Contender for Cache<u64, u64, P> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        Cache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        Cache::insert(self, key, value);
-    }
-}
-
-impl Contender for moka::sync::Cache<u64, u64> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        moka::sync::Cache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        moka::sync::Cache::insert(self, key, value);
-    }
-    fn settle(&self) {
-        self.run_pending_tasks();
-    }
-}
-
-impl Contender for quick_cache::sync::Cache<u64, u64> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        quick_cache::sync::Cache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        quick_cache::sync::Cache::insert(self, key, value);
-    }
-}
-
-struct MutexLru(parking_lot::Mutex<lru::LruCache<u64, u64>>);
-
-impl Contender for MutexLru {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.lock().get(&key).copied()
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        self.0.lock().put(key, value);
-    }
 }
 
 /// The contenders, in the order the tables show them: the default policy first.
@@ -161,9 +106,7 @@ impl Any {
             "aside_sampled_ttl" => Self::SampledTtl(aside(capacity, SampledTtl::new())),
             "quick_cache" => Self::Quick(quick_cache::sync::Cache::new(capacity as usize)),
             "moka" => Self::Moka(moka_build::moka_cache(capacity, false)),
-            "mutex_lru" => Self::MutexLru(MutexLru(parking_lot::Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(capacity as usize).expect("capacity > 0"),
-            )))),
+            "mutex_lru" => Self::MutexLru(mutex_lru(capacity)),
             other => panic!("unknown contender {other}"),
         }
     }
@@ -186,13 +129,13 @@ impl Any {
 
 /// A generic operation over any contender type.
 trait Visit<R> {
-    fn visit<C: Contender>(self, c: &C) -> R;
+    fn visit<C: Contender + Sync>(self, c: &C) -> R;
 }
 
 struct Fill(u64);
 
 impl Visit<()> for Fill {
-    fn visit<C: Contender>(self, c: &C) {
+    fn visit<C: Contender + Sync>(self, c: &C) {
         for k in 0..self.0 {
             c.insert(k, k);
         }
@@ -207,7 +150,7 @@ struct Round<'a> {
 }
 
 impl Visit<f64> for Round<'_> {
-    fn visit<C: Contender>(self, c: &C) -> f64 {
+    fn visit<C: Contender + Sync>(self, c: &C) -> f64 {
         let barrier = Barrier::new(self.streams.len());
         let time = self.time;
         let (ops, elapsed) = std::thread::scope(|s| {

@@ -29,17 +29,18 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::num::NonZeroUsize;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use aside::Cache;
 use aside::policy::{EvictionPolicy, Fifo, Lfu, Lru, S3Fifo, SampledTtl, WTinyLfu};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/contenders.rs"]
+mod contenders;
+use contenders::{Contender, mutex_lru};
 #[path = "common/moka.rs"]
 mod moka_common;
 use moka_common::moka_cache;
@@ -76,96 +77,7 @@ fn size_label(n: u64) -> String {
     }
 }
 
-// ----- contenders -----
-
-/// The operations a contender offers; `&self` throughout so threads can share it.
-trait Contender {
-    fn get(&self, key: u64) -> Option<u64>;
-    fn insert(&self, key: u64, value: u64);
-    /// Presence without side effects (used only while setting up).
-    fn contains(&self, key: u64) -> bool;
-    /// Finish pending maintenance after the pre-fill (moka).
-    fn settle(&self) {}
-}
-
-impl<P: EvictionPolicy> Contender for Cache<u64, u64, P> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        Cache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        Cache::insert(self, key, value);
-    }
-    fn contains(&self, key: u64) -> bool {
-        self.contains_key(&key)
-    }
-}
-
-impl Contender for moka::sync::Cache<u64, u64> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        moka::sync::Cache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        moka::sync::Cache::insert(self, key, value);
-    }
-    fn contains(&self, key: u64) -> bool {
-        self.contains_key(&key)
-    }
-    fn settle(&self) {
-        self.run_pending_tasks();
-    }
-}
-
-impl Contender for moka::sync::SegmentedCache<u64, u64> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        moka::sync::SegmentedCache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        moka::sync::SegmentedCache::insert(self, key, value);
-    }
-    fn contains(&self, key: u64) -> bool {
-        self.contains_key(&key)
-    }
-    fn settle(&self) {
-        self.run_pending_tasks();
-    }
-}
-
-impl Contender for quick_cache::sync::Cache<u64, u64> {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        quick_cache::sync::Cache::get(self, &key)
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        quick_cache::sync::Cache::insert(self, key, value);
-    }
-    fn contains(&self, key: u64) -> bool {
-        self.contains_key(&key)
-    }
-}
-
-/// An exact LRU behind one lock.
-struct MutexLru(Mutex<lru::LruCache<u64, u64, ahash::RandomState>>);
-
-impl Contender for MutexLru {
-    #[inline]
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.lock().get(&key).copied()
-    }
-    #[inline]
-    fn insert(&self, key: u64, value: u64) {
-        self.0.lock().put(key, value);
-    }
-    fn contains(&self, key: u64) -> bool {
-        self.0.lock().contains(&key)
-    }
-}
+// ----- contenders (the shared adapters, plus the single-threaded floor) -----
 
 /// The floor: a plain `HashMap` on one thread. To stay bounded under `miss_insert`, whose fresh
 /// keys are consecutive, inserting key `k` past the capacity removes key `k - capacity`.
@@ -205,14 +117,6 @@ fn moka_segmented(size: u64) -> moka::sync::SegmentedCache<u64, u64> {
     moka::sync::SegmentedCache::builder(8)
         .max_capacity(size)
         .build()
-}
-
-fn mutex_lru(size: u64) -> MutexLru {
-    let cap = NonZeroUsize::new(size as usize).expect("size > 0");
-    MutexLru(Mutex::new(lru::LruCache::with_hasher(
-        cap,
-        ahash::RandomState::with_seeds(1, 2, 3, 4),
-    )))
 }
 
 fn hashmap_floor(size: u64) -> HashMapFloor {
