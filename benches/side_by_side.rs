@@ -321,6 +321,16 @@ fn throughput(sizes: &[u64], time: Duration) -> Vec<Result> {
     results
 }
 
+/// A table's header: the contender column, then one column per scenario.
+fn print_header() {
+    print!("| contender |");
+    for mix in MIXES {
+        print!(" {} |", mix.name);
+    }
+    println!();
+    println!("|---|{}", "---|".repeat(MIXES.len()));
+}
+
 fn print_throughput(results: &[Result], sizes: &[u64]) {
     let names = contenders();
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -334,12 +344,7 @@ fn print_throughput(results: &[Result], sizes: &[u64]) {
                 size_name(keys),
                 if threads == 1 { "" } else { "s" }
             );
-            print!("| contender |");
-            for mix in MIXES {
-                print!(" {} |", mix.name);
-            }
-            println!();
-            println!("|---|{}", "---|".repeat(MIXES.len()));
+            print_header();
             for who in &names {
                 print!("| {who} |");
                 for mix in MIXES {
@@ -358,12 +363,7 @@ fn print_throughput(results: &[Result], sizes: &[u64]) {
             "\n### {} keys: scaling, 2-thread total / 1-thread\n",
             size_name(keys)
         );
-        print!("| contender |");
-        for mix in MIXES {
-            print!(" {} |", mix.name);
-        }
-        println!();
-        println!("|---|{}", "---|".repeat(MIXES.len()));
+        print_header();
         for who in &names {
             print!("| {who} |");
             for mix in MIXES {

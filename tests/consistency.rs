@@ -33,11 +33,9 @@ fn check(profile: Profile, api: Api, writer: Writer) {
     );
 }
 
-/// One module per profile; one test per read API and write path. `keyed` attributes go on the
-/// key-based write paths (invalidate, put, write-through), `behind` on write-behind.
-/// `Combo::known_issue` names the finding behind each `#[ignore]`.
+/// One module per profile; one test per read API and write path.
 macro_rules! profile {
-    ($module:ident, keyed: [$(#[$k:meta])*], behind: [$(#[$b:meta])*]) => {
+    ($module:ident) => {
         mod $module {
             use super::*;
 
@@ -45,78 +43,96 @@ macro_rules! profile {
                 Profile::$module()
             }
 
-            #[test] $(#[$k])* fn blocking_invalidate() { check(p(), Api::Blocking, Writer::Invalidate) }
-            #[test] $(#[$k])* fn blocking_put() { check(p(), Api::Blocking, Writer::Put) }
-            #[test] fn blocking_tag() { check(p(), Api::Blocking, Writer::Tag) }
             #[test]
-            fn blocking_shared_tag() { check(p(), Api::Blocking, Writer::SharedTag) }
-            #[test] fn blocking_namespace() { check(p(), Api::Blocking, Writer::Namespace) }
-            #[test] $(#[$k])* fn async_invalidate() { check(p(), Api::Async, Writer::Invalidate) }
-            #[test] $(#[$k])* fn async_put() { check(p(), Api::Async, Writer::Put) }
-            #[test] fn async_tag() { check(p(), Api::Async, Writer::Tag) }
+            fn blocking_invalidate() {
+                check(p(), Api::Blocking, Writer::Invalidate)
+            }
             #[test]
-            fn async_shared_tag() { check(p(), Api::Async, Writer::SharedTag) }
-            #[test] fn async_namespace() { check(p(), Api::Async, Writer::Namespace) }
-            #[test] $(#[$k])* fn async_write_through() { check(p(), Api::Async, Writer::WriteThrough) }
-            #[test] $(#[$b])* fn async_write_behind() { check(p(), Api::Async, Writer::WriteBehind) }
-            #[test] $(#[$k])* fn batch_invalidate() { check(p(), Api::Batch, Writer::Invalidate) }
-            #[test] $(#[$k])* fn batch_put() { check(p(), Api::Batch, Writer::Put) }
-            #[test] fn batch_tag() { check(p(), Api::Batch, Writer::Tag) }
+            fn blocking_put() {
+                check(p(), Api::Blocking, Writer::Put)
+            }
             #[test]
-            fn batch_shared_tag() { check(p(), Api::Batch, Writer::SharedTag) }
-            #[test] fn batch_namespace() { check(p(), Api::Batch, Writer::Namespace) }
-            #[test] $(#[$k])* fn batch_write_through() { check(p(), Api::Batch, Writer::WriteThrough) }
-            #[test] $(#[$b])* fn batch_write_behind() { check(p(), Api::Batch, Writer::WriteBehind) }
+            fn blocking_tag() {
+                check(p(), Api::Blocking, Writer::Tag)
+            }
+            #[test]
+            fn blocking_shared_tag() {
+                check(p(), Api::Blocking, Writer::SharedTag)
+            }
+            #[test]
+            fn blocking_namespace() {
+                check(p(), Api::Blocking, Writer::Namespace)
+            }
+            #[test]
+            fn async_invalidate() {
+                check(p(), Api::Async, Writer::Invalidate)
+            }
+            #[test]
+            fn async_put() {
+                check(p(), Api::Async, Writer::Put)
+            }
+            #[test]
+            fn async_tag() {
+                check(p(), Api::Async, Writer::Tag)
+            }
+            #[test]
+            fn async_shared_tag() {
+                check(p(), Api::Async, Writer::SharedTag)
+            }
+            #[test]
+            fn async_namespace() {
+                check(p(), Api::Async, Writer::Namespace)
+            }
+            #[test]
+            fn async_write_through() {
+                check(p(), Api::Async, Writer::WriteThrough)
+            }
+            #[test]
+            fn async_write_behind() {
+                check(p(), Api::Async, Writer::WriteBehind)
+            }
+            #[test]
+            fn batch_invalidate() {
+                check(p(), Api::Batch, Writer::Invalidate)
+            }
+            #[test]
+            fn batch_put() {
+                check(p(), Api::Batch, Writer::Put)
+            }
+            #[test]
+            fn batch_tag() {
+                check(p(), Api::Batch, Writer::Tag)
+            }
+            #[test]
+            fn batch_shared_tag() {
+                check(p(), Api::Batch, Writer::SharedTag)
+            }
+            #[test]
+            fn batch_namespace() {
+                check(p(), Api::Batch, Writer::Namespace)
+            }
+            #[test]
+            fn batch_write_through() {
+                check(p(), Api::Batch, Writer::WriteThrough)
+            }
+            #[test]
+            fn batch_write_behind() {
+                check(p(), Api::Batch, Writer::WriteBehind)
+            }
         }
     };
 }
 
-profile!(no_expiry, keyed: [], behind: []);
-profile!(
-    no_xfetch,
-    keyed: [],
-    behind: []
-);
-profile!(
-    xfetch,
-    keyed: [],
-    behind: []
-);
-profile!(
-    refresh_background,
-    keyed: [],
-    behind: []
-);
-profile!(
-    refresh_caller,
-    keyed: [],
-    behind: []
-);
-profile!(
-    negative,
-    keyed: [],
-    behind: []
-);
-profile!(
-    errors,
-    keyed: [],
-    behind: []
-);
-profile!(
-    combined,
-    keyed: [],
-    behind: []
-);
-profile!(
-    fail_safe,
-    keyed: [],
-    behind: []
-);
-profile!(
-    fail_safe_combined,
-    keyed: [],
-    behind: []
-);
+profile!(no_expiry);
+profile!(no_xfetch);
+profile!(xfetch);
+profile!(refresh_background);
+profile!(refresh_caller);
+profile!(negative);
+profile!(errors);
+profile!(combined);
+profile!(fail_safe);
+profile!(fail_safe_combined);
 
 /// The tag finding, reduced: two writers bump their own key's row (an atomic here, no SQLite)
 /// and invalidate a tag, two readers load both keys labelled with it. With `shared`, both keys

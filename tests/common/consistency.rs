@@ -264,15 +264,6 @@ impl Combo {
         format!("{} / {api} / {}", self.profile.name, self.writer.name())
     }
 
-    /// The finding of issue #19 this combination shows, if any (its stale reads are expected
-    /// until the fix; the test marks it `#[ignore]`).
-    pub fn known_issue(&self) -> Option<&'static str> {
-        // None left. Fixed since they were found: fail-safe resurrection (be27556), two
-        // invalidate_tag calls of one tag (the later epoch wins), write-behind values that
-        // expire before their flush (a leader takes the dirty value instead of loading).
-        None
-    }
-
     /// Whether writers of this combination delete rows.
     fn deletes(&self) -> bool {
         self.profile.negative && self.writer != Writer::WriteBehind
