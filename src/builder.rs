@@ -10,7 +10,7 @@ use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::cache::Cache;
-use crate::expiry::{Clock, Expiration, SystemClock, duration_nanos};
+use crate::engine::expiry::{Clock, Expiration, SystemClock, duration_nanos};
 use crate::notify::{Listener, RemovalCause};
 use crate::policy::{EvictionPolicy, WTinyLfu};
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 use ahash::RandomState;
 
 use crate::builder::{CacheBuilder, Weigher};
-use crate::expiry::{Clock, Expiration, duration_nanos};
+use crate::engine::expiry::{Clock, Expiration, duration_nanos};
+use crate::engine::shard::{Inserted, Lookup, Shard};
 use crate::metrics::CacheStats;
 use crate::notify::{Listener, Removed};
 use crate::policy::{EvictionPolicy, ShardContext, WTinyLfu};
-use crate::shard::{Inserted, Lookup, Shard};
 use crate::shim::{AtomicU64, Ordering, RwLock};
 
 /// Retries of `retain` on a shard that was written to while the predicate ran.
@@ -788,7 +788,7 @@ where
             let now = self.inner.clock.now_nanos();
             total +=
                 s.0.write()
-                    .sweep(crate::expiry::SWEEP_MAX_ROUNDS, now, &mut removed);
+                    .sweep(crate::engine::expiry::SWEEP_MAX_ROUNDS, now, &mut removed);
             self.notify(removed);
         }
         total

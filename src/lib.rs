@@ -117,11 +117,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aside;
-mod buffer;
 mod builder;
 mod cache;
-mod expiry;
-mod index;
+mod engine;
 mod inits;
 mod invariant;
 mod metrics;
@@ -130,9 +128,7 @@ pub mod policy;
 #[cfg(feature = "config")]
 pub mod registry;
 pub mod sampler;
-mod shard;
 mod shim;
-mod slab;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
@@ -150,7 +146,7 @@ pub use aside::{
 pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
-pub use expiry::{Clock, MockClock, SystemClock};
+pub use engine::expiry::{Clock, MockClock, SystemClock};
 pub use invariant::InvariantError;
 pub use metrics::CacheStats;
 pub use notify::RemovalCause;

@@ -85,7 +85,7 @@ pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
 #[cfg(feature = "async")]
 pub use write::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 
-use crate::expiry::{Clock, SystemClock, duration_nanos};
+use crate::engine::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{Cache, CacheStats, ConfigError};
 use flight::{Join, Lead, Outcome, Registry, SharedError, ThreadLeading};

@@ -19,7 +19,7 @@ use super::l2::{Endpoint, L2};
 use super::metrics::Counters;
 use super::replay::Replay;
 use super::{Inner, Settings, TieredCache};
-use crate::expiry::{Clock, SystemClock, duration_nanos};
+use crate::engine::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{AsideCache, ConfigError};
 

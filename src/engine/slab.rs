@@ -11,7 +11,7 @@
 use crate::shim::{AtomicU64, Ordering};
 use std::num::NonZeroU32;
 
-use crate::expiry::Deadline;
+use crate::engine::expiry::Deadline;
 use crate::policy::{Entries, EntryId};
 
 /// The largest weight one entry can have; a weigher's result is clamped to it.

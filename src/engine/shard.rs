@@ -17,18 +17,18 @@ use std::borrow::Borrow;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::buffer::AccessBuffer;
-use crate::expiry::{
+use crate::engine::buffer::AccessBuffer;
+use crate::engine::expiry::{
     Clock, Deadline, Expiration, SWEEP_EVERY_WRITES, SWEEP_REPEAT_PERCENT, SWEEP_ROUNDS_PER_WRITE,
     SWEEP_SAMPLE,
 };
-use crate::index::Index;
+use crate::engine::index::Index;
+use crate::engine::slab::{Entry, Slab, View, push_within};
 use crate::metrics::{ReadCounters, WriteCounters};
 use crate::notify::{RemovalCause, Removed};
 use crate::policy::{EntryId, EvictionPolicy, HitAccess, ShardContext};
 use crate::shim::Mutex;
 use crate::shim::{AtomicU64, Ordering};
-use crate::slab::{Entry, Slab, View, push_within};
 
 /// The table's hash, derived from the entry's stored 32-bit fragment by a multiplicative mix:
 /// the low bits pick the bucket, the top seven are hashbrown's tag.
@@ -318,7 +318,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.drain();
         self.maybe_sweep(now, out);
         // One clamp for the entry and the shard's total alike.
-        let weight = weight.min(crate::slab::MAX_WEIGHT);
+        let weight = weight.min(crate::engine::slab::MAX_WEIGHT);
         let deadline = self.expiration.deadline(now, ttl, self.rng.next_u64());
         if let Some(id) = self.find(fragment, &key) {
             if !self.slab.at(id).deadline().is_expired(now) {
