@@ -25,7 +25,8 @@
 //!
 //! Run: `cargo bench --bench side_by_side` (about 9 minutes; `ASIDE_BENCH_QUICK=1`: 10k keys,
 //! 0.1 s rounds, about 20 s; `ASIDE_BENCH_LONG=1` adds 10M keys; `ASIDE_BENCH_FILTER=text`
-//! keeps the contenders whose name contains it, plus the two peers; `ASIDE_BENCH_OUT=DIR`
+//! keeps the contenders whose name contains it, plus the two peers; `ASIDE_BENCH_SIZES=100000`
+//! (comma-separated) replaces the sizes; `ASIDE_BENCH_OUT=DIR`
 //! also writes `DIR/side_by_side.csv` and `DIR/side_by_side_memory.csv`, see `common/out.rs`).
 
 #![allow(missing_docs)]
@@ -478,7 +479,7 @@ fn main() {
         return;
     }
     let quick = env_on("ASIDE_BENCH_QUICK");
-    let (sizes, time, mem): (Vec<u64>, _, _) = if quick {
+    let (mut sizes, time, mem): (Vec<u64>, _, _) = if quick {
         (vec![10_000], Duration::from_millis(100), 100_000)
     } else {
         let mut sizes = vec![10_000, 100_000, 1_000_000];
@@ -487,6 +488,16 @@ fn main() {
         }
         (sizes, Duration::from_secs(1), 1_000_000)
     };
+    if let Ok(list) = std::env::var("ASIDE_BENCH_SIZES") {
+        sizes = list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("ASIDE_BENCH_SIZES: key counts, comma-separated")
+            })
+            .collect();
+    }
     println!(
         "side_by_side: {} cores, sizes {:?}, {} rounds of {:?} per contender and scenario",
         std::thread::available_parallelism().map_or(1, usize::from),

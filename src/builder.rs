@@ -459,6 +459,21 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
                  fixes them (use `insert_with_ttl` for fixed per-entry deadlines)",
             ));
         }
+        let max_shard = crate::engine::shard::MAX_SHARD_ENTRIES as u64;
+        if let Some(n) = self.shards
+            && self.weigher.is_none()
+            && self.max_capacity != u64::MAX
+            && self.max_capacity.div_ceil(n as u64) > max_shard
+        {
+            return Err(ConfigError::new(
+                "shards",
+                format!(
+                    "{n} shards of a capacity of {} entries hold more than {max_shard} entries \
+                     each, a shard's limit: use more shards",
+                    self.max_capacity
+                ),
+            ));
+        }
         let shards = self
             .shards
             .unwrap_or_else(|| default_shards(self.max_capacity));
@@ -492,6 +507,14 @@ fn default_shards(capacity: u64) -> usize {
     while shards > 1 && capacity / (shards as u64) < MIN_SHARD_CAPACITY {
         shards /= 2;
     }
+    // A shard's entry limit: larger caches get more shards (an unbounded one relies on the
+    // limit's evictions instead).
+    while capacity != u64::MAX
+        && shards < MAX_SHARDS
+        && capacity.div_ceil(shards as u64) > crate::engine::shard::MAX_SHARD_ENTRIES as u64
+    {
+        shards *= 2;
+    }
     shards
 }
 
@@ -508,5 +531,16 @@ mod tests {
         // The 1,011-key `loop` trace at capacity 1024 needs one shard to stay exact LRU.
         assert_eq!(default_shards(1024), 1);
         assert!(default_shards(u64::MAX).is_power_of_two());
+        let limit = crate::engine::shard::MAX_SHARD_ENTRIES as u64;
+        assert!(
+            default_shards(64 * limit) >= 64,
+            "a shard never exceeds its entry limit"
+        );
+        let err = Cache::<u32, u32>::builder()
+            .max_capacity(2 * limit + 1)
+            .shards(2)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "shards");
     }
 }

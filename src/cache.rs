@@ -10,12 +10,13 @@ use std::time::Duration;
 use ahash::RandomState;
 
 use crate::builder::{CacheBuilder, Weigher};
+use crate::engine::concurrent::readers::default_stripes;
 use crate::engine::expiry::{Clock, Expiration, duration_nanos};
-use crate::engine::shard::{Inserted, Lookup, Shard};
+use crate::engine::shard::{Inserted, Lookup, ShardSlot};
 use crate::metrics::CacheStats;
 use crate::notify::{Listener, Removed};
 use crate::policy::{EvictionPolicy, ShardContext, WTinyLfu};
-use crate::shim::{AtomicU64, Ordering, RwLock};
+use crate::shim::{AtomicU64, Ordering};
 
 /// Retries of `retain` on a shard that was written to while the predicate ran.
 const RETAIN_RETRIES: usize = 4;
@@ -36,11 +37,11 @@ pub(crate) struct Parts<K, V, P, S> {
     pub(crate) listener: Option<Listener<K, V>>,
 }
 
-/// One shard behind its lock, on cache lines of its own.
-type ShardSlot<K, V, P> = Padded<RwLock<Shard<K, V, P>>>;
+/// One shard, on cache lines of its own.
+type Slot<K, V, P> = Padded<ShardSlot<K, V, P>>;
 
 struct Inner<K, V, P: EvictionPolicy, S> {
-    shards: Box<[ShardSlot<K, V, P>]>,
+    shards: Box<[Slot<K, V, P>]>,
     mask: usize,
     hasher: S,
     capacity: u64,
@@ -58,14 +59,17 @@ struct Inner<K, V, P: EvictionPolicy, S> {
 /// `Cache` is `Send + Sync` and cheap to clone: clones share the same storage. Keys are hashed
 /// once per operation with a randomly seeded `ahash`; the hash picks the shard (from its upper
 /// 32 bits) and, within the shard, the table bucket (from the lower 32 bits, which each entry
-/// stores so the table can grow without calling `Hash`). Each shard is a `parking_lot::RwLock`
-/// around a hash table, a slab of entries and the policy.
+/// stores so the table can grow without calling `Hash`). Each shard has a table that lookups
+/// read without a lock, and a `parking_lot::Mutex` that serializes its writers and guards its
+/// policy.
 ///
 /// # Reads return clones
 ///
-/// [`get`](Self::get) clones the value out under the shard's shared lock. For large values,
-/// store `Arc<T>` (a clone is then one atomic increment) and keep the value's `Clone` cheap:
-/// it is, with the key's `Eq`, the only user code that runs under a shard lock.
+/// [`get`](Self::get) clones the value out inside the lookup's read section, during which a
+/// writer that removes or replaces that entry waits before it hands the old value back. For
+/// large values, store `Arc<T>` (a clone is then one atomic increment) and keep the value's
+/// `Clone` cheap and free of calls into the same cache: it is, with the key's `Eq`, the only
+/// user code that runs during a lookup.
 ///
 /// # Example
 ///
@@ -135,6 +139,7 @@ where
 impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     pub(crate) fn from_parts(parts: Parts<K, V, P, S>) -> Self {
         let n = parts.shards as u64;
+        let stripes = default_stripes();
         let shards = (0..parts.shards)
             .map(|i| {
                 let i64 = i as u64;
@@ -151,12 +156,13 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
                     Some(_) => usize::MAX,
                     None => usize::try_from(capacity).unwrap_or(usize::MAX),
                 };
-                Padded(RwLock::new(Shard::new(
+                Padded(ShardSlot::new(
                     parts.policy.clone(),
                     ctx,
                     parts.expiration,
                     max_entries,
-                )))
+                    stripes,
+                ))
             })
             .collect();
         Self {
@@ -207,7 +213,11 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     /// assert_eq!(cache.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.0.read().len()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.0.write.lock().len())
+            .sum()
     }
 
     /// Whether the cache holds no entries.
@@ -218,7 +228,10 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     /// assert!(aside::Cache::<u32, u32>::new(10).is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.inner.shards.iter().all(|s| s.0.read().len() == 0)
+        self.inner
+            .shards
+            .iter()
+            .all(|s| s.0.write.lock().len() == 0)
     }
 
     /// The total weight stored (the entry count without a weigher).
@@ -231,7 +244,11 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     /// assert_eq!(cache.weighted_size(), 1);
     /// ```
     pub fn weighted_size(&self) -> u64 {
-        self.inner.shards.iter().map(|s| s.0.read().weight()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.0.write.lock().weight())
+            .sum()
     }
 
     /// A snapshot of the counters, summed over shards.
@@ -246,8 +263,9 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     pub fn stats(&self) -> CacheStats {
         let mut stats = CacheStats::default();
         for s in self.inner.shards.iter() {
-            let shard = s.0.read();
-            stats.add_shard(shard.hits(), &shard.reads, shard.write_counters());
+            let readers = s.0.store.readers();
+            let writes = *s.0.write.lock().write_counters();
+            stats.add_shard(readers.hits(), readers.misses(), &writes);
         }
         stats
     }
@@ -266,7 +284,7 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
         self.inner
             .shards
             .iter()
-            .map(|s| s.0.read().allocated_bytes())
+            .map(|s| s.0.write.lock().allocated_bytes(&s.0.store))
             .sum()
     }
 
@@ -287,23 +305,23 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
     /// ```
     pub fn validate(&self) -> Result<(), crate::InvariantError> {
         for (i, s) in self.inner.shards.iter().enumerate() {
-            let mut shard = s.0.write();
-            shard.drain();
+            let mut shard = s.0.write.lock();
+            shard.drain(&s.0.store);
             shard
-                .validate()
+                .validate(&s.0.store)
                 .map_err(|e| crate::InvariantError::new(format!("shard {i}: {e}")))?;
         }
         Ok(())
     }
 
-    /// Runs `f` on shard `index` under its exclusive lock (tests and fuzzers only).
+    /// Runs `f` on shard `index` under its lock (tests and fuzzers only).
     #[cfg(any(test, fuzzing))]
     pub(crate) fn with_shard<R>(
         &self,
         index: usize,
-        f: impl FnOnce(&mut Shard<K, V, P>) -> R,
+        f: impl FnOnce(&mut crate::engine::shard::Shard<K, V, P>) -> R,
     ) -> R {
-        f(&mut self.inner.shards[index].0.write())
+        f(&mut self.inner.shards[index].0.write.lock())
     }
 }
 
@@ -315,7 +333,7 @@ where
     S: BuildHasher,
 {
     #[inline]
-    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (&RwLock<Shard<K, V, P>>, u32) {
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (&ShardSlot<K, V, P>, u32) {
         let hash = self.inner.hasher.hash_one(key);
         let shard = &self.inner.shards[(hash >> 32) as usize & self.inner.mask].0;
         (shard, hash as u32)
@@ -344,12 +362,26 @@ where
     /// `insert`/`insert_with_ttl` (TTL in nanoseconds) that hands back what it removed instead
     /// of announcing it, for callers that write under a lock of their own.
     pub(crate) fn insert_deferred(&self, key: K, value: V, ttl: Option<u64>) -> Removed<K, V> {
-        let (lock, fragment) = self.locate(&key);
+        let (slot, fragment) = self.locate(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let now = self.write_now(ttl);
         let mut removed = Removed::new();
-        lock.write()
-            .insert(fragment, key, value, weight, ttl, now, false, &mut removed);
+        slot.write(&mut removed, |shard, store| {
+            let mut rejected = Removed::new();
+            shard.insert(
+                store,
+                fragment,
+                key,
+                value,
+                weight,
+                ttl,
+                now,
+                false,
+                &mut rejected,
+            );
+            rejected
+        })
+        .append_to(&mut removed);
         removed
     }
 
@@ -359,10 +391,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (lock, fragment) = self.locate(key);
+        let (slot, fragment) = self.locate(key);
         let now = self.write_now(None);
         let mut removed = Removed::new();
-        lock.write().remove(fragment, key, now, &mut removed);
+        slot.write(&mut removed, |shard, store| {
+            shard.remove(store, fragment, key, now)
+        });
         removed
     }
 
@@ -373,7 +407,7 @@ where
             .iter()
             .map(|s| {
                 let mut removed = Removed::new();
-                s.0.write().clear(&mut removed);
+                s.0.write(&mut removed, |shard, store| shard.clear(store));
                 removed
             })
             .collect()
@@ -385,35 +419,24 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (lock, fragment) = self.locate(key);
-        let shard = lock.read();
-        match shard.get(fragment, key, &*self.inner.clock, access) {
+        let (slot, fragment) = self.locate(key);
+        match slot.get(fragment, key, &*self.inner.clock, access, V::clone) {
             Lookup::Hit { value, drain } => {
-                let value = value.clone();
                 if drain {
-                    // Still under the shared lock: other readers go on meanwhile.
-                    shard.drain_shared();
+                    slot.try_drain();
                 }
-                drop(shard);
                 Some(value)
             }
-            Lookup::Miss => {
-                if access {
-                    shard.reads.miss();
-                }
-                None
-            }
+            Lookup::Miss => None,
             Lookup::Expired => {
-                if !access {
-                    return None; // `peek` has no side effects
+                if access {
+                    let mut removed = Removed::new();
+                    let now = self.inner.clock.now_nanos();
+                    slot.write(&mut removed, |shard, store| {
+                        shard.remove_expired(store, fragment, key, now);
+                    });
+                    self.notify(removed);
                 }
-                shard.reads.miss();
-                drop(shard);
-                let mut removed = Removed::new();
-                let now = self.inner.clock.now_nanos();
-                lock.write()
-                    .remove_expired(fragment, key, now, &mut removed);
-                self.notify(removed);
                 None
             }
         }
@@ -473,31 +496,36 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (lock, fragment) = self.locate(key);
+        let (slot, fragment) = self.locate(key);
         matches!(
-            lock.read().get(fragment, key, &*self.inner.clock, false),
+            slot.get(fragment, key, &*self.inner.clock, false, |_| ()),
             Lookup::Hit { .. }
         )
     }
 
     fn store(&self, key: K, value: V, ttl: Option<u64>, only_if_absent: bool) -> Inserted<V> {
         // User code first, outside the lock: hashing and weighing.
-        let (lock, fragment) = self.locate(&key);
+        let (slot, fragment) = self.locate(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let now = self.write_now(ttl);
         let mut removed = Removed::new();
+        let mut rejected = Removed::new();
         let result = catch_unwind(AssertUnwindSafe(|| {
-            lock.write().insert(
-                fragment,
-                key,
-                value,
-                weight,
-                ttl,
-                now,
-                only_if_absent,
-                &mut removed,
-            )
+            slot.write(&mut removed, |shard, store| {
+                shard.insert(
+                    store,
+                    fragment,
+                    key,
+                    value,
+                    weight,
+                    ttl,
+                    now,
+                    only_if_absent,
+                    &mut rejected,
+                )
+            })
         }));
+        rejected.append_to(&mut removed);
         self.finish_write(removed, result)
     }
 
@@ -645,11 +673,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (lock, fragment) = self.locate(key);
+        let (slot, fragment) = self.locate(key);
         let now = self.write_now(None);
         let mut removed = Removed::new();
         let value = catch_unwind(AssertUnwindSafe(|| {
-            let live = lock.write().remove(fragment, key, now, &mut removed);
+            let live = slot.write(&mut removed, |shard, store| {
+                shard.remove(store, fragment, key, now)
+            });
             // Cloned after the lock is released; announced before it is handed back.
             if live { removed.first_value() } else { None }
         }));
@@ -712,12 +742,12 @@ where
         K: Clone,
     {
         for s in self.inner.shards.iter() {
-            let lock = &s.0;
+            let slot = &s.0;
             for attempt in 0.. {
                 let now = self.inner.clock.now_nanos();
                 let (generation, snapshot) = {
-                    let shard = lock.read();
-                    (shard.generation(), shard.snapshot(now))
+                    let shard = slot.write.lock();
+                    (shard.generation(), shard.snapshot(&slot.store, now))
                 };
                 let victims: Vec<_> = snapshot
                     .into_iter()
@@ -728,14 +758,19 @@ where
                     break;
                 }
                 let mut removed = Removed::new();
-                let mut shard = lock.write();
-                if shard.generation() != generation && attempt < RETAIN_RETRIES {
+                // The key's `Eq` runs here, under the lock.
+                let done = catch_unwind(AssertUnwindSafe(|| {
+                    slot.write(&mut removed, |shard, store| {
+                        if shard.generation() != generation && attempt < RETAIN_RETRIES {
+                            return false;
+                        }
+                        shard.remove_ids(store, victims);
+                        true
+                    })
+                }));
+                if matches!(done, Ok(false)) {
                     continue;
                 }
-                // The key's `Eq` runs here, under the lock.
-                let done =
-                    catch_unwind(AssertUnwindSafe(|| shard.remove_ids(victims, &mut removed)));
-                drop(shard);
                 self.finish_write(removed, done);
                 break;
             }
@@ -786,16 +821,16 @@ where
         for s in self.inner.shards.iter() {
             let mut removed = Removed::new();
             let now = self.inner.clock.now_nanos();
-            total +=
-                s.0.write()
-                    .sweep(crate::engine::expiry::SWEEP_MAX_ROUNDS, now, &mut removed);
+            total += s.0.write(&mut removed, |shard, store| {
+                shard.sweep(store, crate::engine::expiry::SWEEP_MAX_ROUNDS, now)
+            });
             self.notify(removed);
         }
         total
     }
 
     /// An iterator over a snapshot of the live entries, taken one shard at a time (keys and
-    /// values cloned under the shard's shared lock, yielded outside it). Weakly consistent:
+    /// values cloned under the shard's lock, yielded outside it). Weakly consistent:
     /// writes during iteration may or may not be seen. Touches no policy state.
     ///
     /// # Example
@@ -876,7 +911,8 @@ where
             let shard = self.cache.inner.shards.get(self.next_shard)?;
             self.next_shard += 1;
             let now = self.cache.inner.clock.now_nanos();
-            self.current = shard.0.read().snapshot(now).into_iter();
+            let slot = &shard.0;
+            self.current = slot.write.lock().snapshot(&slot.store, now).into_iter();
         }
     }
 }

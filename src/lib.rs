@@ -63,12 +63,14 @@
 //!
 //! # Thread safety
 //!
-//! `Cache` is `Send + Sync` and cheap to clone (an `Arc`). Reads take a shard's shared lock;
-//! writes its exclusive lock. Hits on LRU and LFU caches are recorded in a lossy per-shard
-//! buffer and replayed in batches by a reader that holds the policy's own mutex (`try_lock`)
-//! and only the shard's shared lock, so readers of one shard never wait on a hit or a replay.
-//! No user code runs under a shard lock except the key's `Eq` and the value's `Clone`: hashing,
-//! weighers, loaders, listeners and the drop of evicted values all happen outside.
+//! `Cache` is `Send + Sync` and cheap to clone (an `Arc`). Reads take no lock: a lookup
+//! probes its shard's table inside a read section that writes only its own thread's counters,
+//! and records a hit for the policy in a lossy ring of its own, replayed in batches under the
+//! shard's lock by whoever holds it. Writes take their shard's mutex; a writer that removes an
+//! entry waits until no lookup can still be reading it, then hands it back. No user code runs
+//! under a shard lock except the key's `Eq` and the value's `Clone` (in `iter` and `retain`'s
+//! snapshots): hashing, weighers, loaders, listeners and the drop of evicted values all happen
+//! outside.
 //!
 //! # Expiry
 //!

@@ -1,34 +1,11 @@
 //! Per-shard counters and the [`CacheStats`] snapshot.
 //!
-//! Hits and misses happen under the shared lock and are counted with relaxed atomics that live
-//! in the shard's own cache line; everything else happens under the exclusive lock and is
-//! counted in plain integers. There is no global counter to contend on: a snapshot sums the
+//! Hits and misses happen without a lock and are counted in the reading thread's own stripe of
+//! its shard (`engine/concurrent/readers.rs`); everything else happens under the shard's lock
+//! and is counted in plain integers. There is no global counter to contend on: a snapshot sums the
 //! shards.
 
-use crate::shim::{AtomicU64, Ordering};
-
-/// Counters a shard updates under its shared lock. Hits on policies with buffered hits
-/// ([`HitAccess::Exclusive`](crate::policy::HitAccess::Exclusive)) are counted by the access
-/// buffer instead, which already pays one atomic increment per hit.
-#[derive(Default)]
-pub(crate) struct ReadCounters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-}
-
-impl ReadCounters {
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Counters a shard updates under its exclusive lock.
+/// Counters a shard's writer side updates under its lock.
 #[derive(Default, Clone, Copy, Debug)]
 pub(crate) struct WriteCounters {
     pub(crate) inserts: u64,
@@ -111,9 +88,9 @@ impl CacheStats {
         self.evicted_capacity + self.expired + self.removed_explicit
     }
 
-    pub(crate) fn add_shard(&mut self, hits: u64, reads: &ReadCounters, writes: &WriteCounters) {
+    pub(crate) fn add_shard(&mut self, hits: u64, misses: u64, writes: &WriteCounters) {
         self.hits += hits;
-        self.misses += reads.misses.load(Ordering::Relaxed);
+        self.misses += misses;
         self.inserts += writes.inserts;
         self.updates += writes.updates;
         self.evicted_capacity += writes.evicted_capacity;

@@ -85,6 +85,13 @@ impl<K, V> Removed<K, V> {
         }
     }
 
+    /// Moves every entry to the end of `other`, in order.
+    pub(crate) fn append_to(self, other: &mut Self) {
+        for (k, v, cause) in self.first.into_iter().chain(self.rest) {
+            other.push(k, v, cause);
+        }
+    }
+
     pub(crate) fn first(&self) -> Option<&(K, V, RemovalCause)> {
         self.first.as_ref()
     }

@@ -16,17 +16,29 @@
 //! thread, so std's thread-locals would be shared between them.
 
 #[cfg(not(aside_shuttle))]
-pub(crate) use parking_lot::{Condvar, Mutex, RwLock};
+pub(crate) use parking_lot::{Condvar, Mutex};
 #[cfg(not(aside_shuttle))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+#[cfg(not(aside_shuttle))]
+pub(crate) use std::thread::LocalKey;
+#[cfg(not(aside_shuttle))]
+pub(crate) use std::thread::yield_now;
 #[cfg(not(aside_shuttle))]
 pub(crate) use std::thread_local;
 
 #[cfg(aside_shuttle)]
-pub(crate) use self::explore::{Condvar, Mutex, RwLock};
+pub(crate) use self::explore::{Condvar, Mutex};
 #[cfg(aside_shuttle)]
-pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use shuttle::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 /// Shuttle's threads share OS threads: their thread-locals must be shuttle's too.
+#[cfg(aside_shuttle)]
+pub(crate) use shuttle::thread::LocalKey;
+#[cfg(aside_shuttle)]
+pub(crate) use shuttle::thread::yield_now;
 #[cfg(aside_shuttle)]
 pub(crate) use shuttle::thread_local;
 
@@ -144,24 +156,6 @@ mod explore {
             }
             guard.guard = Some(self.0.wait(inner).unwrap_or_else(PoisonError::into_inner));
             WaitTimeoutResult(false)
-        }
-    }
-
-    /// parking_lot's `RwLock` API over shuttle's.
-    #[derive(Debug, Default)]
-    pub(crate) struct RwLock<T>(shuttle::sync::RwLock<T>);
-
-    impl<T> RwLock<T> {
-        pub(crate) const fn new(value: T) -> Self {
-            Self(shuttle::sync::RwLock::new(value))
-        }
-
-        pub(crate) fn read(&self) -> shuttle::sync::RwLockReadGuard<'_, T> {
-            self.0.read().unwrap_or_else(PoisonError::into_inner)
-        }
-
-        pub(crate) fn write(&self) -> shuttle::sync::RwLockWriteGuard<'_, T> {
-            self.0.write().unwrap_or_else(PoisonError::into_inner)
         }
     }
 }

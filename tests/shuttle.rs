@@ -151,6 +151,88 @@ fn insert_and_evict_race_on_one_shard_s3fifo() {
     explore(5, || insert_evict_race(S3Fifo::new()));
 }
 
+/// A value that knows whether it was dropped: cloning a dropped one (what a reader would do
+/// if a writer reclaimed a node the reader still held) fails the schedule.
+struct Tracked {
+    key: u32,
+    alive: Arc<shuttle::sync::atomic::AtomicBool>,
+}
+
+impl Tracked {
+    fn new(key: u32) -> Self {
+        Self {
+            key,
+            alive: Arc::new(shuttle::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        assert!(
+            self.alive.load(Ordering::SeqCst),
+            "a reader cloned the value of key {} after it was dropped",
+            self.key
+        );
+        Self::new(self.key)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The lock-free read path's protocol (src/engine/concurrent/): two readers look keys up and
+/// clone their values without the shard's lock while a writer replaces, evicts, removes and
+/// clears them. No schedule lets a writer drop a value a reader is still cloning, and every
+/// value read belongs to its key.
+fn readers_against_a_writer<P: EvictionPolicy>(policy: P) {
+    let cache: Cache<u32, Tracked, P> = Cache::builder()
+        .max_capacity(2)
+        .shards(1)
+        .seed(3)
+        .policy(policy)
+        .build()
+        .unwrap();
+    for k in 0..2 {
+        cache.insert(k, Tracked::new(k));
+    }
+    let readers: Vec<_> = (0..2u32)
+        .map(|t| {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                for i in 0..4 {
+                    let key = (i + t) % 3;
+                    if let Some(v) = cache.get(&key) {
+                        assert_eq!(v.key, key);
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..3u32 {
+        cache.insert(i % 3, Tracked::new(i % 3));
+        cache.invalidate(&((i + 1) % 3));
+    }
+    cache.invalidate_all();
+    for r in readers {
+        r.join().unwrap();
+    }
+    cache.validate().unwrap();
+}
+
+#[test]
+fn lock_free_reads_never_see_a_dropped_value_lru() {
+    explore(6, || readers_against_a_writer(Lru::new()));
+}
+
+#[test]
+fn lock_free_reads_never_see_a_dropped_value_wtinylfu() {
+    explore(7, || readers_against_a_writer(WTinyLfu::new()));
+}
+
 /// A lease no schedule can outlive (see `src/shim.rs`): waiters never time out.
 const LONG_LEASE: Duration = Duration::from_secs(3600);
 /// A lease short enough that shuttle may time a waiter out at any point.

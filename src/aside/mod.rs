@@ -1522,7 +1522,7 @@ where
     }
 
     /// The values [`get`](Self::get) would serve, as `(key, value)` clones, shard by shard (a
-    /// snapshot per shard, taken under its shared lock). Stale values kept for fail-safe and
+    /// snapshot per shard, taken under its lock). Stale values kept for fail-safe and
     /// due for a reload, cached "not found" entries and values hidden by a tag or namespace
     /// invalidation are skipped. No side effects: no counters, no policy update, no sliding.
     ///

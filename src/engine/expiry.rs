@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 /// test outcome depends on sleeping. An implementation may go backwards (a mock can); the cache
 /// treats such a jump with saturating arithmetic and never panics.
 ///
-/// The cache may call [`now_nanos`](Self::now_nanos) while it holds a shard's lock (a read
-/// checks the entry's deadline under the shard's shared lock, so that the deadline it checks
-/// is the one it serves). An implementation must therefore be quick, must not block, and must
+/// The cache may call [`now_nanos`](Self::now_nanos) while it holds a shard's lock, and a
+/// lookup calls it inside its read section (so that the deadline it checks is the one of the
+/// value it serves), during which writers that remove entries of that shard wait. An implementation must therefore be quick, must not block, and must
 /// never call back into the cache it serves: that would deadlock.
 ///
 /// # Example

@@ -12,8 +12,7 @@
 //! wraps each shard in its locks, and the same shard code serves the model tests and the
 //! fuzzers. Policies (`crate::policy`) see the shard only through the `Entries` view.
 
-pub(crate) mod buffer;
+pub(crate) mod concurrent;
 pub(crate) mod expiry;
-pub(crate) mod index;
 pub(crate) mod shard;
 pub(crate) mod slab;

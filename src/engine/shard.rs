@@ -1,49 +1,47 @@
-//! One shard: a hash table of slab indices, the slab of entries, and the policy.
+//! One shard: the store readers use without a lock, and the writer side under the shard's lock
+//! (the slab of entry records, the policy and its per-entry states, the counters).
 //!
-//! The shard knows nothing about threads: the concurrent [`Cache`](crate::Cache) wraps each one
-//! in a `RwLock`, and the same code serves the model tests and fuzzers. Methods taking `&self`
-//! are the read path (run under the shared lock: lookups, counters, the access buffer);
-//! methods taking `&mut self` run under the exclusive lock and first replay buffered hits into
-//! the policy, so the policy sees every event in order.
+//! [`ShardSlot`] is what the concurrent [`Cache`](crate::Cache) keeps per shard. A lookup
+//! ([`ShardSlot::get`]) runs inside a read section of the [`Store`]: it finds the node, checks
+//! its deadline, clones the value and records the hit in its thread's ring, and takes no lock.
+//! Every write takes the shard's mutex, runs one of [`Shard`]'s `&mut` methods, which first
+//! replays the recorded hits into the policy, and ends with [`Shard::reclaim`]: what the
+//! write unlinked (removed, evicted, replaced entries) is handed back once no reader can still
+//! see it, and dropped or announced by the caller after the lock is released.
 //!
-//! No user code runs here except the key's `Eq` (on lookups) and the value's `Clone` (only in
-//! the read paths that return a clone). Removed entries are moved into a [`Removed`] buffer and
-//! dropped or announced by the caller after the lock is released; the index rehashes from the
-//! stored hash fragment, never by calling `Hash`, and grows a few buckets per insert
-//! ([`Index`]) instead of rehashing every entry in one insert.
+//! No user code runs under the lock except the key's `Eq` (on lookups) and the `Clone` of keys
+//! and values in snapshots. The table rehashes from stored hash fragments, never by calling
+//! `Hash`, and grows a few buckets per insert.
 
 use std::borrow::Borrow;
 
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::engine::buffer::AccessBuffer;
+use crate::engine::concurrent::store::{Node, Store, Writer};
 use crate::engine::expiry::{
     Clock, Deadline, Expiration, SWEEP_EVERY_WRITES, SWEEP_REPEAT_PERCENT, SWEEP_ROUNDS_PER_WRITE,
     SWEEP_SAMPLE,
 };
-use crate::engine::index::Index;
-use crate::engine::slab::{Entry, Slab, View, push_within};
-use crate::metrics::{ReadCounters, WriteCounters};
+use crate::engine::slab::{Meta, Slab, View, push_within};
+use crate::metrics::WriteCounters;
 use crate::notify::{RemovalCause, Removed};
 use crate::policy::{EntryId, EvictionPolicy, HitAccess, ShardContext};
 use crate::shim::Mutex;
-use crate::shim::{AtomicU64, Ordering};
 
-/// The table's hash, derived from the entry's stored 32-bit fragment by a multiplicative mix:
-/// the low bits pick the bucket, the top seven are hashbrown's tag.
-#[inline]
-fn table_hash(fragment: u32) -> u64 {
-    u64::from(fragment).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
+/// The most entries one shard holds: its store's node indices (`MAX_NODES`) less the node a
+/// write allocates before it reclaims the one it replaces or evicts, with one to spare.
+pub(crate) const MAX_SHARD_ENTRIES: usize =
+    crate::engine::concurrent::store::MAX_NODES as usize - 2;
 
-/// What a lookup under the shared lock found.
-pub(crate) enum Lookup<'a, V> {
-    /// A live entry; `drain` asks the caller to replay the access buffer.
-    Hit { value: &'a V, drain: bool },
+/// What a lookup found.
+pub(crate) enum Lookup<R> {
+    /// A live entry, with what the caller's closure made of its value; `drain` asks the
+    /// caller to replay the recorded hits (the stripe's ring is full).
+    Hit { value: R, drain: bool },
     /// No entry.
     Miss,
-    /// An expired entry, which the caller should remove under the exclusive lock.
+    /// An expired entry, which the caller should remove under the lock.
     Expired,
 }
 
@@ -56,22 +54,108 @@ pub(crate) enum Inserted<V> {
     Present(V),
 }
 
-/// `repr(C)` so that the fields every hit writes (the read counters and the access buffer's
-/// claim counter) come first and share the cache line of the `RwLock` word in front of the
-/// shard: a hit then dirties one line, not two, and two threads on one shard bounce one line.
-#[repr(C)]
+/// One shard as the cache holds it: the store, read without a lock, and the writer side
+/// under its mutex.
+pub(crate) struct ShardSlot<K, V, P: EvictionPolicy> {
+    pub(crate) store: Store<K, V>,
+    expiration: Expiration,
+    pub(crate) write: Mutex<Shard<K, V, P>>,
+}
+
+impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
+    /// A shard; `max_entries` bounds its slab's and arena's growth (its capacity when entries
+    /// weigh 1); `stripes` is its reader stripe count.
+    pub(crate) fn new(
+        policy: P,
+        ctx: ShardContext,
+        expiration: Expiration,
+        max_entries: usize,
+        stripes: usize,
+    ) -> Self {
+        // One node more than the entries: a write at capacity allocates the new node before
+        // the one it replaces or evicts is reclaimed.
+        let (store, writer) = Store::new(max_entries.saturating_add(1), stripes);
+        Self {
+            store,
+            expiration,
+            write: Mutex::new(Shard::new(policy, ctx, expiration, max_entries, writer)),
+        }
+    }
+
+    /// Looks `key` up without the lock and applies `f` to the value of a live entry. With
+    /// `access`, a hit counts, slides a sliding deadline and is recorded for the policy as
+    /// [`P::HIT`](EvictionPolicy::HIT) says; without it (`peek`), nothing changes and nothing
+    /// counts.
+    #[inline]
+    pub(crate) fn get<Q, R>(
+        &self,
+        fragment: u32,
+        key: &Q,
+        clock: &dyn Clock,
+        access: bool,
+        f: impl FnOnce(&V) -> R,
+    ) -> Lookup<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let reader = self.store.enter();
+        if !access {
+            reader.uncounted();
+        }
+        let Some(node) = reader.find(fragment, |k| k.borrow() == key) else {
+            if access {
+                reader.miss();
+            }
+            return Lookup::Miss;
+        };
+        let deadline = Deadline::from_raw(node.deadline_bits());
+        if !deadline.is_never() {
+            let now = clock.now_nanos();
+            if deadline.is_expired(now) {
+                if access {
+                    reader.miss();
+                }
+                return Lookup::Expired;
+            }
+            if access && let Some(slid) = self.expiration.slide(deadline, now) {
+                node.set_deadline_bits(slid.raw());
+            }
+        }
+        let drain = (access && P::HIT == HitAccess::Exclusive && reader.record(node.id))
+            || reader.migrating();
+        let id = node.id;
+        let value = f(&node.value);
+        drop(reader);
+        if access && P::HIT == HitAccess::Shared {
+            self.write.lock().access_shared(id, fragment);
+        }
+        Lookup::Hit { value, drain }
+    }
+
+    /// Replays the recorded hits and drains part of a running table migration, if no writer
+    /// holds the lock (a reader whose ring filled, or that found the table growing).
+    pub(crate) fn try_drain(&self) {
+        if let Some(mut shard) = self.write.try_lock() {
+            shard.drain(&self.store);
+            let mut none = Removed::new();
+            shard.reclaim(&self.store, &mut none);
+            debug_assert!(none.is_empty(), "a drain unlinks no entry");
+        }
+    }
+}
+
+/// The writer side of a shard. Every method that changes entries takes the shard's [`Store`]
+/// and must be followed by [`reclaim`](Self::reclaim) before the lock is released.
 pub(crate) struct Shard<K, V, P: EvictionPolicy> {
-    pub(crate) reads: ReadCounters,
-    buffer: AccessBuffer,
-    /// Hits replayed from the buffer so far (the buffer's claim counts, summed per drain).
-    drained_hits: AtomicU64,
-    table: Index,
-    slab: Slab<Entry<K, V>>,
-    /// The policy and its per-entry states. A mutex of their own, apart from the shard's
-    /// `RwLock`: a reader replays buffered hits under the shared lock with `try_lock`, so
-    /// drains never block other readers. Under the exclusive lock, `get_mut` reaches it
-    /// without locking.
-    core: Mutex<Core<P>>,
+    writer: Writer<K, V>,
+    slab: Slab<Meta>,
+    policy: P,
+    states: Vec<P::State>,
+    /// How far each reader stripe's ring of hits has been replayed.
+    cursors: Vec<u32>,
+    /// The cause of each node unlinked and not yet reclaimed, in the store's order.
+    causes: Vec<RemovalCause>,
     writes: WriteCounters,
     expiration: Expiration,
     capacity: u64,
@@ -84,8 +168,8 @@ pub(crate) struct Shard<K, V, P: EvictionPolicy> {
     generation: u64,
 }
 
-/// Replays one buffered hit. Every buffered id is live (see `buffer.rs`); the check only
-/// keeps a broken invariant from reaching the policy.
+/// Replays one recorded hit. A ring may hold an id whose entry is gone (a record stored while
+/// a drain ran, read later); such ids are skipped, and a reused id credits its new entry.
 #[inline]
 fn replay<K, V, P: EvictionPolicy>(
     policy: &mut P,
@@ -97,44 +181,22 @@ fn replay<K, V, P: EvictionPolicy>(
     }
 }
 
-/// The policy and its per-entry states, indexed like the slab.
-struct Core<P: EvictionPolicy> {
-    policy: P,
-    states: Vec<P::State>,
-}
-
-impl<P: EvictionPolicy> Core<P> {
-    /// Gives slot `id` (just filled in the slab) a fresh default state.
-    fn reset_state(&mut self, id: EntryId, limit: usize) {
-        let i = id.index();
-        if i < self.states.len() {
-            self.states[i] = P::State::default();
-        } else {
-            debug_assert_eq!(i, self.states.len(), "the slab fills its slots in order");
-            push_within(&mut self.states, P::State::default(), limit);
-        }
-    }
-}
-
 impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
-    /// A shard; `max_entries` bounds its slab's growth (its capacity when entries weigh 1).
-    pub(crate) fn new(
+    fn new(
         mut policy: P,
         ctx: ShardContext,
         expiration: Expiration,
         max_entries: usize,
+        writer: Writer<K, V>,
     ) -> Self {
         policy.configure(&ctx);
         Self {
-            table: Index::new(),
+            writer,
             slab: Slab::with_limit(max_entries),
-            core: Mutex::new(Core {
-                policy,
-                states: Vec::new(),
-            }),
-            buffer: AccessBuffer::new(),
-            drained_hits: AtomicU64::new(0),
-            reads: ReadCounters::default(),
+            policy,
+            states: Vec::new(),
+            cursors: Vec::new(),
+            causes: Vec::new(),
             writes: WriteCounters::default(),
             expiration,
             capacity: ctx.capacity,
@@ -166,142 +228,101 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// Runs `f` on the policy (model tests inspect it).
     #[cfg(any(test, fuzzing))]
     pub(crate) fn with_policy<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        f(&self.core.lock().policy)
+        f(&self.policy)
     }
 
-    /// The policy and a view of the entries with its states, under the exclusive lock.
+    /// The policy and a view of the entries with its states.
     #[inline]
-    fn parts(&mut self) -> (&mut P, View<'_, K, V, P::State>) {
-        let Core { policy, states } = self.core.get_mut();
+    fn parts<'a>(&'a mut self, store: &'a Store<K, V>) -> (&'a mut P, View<'a, K, V, P::State>) {
         (
-            policy,
+            &mut self.policy,
             View {
                 slab: &self.slab,
-                states,
+                store,
+                writer: &self.writer,
+                states: &mut self.states,
             },
         )
     }
 
+    /// The node of entry `id`.
     #[inline]
-    fn find<Q>(&self, fragment: u32, key: &Q) -> Option<EntryId>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        let slab = &self.slab;
-        self.table
-            .find(table_hash(fragment), |i| {
-                slab.at(EntryId::new(i)).key.borrow() == key
-            })
-            .map(EntryId::new)
+    fn node<'a>(&'a self, store: &'a Store<K, V>, id: EntryId) -> &'a Node<K, V> {
+        store.get(&self.writer, self.slab.at(id).node)
     }
 
-    // ----- read path (shared lock) -----
-
-    /// Looks `key` up. With `access`, a hit slides a sliding deadline and is reported to the
-    /// policy as [`P::HIT`](EvictionPolicy::HIT) says; without it (`peek`), nothing changes.
     #[inline]
-    pub(crate) fn get<Q>(
-        &self,
-        fragment: u32,
-        key: &Q,
-        clock: &dyn Clock,
-        access: bool,
-    ) -> Lookup<'_, V>
+    fn deadline(&self, store: &Store<K, V>, id: EntryId) -> Deadline {
+        Deadline::from_raw(self.node(store, id).deadline_bits())
+    }
+
+    fn find<Q>(&self, store: &Store<K, V>, fragment: u32, key: &Q) -> Option<EntryId>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let Some(id) = self.find(fragment, key) else {
-            return Lookup::Miss;
-        };
-        let entry = self.slab.at(id);
-        let deadline = entry.deadline();
-        if !deadline.is_never() {
-            let now = clock.now_nanos();
-            if deadline.is_expired(now) {
-                return Lookup::Expired;
-            }
-            if access && let Some(slid) = self.expiration.slide(deadline, now) {
-                entry.set_deadline(slid);
-            }
-        }
-        let mut drain = false;
-        if access {
-            match P::HIT {
-                HitAccess::Ignore => self.reads.hit(),
-                HitAccess::Shared => {
-                    self.reads.hit();
-                    // Brief: no drain ever holds the mutex for a `Shared` policy.
-                    let core = self.core.lock();
-                    core.policy.on_access_shared(&core.states[id.index()]);
-                }
-                // The buffer's own counter counts the hit.
-                HitAccess::Exclusive => drain = self.buffer.push(id),
-            }
-        }
-        Lookup::Hit {
-            value: &entry.value,
-            drain,
+        let node = store.find_for_write(&self.writer, fragment, |k| k.borrow() == key)?;
+        Some(store.get(&self.writer, node).id)
+    }
+
+    /// A hit for a [`HitAccess::Shared`] policy, after the reader left its section: `id` may
+    /// have been removed (or reused) since, so the hash must still match.
+    pub(crate) fn access_shared(&mut self, id: EntryId, fragment: u32) {
+        if self.slab.get(id).is_some_and(|m| m.hash == fragment) {
+            self.policy.on_access_shared(&self.states[id.index()]);
         }
     }
 
     /// Clones of every live entry at `now`, with their ids (for snapshots and `retain`).
-    pub(crate) fn snapshot(&self, now: u64) -> Vec<(EntryId, K, V)>
+    pub(crate) fn snapshot(&self, store: &Store<K, V>, now: u64) -> Vec<(EntryId, K, V)>
     where
         K: Clone,
         V: Clone,
     {
         self.slab
             .iter()
-            .filter(|(_, e)| !e.deadline().is_expired(now))
-            .map(|(id, e)| (id, e.key.clone(), e.value.clone()))
+            .map(|(id, m)| (id, store.get(&self.writer, m.node)))
+            .filter(|(_, n)| !Deadline::from_raw(n.deadline_bits()).is_expired(now))
+            .map(|(id, n)| (id, n.key.clone(), n.value.clone()))
             .collect()
     }
 
-    // ----- write path (exclusive lock) -----
-
-    /// Replays buffered hits into the policy under the shared lock, unless another reader is
-    /// already at it (then this one goes on: the hits stay buffered or are dropped).
-    pub(crate) fn drain_shared(&self) {
-        let Some(mut core) = self.core.try_lock() else {
+    /// Replays the hits readers recorded into the policy and drains part of a running table
+    /// migration. Every writing method starts with it.
+    pub(crate) fn drain(&mut self, store: &Store<K, V>) {
+        store.migrate_step(&mut self.writer);
+        if P::HIT != HitAccess::Exclusive {
             return;
-        };
-        let Core { policy, states } = &mut *core;
-        let mut view = View {
-            slab: &self.slab,
-            states,
-        };
-        let hits = self.buffer.drain_shared(|id| replay(policy, &mut view, id));
-        self.drained_hits.fetch_add(hits, Ordering::Relaxed);
+        }
+        let mut cursors = std::mem::take(&mut self.cursors);
+        let (policy, mut view) = self.parts(store);
+        store
+            .readers()
+            .drain(&mut cursors, |id| replay(policy, &mut view, id));
+        self.cursors = cursors;
     }
 
-    /// Replays buffered hits into the policy. Every `&mut self` operation starts with this.
-    pub(crate) fn drain(&mut self) {
-        let Self {
-            buffer,
-            core,
-            slab,
-            drained_hits,
-            ..
-        } = self;
-        let Core { policy, states } = core.get_mut();
-        let mut view = View { slab, states };
-        *drained_hits.get_mut() += buffer.drain(|id| replay(policy, &mut view, id));
-    }
-
-    /// Hits counted so far (under either lock).
-    pub(crate) fn hits(&self) -> u64 {
-        self.reads.hits.load(Ordering::Relaxed)
-            + self.drained_hits.load(Ordering::Relaxed)
-            + self.buffer.claimed()
+    /// Hands every node the last writes unlinked to `out`, with its cause, once no reader can
+    /// still see it (see `Store::reclaim`). Every writing method must be followed by it before
+    /// the lock is released.
+    pub(crate) fn reclaim(&mut self, store: &Store<K, V>, out: &mut Removed<K, V>) {
+        let Self { writer, causes, .. } = self;
+        let mut next = 0;
+        store.reclaim(writer, |node| {
+            let cause = causes.get(next).copied().unwrap_or(RemovalCause::Explicit);
+            next += 1;
+            out.push(node.key, node.value, cause);
+        });
+        causes.clear();
     }
 
     /// Stores `key → value`. With `only_if_absent`, a live entry for `key` is kept and its
-    /// value cloned out instead. Replaced, evicted and rejected entries go to `out`.
+    /// value cloned out instead. A rejected newcomer goes to `out` at once; replaced, evicted
+    /// and removed entries at [`reclaim`](Self::reclaim).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
+        store: &Store<K, V>,
         fragment: u32,
         key: K,
         value: V,
@@ -315,56 +336,64 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         K: Eq,
         V: Clone,
     {
-        self.drain();
-        self.maybe_sweep(now, out);
+        self.drain(store);
+        self.maybe_sweep(store, now);
         // One clamp for the entry and the shard's total alike.
         let weight = weight.min(crate::engine::slab::MAX_WEIGHT);
         let deadline = self.expiration.deadline(now, ttl, self.rng.next_u64());
-        if let Some(id) = self.find(fragment, &key) {
-            if !self.slab.at(id).deadline().is_expired(now) {
+        if let Some(index) = store.find_for_write(&self.writer, fragment, |k| *k == key) {
+            let node = store.get(&self.writer, index);
+            let id = node.id;
+            let current = Deadline::from_raw(node.deadline_bits());
+            if !current.is_expired(now) {
                 if only_if_absent {
-                    return Inserted::Present(self.slab.at(id).value.clone());
+                    return Inserted::Present(node.value.clone());
                 }
-                self.replace(id, key, value, weight, deadline, now, out);
+                self.replace(store, id, index, current, key, value, weight, deadline, now);
                 return Inserted::Stored;
             }
-            self.remove_id(id, RemovalCause::Expired, out);
+            self.remove_id(store, id, RemovalCause::Expired);
         }
-        self.insert_new(fragment, key, value, weight, deadline, now, out);
+        self.insert_new(store, fragment, key, value, weight, deadline, now, out);
         Inserted::Stored
     }
 
     #[allow(clippy::too_many_arguments)]
     fn replace(
         &mut self,
+        store: &Store<K, V>,
         id: EntryId,
+        old_node: u32,
+        current: Deadline,
         key: K,
         value: V,
         weight: u32,
         deadline: Deadline,
         now: u64,
-        out: &mut Removed<K, V>,
     ) {
-        let entry = self.slab.at_mut(id);
-        let old = std::mem::replace(&mut entry.value, value);
-        let old_weight = entry.weight();
-        let was_volatile = !entry.deadline().is_never();
-        entry.set_weight(weight);
-        entry.set_deadline(deadline);
+        let meta = self.slab.at(id);
+        let (fragment, old_weight) = (meta.hash, meta.weight());
+        let was_volatile = !current.is_never();
+        let node = Node::new(key, value, fragment, id, deadline.raw());
+        let new_node = store.replace(&mut self.writer, old_node, node);
+        self.causes.push(RemovalCause::Replaced);
+        let meta = self.slab.at_mut(id);
+        meta.node = new_node;
+        meta.set_weight(weight);
         self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
         self.volatile =
             self.volatile - usize::from(was_volatile) + usize::from(!deadline.is_never());
         self.writes.updates += 1;
         self.generation += 1;
-        let (policy, mut view) = self.parts();
+        let (policy, mut view) = self.parts(store);
         policy.on_update(id, old_weight, &mut view);
-        out.push(key, old, RemovalCause::Replaced);
-        self.evict_to_fit(now, out);
+        self.evict_to_fit(store, now);
     }
 
     #[allow(clippy::too_many_arguments)]
     fn insert_new(
         &mut self,
+        store: &Store<K, V>,
         fragment: u32,
         key: K,
         value: V,
@@ -376,7 +405,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let too_heavy = u64::from(weight) > self.capacity;
         if too_heavy
             || (self.weight + u64::from(weight) > self.capacity && {
-                let (policy, mut view) = self.parts();
+                let (policy, mut view) = self.parts(store);
                 !policy.admit(fragment, weight, &mut view)
             })
         {
@@ -387,90 +416,97 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         }
         // Make room first, as LFU-DA and Redis do: the newcomer is never its own victim, and
         // it enters with the age its victims set.
-        self.evict_while(weight, now, out);
-        let slab = &self.slab;
-        self.table
-            .reserve_one(|i| table_hash(slab.at(EntryId::new(i)).hash));
-        let id = self
-            .slab
-            .insert(Entry::new(key, value, fragment, weight, deadline));
-        let slab = &self.slab;
-        self.table.insert(table_hash(fragment), id.raw(), |i| {
-            table_hash(slab.at(EntryId::new(i)).hash)
-        });
+        self.evict_while(store, weight, true, now);
+        // The record first, for its id; its node index is set once the node is stored.
+        let id = self.slab.insert(Meta::new(0, fragment, weight));
+        let node = store.insert(
+            &mut self.writer,
+            Node::new(key, value, fragment, id, deadline.raw()),
+        );
+        self.slab.at_mut(id).node = node;
         self.weight += u64::from(weight);
         self.volatile += usize::from(!deadline.is_never());
         self.writes.inserts += 1;
         self.generation += 1;
         let limit = self.slab.limit();
-        self.core.get_mut().reset_state(id, limit);
-        let (policy, mut view) = self.parts();
+        let i = id.index();
+        if i < self.states.len() {
+            self.states[i] = P::State::default();
+        } else {
+            debug_assert_eq!(i, self.states.len(), "the slab fills its slots in order");
+            push_within(&mut self.states, P::State::default(), limit);
+        }
+        let (policy, mut view) = self.parts(store);
         policy.on_insert(id, &mut view);
     }
 
     /// Evicts the policy's victims until the shard fits its capacity.
-    fn evict_to_fit(&mut self, now: u64, out: &mut Removed<K, V>) {
-        self.evict_while(0, now, out);
+    fn evict_to_fit(&mut self, store: &Store<K, V>, now: u64) {
+        self.evict_while(store, 0, false, now);
     }
 
-    /// Evicts the policy's victims until `incoming` more weight fits.
-    fn evict_while(&mut self, incoming: u32, now: u64, out: &mut Removed<K, V>) {
-        while self.weight + u64::from(incoming) > self.capacity {
-            let (policy, mut view) = self.parts();
+    /// Evicts the policy's victims until `incoming` more weight fits and, for a `new_entry`,
+    /// until the shard holds fewer than [`MAX_SHARD_ENTRIES`] entries (only a weigher's light
+    /// entries get there).
+    fn evict_while(&mut self, store: &Store<K, V>, incoming: u32, new_entry: bool, now: u64) {
+        while self.weight + u64::from(incoming) > self.capacity
+            || (new_entry && self.slab.len() >= MAX_SHARD_ENTRIES)
+        {
+            let (policy, mut view) = self.parts(store);
             let Some(victim) = policy.victim(incoming, &mut view) else {
                 break;
             };
             if !self.slab.contains(victim) {
                 break; // a broken policy; `validate` reports the overflow
             }
-            let cause = if self.slab.at(victim).deadline().is_expired(now) {
+            let cause = if self.deadline(store, victim).is_expired(now) {
                 RemovalCause::Expired
             } else {
                 RemovalCause::Capacity
             };
-            self.remove_id(victim, cause, out);
+            self.remove_id(store, victim, cause);
         }
     }
 
-    /// Removes entry `id`, counting it under `cause`, and moves it to `out`.
-    pub(crate) fn remove_id(&mut self, id: EntryId, cause: RemovalCause, out: &mut Removed<K, V>) {
-        let (policy, mut view) = self.parts();
+    /// Removes entry `id`, counting it under `cause`; its node waits for `reclaim`.
+    pub(crate) fn remove_id(&mut self, store: &Store<K, V>, id: EntryId, cause: RemovalCause) {
+        let (policy, mut view) = self.parts(store);
         policy.on_remove(id, &mut view);
-        let fragment = self.slab.at(id).hash;
-        self.table.remove(table_hash(fragment), id.raw());
-        let entry = self.slab.remove(id);
-        self.weight -= u64::from(entry.weight());
-        self.volatile -= usize::from(!entry.deadline().is_never());
+        let volatile = !self.deadline(store, id).is_never();
+        let meta = self.slab.remove(id);
+        store.remove(&mut self.writer, meta.node);
+        self.causes.push(cause);
+        self.weight -= u64::from(meta.weight());
+        self.volatile -= usize::from(volatile);
         match cause {
             RemovalCause::Capacity => self.writes.evicted_capacity += 1,
             RemovalCause::Expired => self.writes.expired += 1,
             RemovalCause::Explicit => self.writes.removed_explicit += 1,
             RemovalCause::Replaced => {}
         }
-        out.push(entry.key, entry.value, cause);
     }
 
-    /// Removes `key` if present (explicitly), into `out`. Returns whether it was live.
+    /// Removes `key` if present (explicitly). Returns whether it was live.
     pub(crate) fn remove<Q>(
         &mut self,
+        store: &Store<K, V>,
         fragment: u32,
         key: &Q,
         now: u64,
-        out: &mut Removed<K, V>,
     ) -> bool
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.drain();
-        let Some(id) = self.find(fragment, key) else {
+        self.drain(store);
+        let Some(id) = self.find(store, fragment, key) else {
             return false;
         };
-        if self.slab.at(id).deadline().is_expired(now) {
-            self.remove_id(id, RemovalCause::Expired, out);
+        if self.deadline(store, id).is_expired(now) {
+            self.remove_id(store, id, RemovalCause::Expired);
             false
         } else {
-            self.remove_id(id, RemovalCause::Explicit, out);
+            self.remove_id(store, id, RemovalCause::Explicit);
             true
         }
     }
@@ -478,62 +514,63 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// Removes `key` if it is still expired at `now` (passive expiry after a read found it so).
     pub(crate) fn remove_expired<Q>(
         &mut self,
+        store: &Store<K, V>,
         fragment: u32,
         key: &Q,
         now: u64,
-        out: &mut Removed<K, V>,
     ) where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.drain();
-        if let Some(id) = self.find(fragment, key)
-            && self.slab.at(id).deadline().is_expired(now)
+        self.drain(store);
+        if let Some(id) = self.find(store, fragment, key)
+            && self.deadline(store, id).is_expired(now)
         {
-            self.remove_id(id, RemovalCause::Expired, out);
+            self.remove_id(store, id, RemovalCause::Expired);
         }
     }
 
     /// Removes the entries `ids` (from a snapshot) whose key is still `keys[i]`.
-    pub(crate) fn remove_ids(&mut self, victims: Vec<(EntryId, K)>, out: &mut Removed<K, V>)
+    pub(crate) fn remove_ids(&mut self, store: &Store<K, V>, victims: Vec<(EntryId, K)>)
     where
         K: Eq,
     {
-        self.drain();
+        self.drain(store);
         for (id, key) in victims {
-            if self.slab.get(id).is_some_and(|e| e.key == key) {
-                self.remove_id(id, RemovalCause::Explicit, out);
+            if self.slab.contains(id) && self.node(store, id).key == key {
+                self.remove_id(store, id, RemovalCause::Explicit);
             }
         }
     }
 
     /// Removes every entry explicitly.
-    pub(crate) fn clear(&mut self, out: &mut Removed<K, V>) {
-        self.drain();
-        self.core.get_mut().policy.clear();
-        self.table.clear();
-        self.writes.removed_explicit += self.slab.len() as u64;
-        for e in self.slab.drain() {
-            out.push(e.key, e.value, RemovalCause::Explicit);
-        }
+    pub(crate) fn clear(&mut self, store: &Store<K, V>) {
+        self.drain(store);
+        self.policy.clear();
+        let n = self.slab.len();
+        store.clear(&mut self.writer);
+        self.causes
+            .extend(std::iter::repeat_n(RemovalCause::Explicit, n));
+        self.writes.removed_explicit += n as u64;
+        self.slab.drain().for_each(drop);
         self.weight = 0;
         self.volatile = 0;
     }
 
     /// Every [`SWEEP_EVERY_WRITES`] writes, a short sweep.
-    fn maybe_sweep(&mut self, now: u64, out: &mut Removed<K, V>) {
+    fn maybe_sweep(&mut self, store: &Store<K, V>, now: u64) {
         self.writes_since_sweep += 1;
         if self.writes_since_sweep >= SWEEP_EVERY_WRITES {
             self.writes_since_sweep = 0;
-            self.sweep(SWEEP_ROUNDS_PER_WRITE, now, out);
+            self.sweep(store, SWEEP_ROUNDS_PER_WRITE, now);
         }
     }
 
     /// The Redis active-expiry cycle: sample [`SWEEP_SAMPLE`] entries, remove the expired ones,
     /// and repeat while more than a quarter of the entries with a deadline in the sample had
     /// expired, for at most `max_rounds` rounds. Returns the number removed.
-    pub(crate) fn sweep(&mut self, max_rounds: usize, now: u64, out: &mut Removed<K, V>) -> usize {
-        self.drain();
+    pub(crate) fn sweep(&mut self, store: &Store<K, V>, max_rounds: usize, now: u64) -> usize {
+        self.drain(store);
         let mut removed = 0;
         for _ in 0..max_rounds {
             let (mut sampled, mut expired) = (0, 0);
@@ -544,13 +581,13 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
                 let Some(id) = self.slab.random(self.rng.next_u64()) else {
                     break;
                 };
-                let deadline = self.slab.at(id).deadline();
+                let deadline = self.deadline(store, id);
                 if deadline.is_never() {
                     continue;
                 }
                 sampled += 1;
                 if deadline.is_expired(now) {
-                    self.remove_id(id, RemovalCause::Expired, out);
+                    self.remove_id(store, id, RemovalCause::Expired);
                     self.writes.sweep_expired += 1;
                     expired += 1;
                 }
@@ -563,16 +600,23 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         removed
     }
 
-    /// Checks every invariant of the shard and its policy at `now`.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.buffer.pending() != 0 {
-            return Err("validate needs a drained access buffer".into());
+    /// Checks every invariant of the shard, its store and its policy.
+    pub(crate) fn validate(&mut self, store: &Store<K, V>) -> Result<(), String> {
+        if store.readers().pending(&self.cursors) != 0 && P::HIT == HitAccess::Exclusive {
+            return Err("validate needs drained hit rings".into());
         }
+        if !self.causes.is_empty() {
+            return Err(format!(
+                "{} unlinked nodes not reclaimed",
+                self.causes.len()
+            ));
+        }
+        store.validate(&self.writer)?;
         let slab = &self.slab;
-        if self.table.len() != slab.len() {
+        if store.len(&self.writer) != slab.len() {
             return Err(format!(
                 "table has {} entries, slab {}",
-                self.table.len(),
+                store.len(&self.writer),
                 slab.len()
             ));
         }
@@ -585,21 +629,16 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             ));
         }
         let (mut weight, mut volatile) = (0u64, 0usize);
-        for (id, e) in slab.iter() {
-            weight += u64::from(e.weight());
-            volatile += usize::from(!e.deadline().is_never());
-            let found = self
-                .table
-                .find(table_hash(e.hash), |i| i == id.raw())
-                .is_some();
-            if !found {
-                return Err(format!("{id:?} is not in the table under its hash"));
+        for (id, m) in slab.iter() {
+            weight += u64::from(m.weight());
+            let node = store.get(&self.writer, m.node);
+            volatile += usize::from(!Deadline::from_raw(node.deadline_bits()).is_never());
+            if node.id != id || node.hash != m.hash {
+                return Err(format!("{id:?}'s node {} belongs to {:?}", m.node, node.id));
             }
-        }
-        self.table.validate()?;
-        for i in self.table.iter() {
-            if !slab.contains(EntryId::new(i)) {
-                return Err(format!("table points at vacant slot {i}"));
+            let found = store.find_for_write(&self.writer, m.hash, |k| std::ptr::eq(k, &node.key));
+            if found != Some(m.node) {
+                return Err(format!("{id:?} is not in the table under its hash"));
             }
         }
         if weight != self.weight {
@@ -620,23 +659,52 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
                 self.weight, self.capacity
             ));
         }
-        let mut core = self.core.lock();
-        let Core { policy, states } = &mut *core;
-        if states.len() < slab.slots() {
+        if self.states.len() < slab.slots() {
             return Err(format!(
                 "{} policy states for {} slab slots",
-                states.len(),
+                self.states.len(),
                 slab.slots()
             ));
         }
-        policy.validate(&View { slab, states })
+        let (policy, view) = self.parts(store);
+        policy.validate(&view)
     }
 
-    /// Bytes the shard's own structures allocate: table, slab and policy states (the policy's
-    /// own structures, such as LFU's heap, excluded).
-    pub(crate) fn allocated_bytes(&self) -> usize {
-        self.table.allocation_size()
+    /// Bytes the shard's own structures allocate: store (arena, buckets, reader stripes),
+    /// slab and policy states (the policy's own structures, such as LFU's heap, excluded).
+    pub(crate) fn allocated_bytes(&self, store: &Store<K, V>) -> usize {
+        store.allocated_bytes(&self.writer)
             + self.slab.allocated_bytes()
-            + self.core.lock().states.capacity() * size_of::<P::State>()
+            + self.states.capacity() * size_of::<P::State>()
+    }
+}
+
+impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
+    /// Runs `f` on the writer side under the shard's lock, then, before the lock is released
+    /// and even if `f` unwinds (a key's `Eq` may panic), reclaims what it unlinked into
+    /// `removed` for the caller to announce and drop outside the lock.
+    pub(crate) fn write<R>(
+        &self,
+        removed: &mut Removed<K, V>,
+        f: impl FnOnce(&mut Shard<K, V, P>, &Store<K, V>) -> R,
+    ) -> R {
+        struct Reclaim<'a, K, V, P: EvictionPolicy, G: std::ops::DerefMut<Target = Shard<K, V, P>>> {
+            shard: G,
+            store: &'a Store<K, V>,
+            removed: &'a mut Removed<K, V>,
+        }
+        impl<K, V, P: EvictionPolicy, G: std::ops::DerefMut<Target = Shard<K, V, P>>> Drop
+            for Reclaim<'_, K, V, P, G>
+        {
+            fn drop(&mut self) {
+                self.shard.reclaim(self.store, self.removed);
+            }
+        }
+        let mut scope = Reclaim {
+            shard: self.write.lock(),
+            store: &self.store,
+            removed,
+        };
+        f(&mut scope.shard, scope.store)
     }
 }

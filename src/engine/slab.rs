@@ -1,57 +1,40 @@
-//! The slab that owns a shard's entries, and the entry layout.
+//! The slab of a shard's entry records (the policy's ids), and the record layout.
 //!
-//! Entries live in a `Vec<Option<Entry>>` indexed by [`EntryId`]; freed slots are kept on a
+//! Records live in a `Vec<Option<Meta>>` indexed by [`EntryId`]; freed slots are kept on a
 //! free stack and reused first, so the slab stays dense and a random index is a fair sample.
 //! Policies link entries through these `u32` indices, which keeps every list and heap free of
 //! `unsafe` and half the size of pointers.
 //!
-//! `Option<Entry>` costs no tag: the weight is stored as `NonZeroU32` (weight + 1), whose zero
+//! `Option<Meta>` costs no tag: the weight is stored as `NonZeroU32` (weight + 1), whose zero
 //! niche encodes `None`.
 
-use crate::shim::{AtomicU64, Ordering};
 use std::num::NonZeroU32;
 
+use crate::engine::concurrent::store::{Store, Writer};
 use crate::engine::expiry::Deadline;
 use crate::policy::{Entries, EntryId};
 
 /// The largest weight one entry can have; a weigher's result is clamped to it.
 pub(crate) const MAX_WEIGHT: u32 = u32::MAX - 1;
 
-/// One cached entry: `size_of::<K>() + size_of::<V>() + 16` bytes, rounded up to the
-/// alignment of the largest field. The policy's per-entry state lives apart, in a dense array
-/// of its own (see [`View`]).
-pub(crate) struct Entry<K, V> {
-    pub(crate) key: K,
-    pub(crate) value: V,
-    /// [`Deadline`] bits; atomic so that a hit can slide it under the shared lock.
-    deadline: AtomicU64,
-    /// The key's 32-bit hash fragment: the table rehashes from it without calling user code.
+/// One entry's slab record, what the writer side keeps about it: where its node is (the key,
+/// value and deadline, which readers reach without the lock, live in the store's arena), its
+/// hash fragment and its weight. 12 bytes; `Option<Meta>` costs no tag.
+pub(crate) struct Meta {
+    /// The node's index in the store's arena.
+    pub(crate) node: u32,
+    /// The key's 32-bit hash fragment.
     pub(crate) hash: u32,
     weight_plus_one: NonZeroU32,
 }
 
-impl<K, V> Entry<K, V> {
-    pub(crate) fn new(key: K, value: V, hash: u32, weight: u32, deadline: Deadline) -> Self {
+impl Meta {
+    pub(crate) fn new(node: u32, hash: u32, weight: u32) -> Self {
         Self {
-            key,
-            value,
-            deadline: AtomicU64::new(deadline.raw()),
+            node,
             hash,
             weight_plus_one: weight_nz(weight),
         }
-    }
-}
-
-impl<K, V> Entry<K, V> {
-    #[inline]
-    pub(crate) fn deadline(&self) -> Deadline {
-        Deadline::from_raw(self.deadline.load(Ordering::Relaxed))
-    }
-
-    /// Sets the deadline; `&self` so that a hit under the shared lock can slide it.
-    #[inline]
-    pub(crate) fn set_deadline(&self, deadline: Deadline) {
-        self.deadline.store(deadline.raw(), Ordering::Relaxed);
     }
 
     #[inline]
@@ -239,15 +222,15 @@ impl<T> Slab<T> {
     }
 }
 
-/// What a policy sees of a shard: the slab's entries, read-only, and the policy's own
-/// per-entry states, a dense array indexed like the slab.
+/// What a policy sees of a shard: the slab's records, the store's nodes (for deadlines),
+/// read-only, and the policy's own per-entry states, a dense array indexed like the slab.
 ///
-/// Keeping the states apart from the entries is what lets a reader replay buffered hits
-/// under the shard's *shared* lock (the states are behind the policy's mutex; the slab is not
-/// written), and it packs the states a list or heap touches into a few cache lines: an LRU
-/// relink reads 8-byte links, not 40-byte entries.
+/// Keeping the states apart from the entries packs the states a list or heap touches into a
+/// few cache lines: an LRU relink reads 8-byte links, not whole entries.
 pub(crate) struct View<'a, K, V, S> {
-    pub(crate) slab: &'a Slab<Entry<K, V>>,
+    pub(crate) slab: &'a Slab<Meta>,
+    pub(crate) store: &'a Store<K, V>,
+    pub(crate) writer: &'a Writer<K, V>,
     /// At least as long as the slab has slots; a vacant slot's state is stale.
     pub(crate) states: &'a mut [S],
 }
@@ -277,7 +260,8 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
 
     #[inline]
     fn expires_at(&self, id: EntryId) -> Option<u64> {
-        self.slab.at(id).deadline().instant()
+        let node = self.store.get(self.writer, self.slab.at(id).node);
+        Deadline::from_raw(node.deadline_bits()).instant()
     }
 
     #[inline]
@@ -304,12 +288,10 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
 mod tests {
     use super::*;
 
-    type E = Entry<u64, u64>;
-
     #[test]
-    fn option_entry_has_no_tag() {
-        assert_eq!(size_of::<Option<E>>(), size_of::<E>());
-        assert_eq!(size_of::<E>(), 32);
+    fn option_meta_has_no_tag() {
+        assert_eq!(size_of::<Option<Meta>>(), size_of::<Meta>());
+        assert_eq!(size_of::<Meta>(), 12);
     }
 
     #[test]
@@ -352,7 +334,7 @@ mod tests {
 
     #[test]
     fn weight_round_trips_and_clamps() {
-        let mut e: E = Entry::new(1, 2, 3, 0, Deadline::NEVER);
+        let mut e = Meta::new(1, 2, 0);
         assert_eq!(e.weight(), 0);
         e.set_weight(u32::MAX);
         assert_eq!(e.weight(), MAX_WEIGHT);

@@ -27,8 +27,8 @@ use super::{
 ///   variant costs 54.7, as W-TinyLFU does on its own.
 /// - **Hits**: [`HIT`](EvictionPolicy::HIT) is a constant, so it is
 ///   [`HitAccess::Exclusive`] for every variant. Under `Fifo` and `SampledTtl`, which ignore
-///   hits, a hit is still pushed to the shard's access buffer and replayed as a no-op: one
-///   atomic increment and a slot write per hit that the plain policies do not pay.
+///   hits, a hit is still recorded in the reader's ring and replayed as a no-op: two plain
+///   stores per hit that the plain policies do not pay.
 /// - **Hooks**: one `match` per hook call.
 ///
 /// # Example

@@ -4,7 +4,7 @@ use super::list::{Links, List};
 use super::{Entries, EntryId, EvictionPolicy, HitAccess};
 
 /// First-in-first-out eviction: the oldest inserted entry is evicted. Hits change nothing
-/// ([`HitAccess::Ignore`]), so a hit takes only the shard's shared lock and records nothing;
+/// ([`HitAccess::Ignore`]), so a hit records nothing;
 /// replacing a value keeps the entry's place in the queue.
 ///
 /// # Example

@@ -6,7 +6,7 @@ use super::{Entries, EntryId, EvictionPolicy, HitAccess};
 /// Least recently used eviction: every hit or update moves the entry to the front of a list,
 /// and the tail is evicted.
 ///
-/// Hits are recorded in the shard's lossy access buffer and applied in batches
+/// Hits are recorded in the readers' lossy rings and applied in batches
 /// ([`HitAccess::Exclusive`]), so readers never serialize on a hit. Each entry
 /// carries 8 bytes of links. With one shard and one thread, eviction order is exact LRU.
 ///

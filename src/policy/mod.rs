@@ -108,22 +108,22 @@ impl fmt::Debug for EntryId {
 
 /// How a cache hit involves the policy, and therefore which lock a hit needs.
 ///
-/// Every hit runs under the shard's *shared* lock. What happens next depends on this value.
+/// Every hit runs without the shard's lock, inside a read section of its shard (see
+/// `docs/design.md`). What happens next depends on this value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HitAccess {
     /// Hits do not concern the policy (FIFO, sampled TTL): nothing is recorded.
     Ignore,
-    /// [`EvictionPolicy::on_access_shared`] runs at once, under the shared lock and the
-    /// policy's own mutex (held only for that call); the state must use interior mutability
-    /// (atomics) for what it changes, as CLOCK bits do. Exact, but every hit takes the mutex:
-    /// prefer `Exclusive` for hot caches.
+    /// [`EvictionPolicy::on_access_shared`] runs right after the lookup, under the shard's
+    /// lock (held only for that call); the state must use interior mutability (atomics) for
+    /// what it changes, as CLOCK bits do. Exact, but every hit takes the shard's lock: prefer
+    /// `Exclusive` for hot caches.
     Shared,
-    /// The hit is recorded in a lossy per-shard buffer and replayed later through
-    /// [`EvictionPolicy::on_access`], with exclusive access to the policy and the per-entry
-    /// states: by the reader that fills the buffer (under the shard's *shared* lock, taking
-    /// the policy's mutex with `try_lock`, so other readers go on meanwhile), or by the next
-    /// write. Under contention some hits may be dropped, as in Caffeine and moka; a single
-    /// thread loses none and keeps their order.
+    /// The hit is recorded in a lossy ring of the reading thread's own and replayed later
+    /// through [`EvictionPolicy::on_access`], under the shard's lock: by the reader that fills
+    /// its ring (with `try_lock`, so it never waits), or by the next write. Under contention
+    /// some hits may be dropped, as in Caffeine and moka; a single thread loses none and keeps
+    /// their order.
     Exclusive,
 }
 
@@ -263,7 +263,7 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
         let _ = (id, entries);
     }
 
-    /// A hit under the shared lock (only when [`HIT`](Self::HIT) is [`HitAccess::Shared`]).
+    /// A hit, under the shard's lock (only when [`HIT`](Self::HIT) is [`HitAccess::Shared`]).
     fn on_access_shared(&self, state: &Self::State) {
         let _ = state;
     }

@@ -1,0 +1,349 @@
+//! Read sections without a lock: per-shard reader stripes, and the grace period a writer waits
+//! for before it frees what it unlinked.
+//!
+//! A lookup *enters* its shard: it picks the stripe of its thread (a cache-line pair of its own
+//! when the shard has at least as many stripes as there are threads reading it) and bumps that
+//! stripe's `enters` counter of the current *phase*; leaving bumps `exits`. Everything a lookup
+//! touches besides the entry it reads (the hit counters, the ring of recorded hits) lives in the
+//! same stripe, so a hit writes no cache line that another thread's hits write.
+//!
+//! A writer (one at a time: it holds the shard's lock) unlinks entries from the table and then
+//! calls [`Readers::synchronize`] before it frees, drops or reuses anything it unlinked. That is
+//! a sleepable-RCU grace period with two phases:
+//!
+//! 1. If every stripe is *quiet* (no reader inside, in either phase) the wait is over at once:
+//!    a reader that enters later sees the unlink.
+//! 2. Otherwise the writer flips the phase, so that new readers count in the other phase, and
+//!    waits until the old phase's counters of every stripe are quiet. A reader that read the
+//!    old phase but entered after the writer looked sees the flip on its re-check and enters
+//!    again in the new phase before it reads anything.
+//!
+//! The argument rests on one total order of sequentially consistent operations: the writer's
+//! unlink (a `SeqCst` store or swap) and its counter loads against the reader's counter
+//! increment and its table loads (`SeqCst` too; a plain `mov` on x86). Either the reader's increment comes first
+//! and the writer sees it, or the reader's table loads come after the unlink and see it.
+//! `tests/shuttle.rs` explores the protocol's schedules.
+//!
+//! Why not crossbeam-epoch, the usual choice: its reclamation is deferred to some later pin of
+//! some thread, so an evicted value would be dropped, and announced to the eviction listener,
+//! at an unknown time and on an unknown thread (and `K` and `V` would have to be `'static`).
+//! Here the writer that removes an entry hands it back before it returns, as the locked engine
+//! always did: the drop-counting and panic-safety suites keep their exact counts. The cost is a
+//! wait in writers that remove while readers are inside the shard; readers never wait.
+
+use crate::policy::EntryId;
+use crate::shim::{AtomicU32, AtomicU64, AtomicUsize, Ordering, thread_local, yield_now};
+
+/// Hits a stripe records before its reader tries to replay them into the policy.
+pub(crate) const RING: usize = 64;
+
+/// Spins a writer waits for a busy stripe to empty before it flips the phase.
+const QUIET_SPINS: u32 = 32;
+
+/// One reader stripe: the counters' cache line and the ring's four, which only the threads
+/// mapped to the stripe write.
+#[repr(C, align(128))]
+pub(crate) struct Stripe {
+    enters: [AtomicU64; 2],
+    exits: [AtomicU64; 2],
+    /// Lookups that missed (or found an expired entry).
+    misses: AtomicU64,
+    /// Read sections that were not lookups (`peek`, `contains_key`): neither hit nor miss.
+    uncounted: AtomicU64,
+    /// Hits recorded so far (wrapping); the next goes to `ring[pos % RING]`. A plain load and
+    /// store, not an increment: two threads sharing a stripe may overwrite each other's record,
+    /// which a lossy buffer allows.
+    pos: AtomicU32,
+    /// `id + 1` of a recorded hit; 0 is empty.
+    ring: [AtomicU32; RING],
+}
+
+impl Stripe {
+    fn new() -> Self {
+        Self {
+            enters: [AtomicU64::new(0), AtomicU64::new(0)],
+            exits: [AtomicU64::new(0), AtomicU64::new(0)],
+            misses: AtomicU64::new(0),
+            uncounted: AtomicU64::new(0),
+            pos: AtomicU32::new(0),
+            ring: [const { AtomicU32::new(0) }; RING],
+        }
+    }
+
+    /// Whether no reader is inside phase `p` at one instant: `exits` is read first, so equal
+    /// counts mean nobody was inside when `enters` was read.
+    fn quiet(&self, p: usize) -> bool {
+        let exits = self.exits[p].load(Ordering::SeqCst);
+        self.enters[p].load(Ordering::SeqCst) == exits
+    }
+}
+
+/// The reader stripes of one shard and its phase.
+pub(crate) struct Readers {
+    /// Bumped by every grace period that had to wait; readers count in phase `phase & 1`.
+    /// Alone in its line: readers only read it.
+    phase: Phase,
+    stripes: Box<[Stripe]>,
+}
+
+#[repr(align(128))]
+struct Phase(AtomicUsize);
+
+/// Gives each thread a stripe index, in the order threads first read. A constant-initialized
+/// thread-local, so the common path is one thread-local load and no lazy-init check.
+#[inline]
+fn thread_index() -> usize {
+    thread_local! {
+        static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    let i = INDEX.with(std::cell::Cell::get);
+    if i != usize::MAX {
+        return i;
+    }
+    first_index(&INDEX)
+}
+
+#[cold]
+fn first_index(index: &'static crate::shim::LocalKey<std::cell::Cell<usize>>) -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & (usize::MAX >> 1);
+    index.with(|c| c.set(i));
+    i
+}
+
+/// The stripe count for a shard: twice the available parallelism, a power of two from 2 to 32.
+pub(crate) fn default_stripes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (2 * cores).next_power_of_two().clamp(2, 32)
+}
+
+impl Readers {
+    /// `stripes` is rounded up to a power of two.
+    pub(crate) fn new(stripes: usize) -> Self {
+        let n = stripes.max(1).next_power_of_two();
+        Self {
+            phase: Phase(AtomicUsize::new(0)),
+            stripes: (0..n).map(|_| Stripe::new()).collect(),
+        }
+    }
+
+    /// Starts a read section: until the guard drops, nothing the shard's table reached can be
+    /// freed. Never blocks.
+    #[inline]
+    pub(crate) fn enter(&self) -> ReadGuard<'_> {
+        let stripe = &self.stripes[thread_index() & (self.stripes.len() - 1)];
+        loop {
+            let p = self.phase.0.load(Ordering::SeqCst) & 1;
+            stripe.enters[p].fetch_add(1, Ordering::SeqCst);
+            if self.phase.0.load(Ordering::SeqCst) & 1 == p {
+                return ReadGuard { stripe, parity: p };
+            }
+            // A writer flipped the phase meanwhile: leave, and enter in the new one.
+            stripe.exits[p].fetch_add(1, Ordering::Release);
+            stripe.uncounted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until no read section that may have seen what the caller unlinked before this call
+    /// is still running. The caller must be the shard's only writer (it holds the shard's
+    /// lock) and must not be inside a read section of this shard itself.
+    pub(crate) fn synchronize(&self) {
+        // No fence: the writer's unlinks are `SeqCst` stores or swaps, and every load below is
+        // `SeqCst`, so they are ordered in the single total order with the readers' `SeqCst`
+        // increments and bucket loads; that is all the argument in the module docs needs.
+        //
+        // First, without flipping (a flip costs every reader of the shard a cache miss on the
+        // phase): a stripe seen with no reader inside either phase, phase 0 then phase 1, holds
+        // no reader that entered before the unlink. Readers leave within a few spins; only a
+        // stripe that stays busy (readers entering back to back) needs the flip.
+        let mut busy = None;
+        for (i, stripe) in self.stripes.iter().enumerate() {
+            let mut spins = 0u32;
+            while !(stripe.quiet(0) && stripe.quiet(1)) {
+                spins += 1;
+                if spins > QUIET_SPINS {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+            if spins > QUIET_SPINS {
+                busy = Some(i);
+                break;
+            }
+        }
+        let Some(first_busy) = busy else {
+            return;
+        };
+        let old = self.phase.0.fetch_add(1, Ordering::SeqCst) & 1;
+        for stripe in &self.stripes[first_busy..] {
+            let mut spins = 0u32;
+            while !stripe.quiet(old) {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    yield_now();
+                }
+            }
+        }
+    }
+
+    /// Lookups that found a live entry, over all stripes (exact once no read section runs).
+    pub(crate) fn hits(&self) -> u64 {
+        let mut n = 0u64;
+        for s in self.stripes.iter() {
+            // Misses and uncounted reads are counted before their section exits: read them
+            // last so a section in flight is never counted as a hit.
+            let exits = s.exits[0].load(Ordering::Acquire) + s.exits[1].load(Ordering::Acquire);
+            let other = s.misses.load(Ordering::Acquire) + s.uncounted.load(Ordering::Acquire);
+            n += exits.saturating_sub(other);
+        }
+        n
+    }
+
+    /// Lookups that missed, over all stripes.
+    pub(crate) fn misses(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.misses.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Replays the recorded hits into `apply`, stripe by stripe, oldest first; `cursors` (one
+    /// per stripe, kept by the shard's writer side) remembers how far each ring was read.
+    /// Called by the shard's only writer. A record a reader is still storing may be read as
+    /// the ring's older content or missed until the next drain: `apply` must check that an id
+    /// is live.
+    pub(crate) fn drain(&self, cursors: &mut Vec<u32>, mut apply: impl FnMut(EntryId)) {
+        cursors.resize(self.stripes.len(), 0);
+        for (stripe, cursor) in self.stripes.iter().zip(cursors.iter_mut()) {
+            let pos = stripe.pos.load(Ordering::Acquire);
+            let pending = pos.wrapping_sub(*cursor).min(RING as u32);
+            for k in pos.wrapping_sub(pending)..pos {
+                let slot = &stripe.ring[k as usize % RING];
+                if let Some(id) = EntryId::from_encoded(slot.load(Ordering::Relaxed)) {
+                    slot.store(0, Ordering::Relaxed);
+                    apply(id);
+                }
+            }
+            *cursor = pos;
+        }
+    }
+
+    /// Recorded hits not yet drained (for `validate`).
+    pub(crate) fn pending(&self, cursors: &[u32]) -> usize {
+        self.stripes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let cursor = cursors.get(i).copied().unwrap_or(0);
+                s.pos
+                    .load(Ordering::Relaxed)
+                    .wrapping_sub(cursor)
+                    .min(RING as u32) as usize
+            })
+            .sum()
+    }
+
+    /// Bytes the stripes take.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.stripes.len() * size_of::<Stripe>()
+    }
+}
+
+/// A read section of one shard; see [`Readers::enter`]. Counts as a hit when it drops, unless
+/// [`miss`](Self::miss) or [`uncounted`](Self::uncounted) said otherwise.
+pub(crate) struct ReadGuard<'a> {
+    stripe: &'a Stripe,
+    parity: usize,
+}
+
+impl ReadGuard<'_> {
+    /// This section is a lookup that missed.
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.stripe.misses.fetch_add(1, Ordering::Release);
+    }
+
+    /// This section is not a lookup (`peek`, `contains_key`).
+    #[inline]
+    pub(crate) fn uncounted(&self) {
+        self.stripe.uncounted.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records a hit on `id` for the policy. Returns `true` when the stripe's ring just filled:
+    /// the caller should then try to replay the rings (after leaving the section).
+    #[inline]
+    pub(crate) fn record(&self, id: EntryId) -> bool {
+        let pos = self.stripe.pos.load(Ordering::Relaxed);
+        self.stripe.ring[pos as usize % RING].store(id.encoded(), Ordering::Relaxed);
+        let next = pos.wrapping_add(1);
+        self.stripe.pos.store(next, Ordering::Release);
+        (next as usize).is_multiple_of(RING)
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.stripe.exits[self.parity].fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_hits_misses_and_uncounted_sections() {
+        let r = Readers::new(4);
+        drop(r.enter());
+        r.enter().miss();
+        r.enter().uncounted();
+        drop(r.enter());
+        assert_eq!((r.hits(), r.misses()), (2, 1));
+    }
+
+    #[test]
+    fn synchronize_returns_at_once_when_quiet_and_flips_when_not() {
+        let r = Readers::new(2);
+        r.synchronize();
+        assert_eq!(r.phase.0.load(Ordering::Relaxed), 0);
+        let g = r.enter();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| r.synchronize());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(
+                !h.is_finished(),
+                "a grace period waits for the reader inside"
+            );
+            drop(g);
+            h.join().unwrap();
+        });
+        assert_eq!(r.phase.0.load(Ordering::Relaxed), 1);
+        // Sections entered after the flip do not hold up the next grace period's old phase.
+        let g = r.enter();
+        assert_eq!(g.parity, 1);
+        drop(g);
+        r.synchronize();
+    }
+
+    #[test]
+    fn the_ring_keeps_order_and_drops_the_oldest_when_full() {
+        let r = Readers::new(1);
+        let mut cursors = Vec::new();
+        let g = r.enter();
+        let full: Vec<bool> = (0..RING as u32 + 3)
+            .map(|i| g.record(EntryId::new(i)))
+            .collect();
+        drop(g);
+        assert_eq!(full.iter().filter(|&&f| f).count(), 1);
+        assert!(full[RING - 1]);
+        assert_eq!(r.pending(&cursors), RING);
+        let mut seen = Vec::new();
+        r.drain(&mut cursors, |id| seen.push(id.raw()));
+        assert_eq!(seen, (3..RING as u32 + 3).collect::<Vec<_>>());
+        assert_eq!(r.pending(&cursors), 0);
+        r.drain(&mut cursors, |_| panic!("drained twice"));
+    }
+}
