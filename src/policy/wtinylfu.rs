@@ -145,6 +145,31 @@ impl Queue {
         self.weight -= u64::from(entries.weight(id));
         n
     }
+
+    /// Moves `id`, whose node is `n`, to the head of this queue, which holds it: the same
+    /// relinking as [`unlink`](Self::unlink) then [`push_front`](Self::push_front), without
+    /// the length and weight updates that cancel out. Nothing to do at the head already.
+    fn move_to_front(&mut self, id: EntryId, n: Node, entries: &mut impl Entries<WTinyLfuState>) {
+        let Some(head) = self.head.filter(|&head| head != id) else {
+            return;
+        };
+        // Not the head, so it has a predecessor.
+        let prev = n.prev;
+        if n.next == id {
+            node_mut(entries, prev).next = prev;
+            self.tail = Some(prev);
+        } else {
+            node_mut(entries, prev).next = n.next;
+            node_mut(entries, n.next).prev = prev;
+        }
+        *node_mut(entries, id) = Node {
+            prev: id,
+            next: head,
+            segment: n.segment,
+        };
+        node_mut(entries, head).prev = id;
+        self.head = Some(id);
+    }
 }
 
 /// Window-TinyLFU eviction, after Caffeine: a small LRU window, a segmented LRU main space
@@ -645,9 +670,32 @@ impl WTinyLfu {
     /// Moves `id` to the head of `to` (its own segment included).
     fn move_to(&mut self, id: EntryId, to: Segment, entries: &mut impl Entries<WTinyLfuState>) {
         let n = node(entries, id);
+        if n.segment == to {
+            self.queue(to).move_to_front(id, n, entries);
+            return;
+        }
         self.queue(n.segment).unlink(id, entries);
         let weight = entries.weight(id);
         self.queue(to).push_front(id, weight, to, entries);
+    }
+
+    /// A hit, or an update (`reweighed`: the entry's segment already counts its new weight):
+    /// counts the request, then moves the entry to the head of its segment, or from probation
+    /// to protected.
+    fn touch(&mut self, id: EntryId, reweighed: bool, entries: &mut impl Entries<WTinyLfuState>) {
+        let weight = entries.weight(id);
+        self.record(entries.hash(id), weight, entries);
+        let n = node(entries, id);
+        let to = match n.segment {
+            Segment::Probation if u64::from(weight) <= self.protected_max => Segment::Protected,
+            segment => segment,
+        };
+        self.move_to(id, to, entries);
+        // A move within a segment changes no weight, so the segments still fit (as every
+        // operation leaves them) unless a transfer is pending or the weight changed.
+        if to != n.segment || reweighed || self.transferring {
+            self.rebalance(entries);
+        }
     }
 
     /// Moves the window's overflow to probation and the protected overflow back to probation,
@@ -785,16 +833,7 @@ impl EvictionPolicy for WTinyLfu {
     }
 
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
-        self.record(entries.hash(id), entries.weight(id), entries);
-        let n = node(entries, id);
-        let to = match n.segment {
-            Segment::Probation if u64::from(entries.weight(id)) <= self.protected_max => {
-                Segment::Protected
-            }
-            segment => segment,
-        };
-        self.move_to(id, to, entries);
-        self.rebalance(entries);
+        self.touch(id, false, entries);
     }
 
     fn on_update(
@@ -806,7 +845,7 @@ impl EvictionPolicy for WTinyLfu {
         let weight = entries.weight(id);
         let queue = self.queue(node(entries, id).segment);
         queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
-        self.on_access(id, entries);
+        self.touch(id, true, entries);
     }
 
     fn on_remove(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
