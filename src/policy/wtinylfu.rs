@@ -62,6 +62,10 @@ enum Segment {
 struct Node {
     prev: EntryId,
     next: EntryId,
+    /// A sketch generation in which the entry's counters were all saturated (0: none). While
+    /// it is the sketch's current one, a hit need not touch the sketch: the increment would
+    /// change nothing. In what was padding, so the state stays 12 bytes.
+    saturated_in: u16,
     segment: Segment,
 }
 
@@ -115,6 +119,7 @@ impl Queue {
         entries.state_mut(id).0 = Some(Node {
             prev: id,
             next,
+            saturated_in: 0,
             segment,
         });
         match self.head {
@@ -165,7 +170,7 @@ impl Queue {
         *node_mut(entries, id) = Node {
             prev: id,
             next: head,
-            segment: n.segment,
+            ..n
         };
         node_mut(entries, head).prev = id;
         self.head = Some(id);
@@ -199,6 +204,9 @@ impl Queue {
 ///   the sketch and moves the entry to the head of its segment; a hit in probation promotes it
 ///   to protected, whose overflow is demoted back to probation's head. An update counts as a
 ///   hit. Every newcomer counts once too (a miss is followed by an insert in cache-aside use).
+///   A hit on an entry whose four counters are all saturated (15) since the last halving
+///   leaves the sketch alone, since the increment would change nothing: the state remembers
+///   it, so hot keys cost no sketch access (their decisions are the same).
 /// - **Admission**: the candidate (window LRU) wins if its estimated frequency exceeds the
 ///   victim's by more than the admission margin, 1 by default
 ///   ([`with_admission_margin`](Self::with_admission_margin); Caffeine and moka: 0, ties to
@@ -640,8 +648,37 @@ impl WTinyLfu {
     /// the window.
     fn record(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<WTinyLfuState>) {
         if self.counting || self.start_counting() {
-            self.sketch.increment(hash);
+            self.count(hash, entries);
         }
+        self.tune(hash, weight, entries);
+    }
+
+    /// Increments the counters of `hash`; returns whether they are all saturated now (see
+    /// `Node::saturated_in`).
+    fn count(&mut self, hash: u32, entries: &mut impl Entries<WTinyLfuState>) -> bool {
+        let saturated = self.sketch.increment(hash);
+        if self.sketch.take_wrapped() {
+            self.forget_saturation(entries);
+        }
+        saturated
+    }
+
+    /// Clears every entry's `saturated_in`: the sketch's generation number wrapped around, so
+    /// an old one could pass for the current one.
+    #[cold]
+    fn forget_saturation(&mut self, entries: &mut impl Entries<WTinyLfuState>) {
+        for queue in [self.window, self.probation, self.protected] {
+            let mut cur = queue.head;
+            while let Some(id) = cur {
+                let n = node_mut(entries, id);
+                n.saturated_in = 0;
+                cur = (n.next != id).then_some(n.next);
+            }
+        }
+    }
+
+    /// Shows one request to the tuner, which may resize the window.
+    fn tune(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<WTinyLfuState>) {
         if let Some(tuner) = self.tuner.as_deref_mut()
             && let Some(fraction) = tuner.record(hash, weight)
         {
@@ -677,6 +714,7 @@ impl WTinyLfu {
         self.queue(n.segment).unlink(id, entries);
         let weight = entries.weight(id);
         self.queue(to).push_front(id, weight, to, entries);
+        node_mut(entries, id).saturated_in = n.saturated_in;
     }
 
     /// A hit, or an update (`reweighed`: the entry's segment already counts its new weight):
@@ -684,7 +722,8 @@ impl WTinyLfu {
     /// to protected.
     fn touch(&mut self, id: EntryId, reweighed: bool, entries: &mut impl Entries<WTinyLfuState>) {
         let weight = entries.weight(id);
-        self.record(entries.hash(id), weight, entries);
+        let hash = entries.hash(id);
+        self.tune(hash, weight, entries);
         let n = node(entries, id);
         let to = match n.segment {
             Segment::Probation if u64::from(weight) <= self.protected_max => Segment::Protected,
@@ -695,6 +734,17 @@ impl WTinyLfu {
         // operation leaves them) unless a transfer is pending or the weight changed.
         if to != n.segment || reweighed || self.transferring {
             self.rebalance(entries);
+        }
+        // Last: the sketch's block is often a cache miss, which the moves above need not wait
+        // for. Neither the moves nor the tuner read the sketch, and none of them changes the
+        // segments' total weight, which decides when the sketch starts counting. An entry
+        // whose counters are saturated in this generation skips the sketch: the increment
+        // would change nothing.
+        if n.saturated_in != self.sketch.generation()
+            && (self.counting || self.start_counting())
+            && self.count(hash, entries)
+        {
+            node_mut(entries, id).saturated_in = self.sketch.generation();
         }
     }
 
@@ -818,6 +868,9 @@ impl EvictionPolicy for WTinyLfu {
 
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
         self.sketch.ensure(entries.len());
+        if self.sketch.take_wrapped() {
+            self.forget_saturation(entries);
+        }
         let weight = entries.weight(id);
         if !std::mem::take(&mut self.admitted) {
             self.record(entries.hash(id), weight, entries);
@@ -922,6 +975,15 @@ impl EvictionPolicy for WTinyLfu {
                 }
                 if n.prev != prev.unwrap_or(id) {
                     return Err(format!("{id:?}.prev is {:?}, expected {prev:?}", n.prev));
+                }
+                if n.saturated_in == self.sketch.generation()
+                    && self.sketch.frequency(entries.hash(id)) != 15
+                {
+                    return Err(format!(
+                        "{id:?} is marked saturated in generation {} but estimated at {}",
+                        n.saturated_in,
+                        self.sketch.frequency(entries.hash(id))
+                    ));
                 }
                 len += 1;
                 weight += u64::from(entries.weight(id));
@@ -1774,6 +1836,54 @@ mod tests {
             let expected = if start_percent < 50 { 4 } else { 0 };
             assert_eq!(kept, expected, "start {start_percent}%: early keys kept");
         }
+    }
+
+    /// A hit on an entry whose counters are all saturated skips the sketch until the next
+    /// halving; when the generation number wraps around, every mark is forgotten, so an old
+    /// mark cannot pass for a new one (the model checks the counters after every step, and
+    /// `validate` checks that every marked entry is still estimated at 15).
+    #[test]
+    fn saturated_entries_skip_the_sketch_until_the_generation_changes() {
+        let mut h = Harness::new(10, 0, 3);
+        let saturated_in = |h: &Harness, key: u8| {
+            let id = h.slots.find(key).unwrap();
+            node(&h.slots, id).saturated_in
+        };
+        h.policy.sketch.set_generation(1);
+        for k in 0..10 {
+            h.step(Op::Insert(k, 1)).unwrap();
+        }
+        for _ in 0..20 {
+            h.step(Op::Get(0)).unwrap();
+        }
+        assert_eq!(h.policy.sketch.frequency(key_hash(0)), 15);
+        assert_eq!(saturated_in(&h, 0), 1);
+        let additions = h.policy.sketch.additions();
+        h.step(Op::Get(0)).unwrap();
+        assert_eq!(
+            h.policy.sketch.additions(),
+            additions,
+            "a skipped increment"
+        );
+        // The last generation before the wrap: the next halving starts generation 1 again,
+        // in which key 0 was marked, but its counters are halved.
+        h.policy.sketch.set_generation(u16::MAX);
+        let mut steps = 0u32;
+        while h.policy.sketch.generation() != 1 {
+            h.step(Op::Get(1 + (steps % 9) as u8)).unwrap();
+            steps += 1;
+            assert!(steps < 1000, "no halving");
+        }
+        assert_eq!(h.policy.sketch.frequency(key_hash(0)), 7);
+        assert_eq!(saturated_in(&h, 0), 0, "forgotten at the wrap");
+        for _ in 0..8 {
+            h.step(Op::Get(0)).unwrap();
+        }
+        assert_eq!(
+            saturated_in(&h, 0),
+            1,
+            "saturated again in the new generation"
+        );
     }
 
     /// A candidate needs more than `margin` uses beyond a counted victim's, and any use beats

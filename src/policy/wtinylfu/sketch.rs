@@ -14,6 +14,12 @@
 //! four counters (each saturating at 15); an estimate is their minimum. After 10 × (entries
 //! the table is sized for, at most the capacity) counted increments every counter is halved,
 //! so that old popularity fades (see [`Sketch::halve`] for how the count restarts).
+//!
+//! Counters only go up between two halvings, so an item whose four counters are all
+//! saturated stays so until the next halving: [`Sketch::increment`] says when an item got
+//! there, and the sketch numbers its *generations* (bumped by every halving and every
+//! clearing) so that the policy can mark such an entry and skip its increments, which would
+//! change nothing, until the generation changes.
 
 /// The splitmix64 finalizer: a bijective 64-bit mix.
 pub(super) fn mix64(mut z: u64) -> u64 {
@@ -54,7 +60,7 @@ struct Block([u64; BLOCK_WORDS]);
 
 /// A count-min sketch of 4-bit counters in 64-byte blocks; an item's `DEPTH` counters are in
 /// one block, in different words.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Sketch {
     /// A power of two of blocks (or none before the first [`ensure`](Self::ensure)).
     table: Vec<Block>,
@@ -65,6 +71,27 @@ pub(super) struct Sketch {
     sample: u64,
     /// The most entries the shard can hold (its capacity): bounds the halving period.
     capacity: u64,
+    /// Changes (never to 0) whenever counters may go down: at every halving and every
+    /// clearing. Between two changes counters only go up, so an item whose counters were all
+    /// saturated in this generation still has them all saturated (see [`Sketch::increment`]).
+    generation: u16,
+    /// `generation` has wrapped around since [`take_wrapped`](Self::take_wrapped) last said so:
+    /// a generation number recorded before may now come back with another meaning.
+    wrapped: bool,
+}
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Self {
+            table: Vec::new(),
+            seed: 0,
+            additions: 0,
+            sample: 0,
+            capacity: 0,
+            generation: 1,
+            wrapped: false,
+        }
+    }
 }
 
 impl Sketch {
@@ -75,6 +102,33 @@ impl Sketch {
             capacity: capacity.max(1),
             ..Self::default()
         }
+    }
+
+    /// The current generation: never 0, changed whenever a counter may have decreased.
+    pub(super) fn generation(&self) -> u16 {
+        self.generation
+    }
+
+    /// Whether the generation wrapped around since the last call (and forgets it).
+    pub(super) fn take_wrapped(&mut self) -> bool {
+        std::mem::take(&mut self.wrapped)
+    }
+
+    /// Starts a new generation (counters may have gone down).
+    fn next_generation(&mut self) {
+        self.generation = match self.generation.checked_add(1) {
+            Some(g) => g,
+            None => {
+                self.wrapped = true;
+                1
+            }
+        };
+    }
+
+    /// Brings the generation to `generation` (tests of the wrap-around).
+    #[cfg(test)]
+    pub(super) fn set_generation(&mut self, generation: u16) {
+        self.generation = generation;
     }
 
     /// The halving period for a table of `words`: 10 × the entries it is sized for, but at most
@@ -97,6 +151,7 @@ impl Sketch {
             return;
         }
         self.table = vec![Block::default(); words / BLOCK_WORDS];
+        self.next_generation();
         self.additions = 0;
         self.sample = self.period(words);
     }
@@ -125,28 +180,36 @@ impl Sketch {
         min as u8
     }
 
-    pub(super) fn increment(&mut self, hash: u32) {
+    /// Counts one more use of `hash`. Returns whether its counters are all saturated now:
+    /// then, until the [`generation`](Self::generation) changes, another increment of `hash`
+    /// would change nothing, and the caller may skip it.
+    pub(super) fn increment(&mut self, hash: u32) -> bool {
         if self.table.is_empty() {
-            return;
+            return false;
         }
         let (block, counters) = self.locate(hash);
         let words = &mut self.table[block].0;
         let mut added = false;
+        let mut saturated = true;
         for i in 0..DEPTH {
             let h = counters >> (8 * i);
             let word = &mut words[2 * i + (h & 1) as usize];
             let shift = ((h >> 1) & 15) * 4;
-            if (*word >> shift) & 15 < 15 {
+            let count = (*word >> shift) & 15;
+            if count < 15 {
                 *word += 1 << shift;
                 added = true;
             }
+            saturated &= count >= 14;
         }
         if added {
             self.additions += 1;
             if self.additions >= self.sample {
                 self.halve();
+                return false;
             }
         }
+        saturated
     }
 
     /// Increments counted since the last halving (the model tests compare it).
@@ -162,6 +225,7 @@ impl Sketch {
     /// in loops (LRU + TinyLFU on the LIRS `scan` trace at 256 entries: 11.7-11.9% against
     /// 7.5-9.5% over 4 seeds; the adaptive W-TinyLFU's mean gap to OPT 5.36 against 5.44).
     fn halve(&mut self) {
+        self.next_generation();
         let mut odd = 0u64;
         for word in self.table.iter_mut().flat_map(|b| &mut b.0) {
             odd += u64::from((*word & LOW_BITS).count_ones());
