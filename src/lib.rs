@@ -39,8 +39,9 @@
 //!
 //! # The engine: [`Cache`]
 //!
-//! A [`Cache`] is split into lock-striped shards; each shard is a hash table of slab indices,
-//! a slab of entries and an [`EvictionPolicy`](policy::EvictionPolicy):
+//! A [`Cache`] is split into shards; each shard is a table that lookups read without a lock,
+//! the entries' records behind the shard's mutex, and an
+//! [`EvictionPolicy`](policy::EvictionPolicy):
 //! [`WTinyLfu`](policy::WTinyLfu) (Caffeine's window TinyLFU, its window's share tuned per
 //! shard by simulation; the default), [`Lru`](policy::Lru), [`Lfu`](policy::Lfu) with
 //! dynamic aging, [`Fifo`](policy::Fifo), [`SampledTtl`](policy::SampledTtl) (Redis
@@ -86,14 +87,16 @@
 //! sampled TTL 0):
 //!
 //! ```text
-//! entry = round_up(size_of::<K>() + size_of::<V>() + 16 + s, align)   // in the slab
-//! table ≈ 5 / load                                                  // hashbrown: u32 + 1 tag byte per bucket
-//! bytes per entry ≈ entry + table, with load between 7/16 and 7/8
+//! node  = round_up(size_of::<K>() + size_of::<V>() + 16, align)   // what lookups read
+//! meta  = 12 + s                                                 // the slab record and policy state
+//! table ≈ 4 / load                                               // u32 buckets, load 3/8 to 3/4
+//! bytes per entry ≈ node + meta + table
 //! ```
 //!
-//! The 16 bytes are the deadline (8), the 32-bit hash fragment (4) and the weight (4). For
-//! `u64 → u64` under LRU that is 40 + 5.7 to 11.4 bytes, so an overhead of 30 to 36 bytes over
-//! the 16 bytes of payload. `docs/design.md` derives it.
+//! The node's 16 bytes are the deadline (8), the 32-bit hash fragment (4) and the entry's id
+//! (4); the record holds the node's index, the fragment and the weight. For `u64 → u64` under
+//! LRU that is 52 + 5.3 to 10.7 bytes, an overhead of 41 to 47 bytes over the 16 bytes of
+//! payload. `docs/design.md` derives it.
 //!
 //! # Named caches and metrics
 //!

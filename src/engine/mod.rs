@@ -2,15 +2,14 @@
 //!
 //! | file | concept |
 //! |---|---|
-//! | `shard.rs` | `Shard`: the table, the slab, the policy and its per-entry states, the counters; the admit → victim → insert → remove protocol |
-//! | `slab.rs` | `Slab` (a vector with a free stack) and the `Entry` layout |
-//! | `index.rs` | `Index`: slab ids by hash, grown by incremental migration |
-//! | `buffer.rs` | `AccessBuffer`: the lossy buffer of hits waiting to be replayed into the policy |
+//! | `shard.rs` | `ShardSlot`: a shard's store and its writer side `Shard` under a mutex; `Shard`: the slab, the policy and its per-entry states, the counters, the admit → victim → insert → remove protocol |
+//! | `concurrent/` | the lock-free read path: `Store` (arena of nodes, atomic bucket table; the crate's only `unsafe`) and `Readers` (reader stripes, hit rings, the writers' grace period) |
+//! | `slab.rs` | `Slab` (a vector with a free stack), the `Meta` record, the policies' `View` |
 //! | `expiry.rs` | `Clock`, packed deadlines, the expiry settings and the sweep's constants |
 //!
-//! Nothing here knows about threads beyond the atomics a hit needs: [`Cache`](crate::Cache)
-//! wraps each shard in its locks, and the same shard code serves the model tests and the
-//! fuzzers. Policies (`crate::policy`) see the shard only through the `Entries` view.
+//! Lookups run without a lock, inside a read section of the store; everything that changes
+//! a shard runs under its mutex, single-threaded code that also serves the model tests and
+//! the fuzzers. Policies (`crate::policy`) see the shard only through the `Entries` view.
 
 pub(crate) mod concurrent;
 pub(crate) mod expiry;

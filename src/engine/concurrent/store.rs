@@ -808,12 +808,27 @@ fn set_live(bits: &mut Vec<u64>, index: u32, live: bool) {
     }
 }
 
+impl<K, V> Drop for Writer<K, V> {
+    fn drop(&mut self) {
+        // Tables replaced by writes whose `reclaim` never ran (a panic between the two, or a
+        // test): no reader is left once the writer goes, and no live pair refers to them.
+        for t in self.retired_tables.drain(..) {
+            // SAFETY: retired pairs are unreachable and freed once, here or in `reclaim`.
+            drop(unsafe { Box::from_raw(t) });
+        }
+        for b in self.retired_buckets.drain(..) {
+            // SAFETY: as above, for bucket arrays no live pair refers to.
+            drop(unsafe { Box::from_raw(b) });
+        }
+    }
+}
+
 impl<K, V> Drop for Store<K, V> {
     fn drop(&mut self) {
         // No reader and no writer call can run: `&mut self`. Drop the nodes the table links
-        // (each once: a migration's move leaves a tombstone behind), then the tables and the
-        // arena. Nodes unlinked but never reclaimed (a panic between unlink and reclaim) and
-        // retired tables leak.
+        // (each once: a migration empties the old buckets it moved), then the tables and the
+        // arena. Nodes unlinked but never reclaimed (a panic between unlink and reclaim) leak;
+        // the writer frees the tables it retired.
         let tables = *self.tables.get_mut();
         // SAFETY: the live pair and its arrays are valid allocations owned by the store.
         let t = unsafe { Box::from_raw(tables) };
@@ -1023,6 +1038,7 @@ mod tests {
         let indices: Vec<u32> = (0..40)
             .map(|k| store.insert(&mut w, Node::new(k, k, k as u32, EntryId::new(0), 0)))
             .collect();
+        store.reclaim(&mut w, drop);
         // 16 + 4 slots (the second segment cut to the limit of 20), then the third segment.
         assert_eq!(&indices[..20], &(0..20).collect::<Vec<u32>>()[..]);
         assert_eq!(indices[20], 48);
