@@ -347,3 +347,68 @@ mod tests {
         r.drain(&mut cursors, |_| panic!("drained twice"));
     }
 }
+
+/// The grace period under shuttle (`--cfg aside_shuttle`, `.ci/reliability`): every atomic is a
+/// point where shuttle may switch threads.
+#[cfg(all(test, aside_shuttle))]
+mod shuttle_tests {
+    use std::sync::Arc;
+
+    use shuttle::scheduler::PctScheduler;
+    use shuttle::{Config, Runner};
+
+    use super::*;
+
+    /// Two readers read the published generation and use it after a yield; the writer
+    /// publishes the next one, waits out a grace period and marks the previous one freed. A
+    /// reader must never use a freed generation, including one whose section began before a
+    /// flip and whose increment landed after it (the re-check in `enter`), which takes two
+    /// grace periods and a reader held inside to set up.
+    fn grace_periods() {
+        let readers = Arc::new(Readers::new(2));
+        let published = Arc::new(AtomicUsize::new(1));
+        let freed = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (readers, published, freed) = (
+                    Arc::clone(&readers),
+                    Arc::clone(&published),
+                    Arc::clone(&freed),
+                );
+                shuttle::thread::spawn(move || {
+                    for _ in 0..2 {
+                        let guard = readers.enter();
+                        let generation = published.load(Ordering::SeqCst);
+                        shuttle::thread::yield_now();
+                        assert!(
+                            freed.load(Ordering::SeqCst) < generation,
+                            "generation {generation} used after it was freed"
+                        );
+                        drop(guard);
+                    }
+                })
+            })
+            .collect();
+        for generation in 1..=3 {
+            published.store(generation + 1, Ordering::SeqCst);
+            readers.synchronize();
+            freed.store(generation, Ordering::SeqCst);
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// 20,000 PCT schedules at least (`ASIDE_SHUTTLE_ITERS` may ask for more): removing the
+    /// re-check in `enter` fails within 20,000, not within 1,000.
+    #[test]
+    fn no_reader_uses_what_a_grace_period_freed() {
+        let iters = std::env::var("ASIDE_SHUTTLE_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0usize)
+            .max(20_000);
+        Runner::new(PctScheduler::new_from_seed(11, 3, iters), Config::new()).run(grace_periods);
+        shuttle::check_random(grace_periods, 2_000);
+    }
+}
