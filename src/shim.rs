@@ -87,10 +87,6 @@ mod explore {
                 guard: Some(guard),
             })
         }
-
-        pub(crate) fn get_mut(&mut self) -> &mut T {
-            self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
-        }
     }
 
     impl<T> Deref for MutexGuard<'_, T> {
