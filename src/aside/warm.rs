@@ -357,7 +357,7 @@ enum Warmed {
 /// # Example
 ///
 /// ```
-/// let err = aside::aside::parse_keys::<u64>("1\nx\n").unwrap_err();
+/// let err = aside::parse_keys::<u64>("1\nx\n").unwrap_err();
 /// assert_eq!(err.to_string(), "line 2: cannot parse \"x\": invalid digit found in string");
 /// ```
 #[derive(Debug)]
@@ -408,7 +408,7 @@ impl std::error::Error for KeyFileError {
 /// # Example
 ///
 /// ```
-/// let keys: Vec<u64> = aside::aside::parse_keys("# top users\n42\n 7 \n\n1001\n").unwrap();
+/// let keys: Vec<u64> = aside::parse_keys("# top users\n42\n 7 \n\n1001\n").unwrap();
 /// assert_eq!(keys, [42, 7, 1001]);
 /// ```
 pub fn parse_keys<K>(text: &str) -> Result<Vec<K>, KeyFileError>
@@ -443,7 +443,7 @@ where
 /// ```
 /// let path = std::env::temp_dir().join(format!("aside-keys-doc-{}.txt", std::process::id()));
 /// std::fs::write(&path, "3\n1\n2\n").unwrap();
-/// let keys: Vec<u32> = aside::aside::read_keys(&path).unwrap();
+/// let keys: Vec<u32> = aside::read_keys(&path).unwrap();
 /// assert_eq!(keys, [3, 1, 2]);
 /// std::fs::remove_file(&path).unwrap();
 /// ```

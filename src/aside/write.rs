@@ -131,7 +131,7 @@ where
 /// # Example
 ///
 /// ```
-/// use aside::aside::WriteSink;
+/// use aside::WriteSink;
 /// struct Log;
 /// impl WriteSink<u32, String> for Log {
 ///     type Error = std::io::Error;
@@ -170,7 +170,7 @@ where
 /// # Example
 ///
 /// ```
-/// let e: aside::aside::WriteError<u32, u32> = aside::aside::WriteError::Full(1, 2);
+/// let e: aside::WriteError<u32, u32> = aside::WriteError::Full(1, 2);
 /// assert_eq!(e.to_string(), "the dirty set is full");
 /// assert_eq!(e.into_inner(), (1, 2));
 /// ```
@@ -189,7 +189,7 @@ impl<K, V> WriteError<K, V> {
     /// # Example
     ///
     /// ```
-    /// let e: aside::aside::WriteError<u32, u32> = aside::aside::WriteError::Closed(1, 2);
+    /// let e: aside::WriteError<u32, u32> = aside::WriteError::Closed(1, 2);
     /// assert_eq!(e.into_inner(), (1, 2));
     /// ```
     pub fn into_inner(self) -> (K, V) {
@@ -215,7 +215,7 @@ impl<K: fmt::Debug, V: fmt::Debug> std::error::Error for WriteError<K, V> {}
 /// # Example
 ///
 /// ```
-/// let s = aside::aside::WriteBehindStats::default();
+/// let s = aside::WriteBehindStats::default();
 /// assert_eq!(s.flushed, 0);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -297,7 +297,7 @@ struct Shared<K, V, P: EvictionPolicy> {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use aside::aside::WriteBehind;
+/// use aside::WriteBehind;
 /// use std::sync::{Arc, Mutex};
 /// use std::time::Duration;
 ///
@@ -346,7 +346,7 @@ pub struct WriteBehind<K, V, P: EvictionPolicy = WTinyLfu> {
 /// use std::time::Duration;
 /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
 /// let sink = |batch: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-/// let err = aside::aside::WriteBehind::builder(cache, sink).capacity(0).build().err().unwrap();
+/// let err = aside::WriteBehind::builder(cache, sink).capacity(0).build().err().unwrap();
 /// assert_eq!(err.field(), "capacity");
 /// # }
 /// ```
@@ -379,7 +379,7 @@ where
     ///
     /// ```
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
-    /// let b = aside::aside::WriteBehind::builder(cache, |b: Vec<(u32, u32)>| async move {
+    /// let b = aside::WriteBehind::builder(cache, |b: Vec<(u32, u32)>| async move {
     ///     Ok::<_, String>(())
     /// });
     /// # drop(b);
@@ -416,7 +416,7 @@ where
     /// ```
     /// # let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// # let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-    /// let b = aside::aside::WriteBehind::builder(cache, sink).capacity(1_000);
+    /// let b = aside::WriteBehind::builder(cache, sink).capacity(1_000);
     /// # drop(b);
     /// ```
     pub fn capacity(mut self, keys: usize) -> Self {
@@ -431,7 +431,7 @@ where
     /// ```
     /// # let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// # let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-    /// let b = aside::aside::WriteBehind::builder(cache, sink)
+    /// let b = aside::WriteBehind::builder(cache, sink)
     ///     .interval(std::time::Duration::from_millis(250));
     /// # drop(b);
     /// ```
@@ -447,7 +447,7 @@ where
     /// ```
     /// # let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// # let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-    /// let b = aside::aside::WriteBehind::builder(cache, sink).max_batch(100);
+    /// let b = aside::WriteBehind::builder(cache, sink).max_batch(100);
     /// # drop(b);
     /// ```
     pub fn max_batch(mut self, entries: usize) -> Self {
@@ -463,7 +463,7 @@ where
     /// # use std::time::Duration;
     /// # let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// # let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-    /// let b = aside::aside::WriteBehind::builder(cache, sink)
+    /// let b = aside::WriteBehind::builder(cache, sink)
     ///     .retry_backoff(Duration::from_millis(50), Duration::from_secs(5));
     /// # drop(b);
     /// ```
@@ -487,7 +487,7 @@ where
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
     /// // No runtime here.
-    /// let err = aside::aside::WriteBehind::builder(cache, sink).build().err().unwrap();
+    /// let err = aside::WriteBehind::builder(cache, sink).build().err().unwrap();
     /// assert_eq!(err.field(), "runtime");
     /// ```
     pub fn build(self) -> Result<WriteBehind<K, V, P>, ConfigError> {
@@ -711,7 +711,7 @@ where
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use aside::aside::{WriteBehind, WriteError};
+    /// use aside::{WriteBehind, WriteError};
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
     /// let wb = WriteBehind::builder(cache, sink).capacity(1).build().unwrap();
@@ -737,7 +737,7 @@ where
     /// # async fn main() {
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-    /// let wb = aside::aside::WriteBehind::builder(cache, sink).build().unwrap();
+    /// let wb = aside::WriteBehind::builder(cache, sink).build().unwrap();
     /// wb.write(1, 1).await.unwrap();
     /// assert_eq!(wb.dirty_len(), 1);
     /// # }
@@ -755,7 +755,7 @@ where
     /// # async fn main() {
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// let sink = |b: Vec<(u32, u32)>| async move { Ok::<_, String>(()) };
-    /// let wb = aside::aside::WriteBehind::builder(cache, sink).build().unwrap();
+    /// let wb = aside::WriteBehind::builder(cache, sink).build().unwrap();
     /// wb.write(1, 1).await.unwrap();
     /// wb.write(1, 2).await.unwrap();
     /// let s = wb.stats();
@@ -813,7 +813,7 @@ where
     /// use std::time::Duration;
     /// let cache: aside::AsideCache<u32, u32> = aside::AsideCache::builder().build().unwrap();
     /// let down = |b: Vec<(u32, u32)>| async move { Err::<(), _>("database down") };
-    /// let wb = aside::aside::WriteBehind::builder(cache, down).build().unwrap();
+    /// let wb = aside::WriteBehind::builder(cache, down).build().unwrap();
     /// wb.write(1, 10).await.unwrap();
     /// let kept = wb.shutdown_timeout(Duration::from_secs(60)).await.unwrap_err();
     /// assert_eq!(kept, [(1, 10)]);
