@@ -362,12 +362,28 @@ where
     /// `insert`/`insert_with_ttl` (TTL in nanoseconds) that hands back what it removed instead
     /// of announcing it, for callers that write under a lock of their own.
     pub(crate) fn insert_deferred(&self, key: K, value: V, ttl: Option<u64>) -> Removed<K, V> {
+        let mut removed = Removed::new();
+        self.insert_into(key, value, ttl, false, &mut removed);
+        removed
+    }
+
+    /// Hashes and weighs (user code, outside the lock), then stores `key → value` under its
+    /// shard's lock. What the
+    /// write removed goes to `removed`: replaced, evicted and expired entries, then a newcomer
+    /// the policy rejected.
+    fn insert_into(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<u64>,
+        only_if_absent: bool,
+        removed: &mut Removed<K, V>,
+    ) -> Inserted<V> {
         let (slot, fragment) = self.locate(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let now = self.write_now(ttl);
-        let mut removed = Removed::new();
-        slot.write(&mut removed, |shard, store| {
-            let mut rejected = Removed::new();
+        let mut rejected = Removed::new();
+        let inserted = slot.write(removed, |shard, store| {
             shard.insert(
                 store,
                 fragment,
@@ -376,13 +392,12 @@ where
                 weight,
                 ttl,
                 now,
-                false,
+                only_if_absent,
                 &mut rejected,
-            );
-            rejected
-        })
-        .append_to(&mut removed);
-        removed
+            )
+        });
+        rejected.append_to(removed);
+        inserted
     }
 
     /// `invalidate` that hands back what it removed.
@@ -504,28 +519,10 @@ where
     }
 
     fn store(&self, key: K, value: V, ttl: Option<u64>, only_if_absent: bool) -> Inserted<V> {
-        // User code first, outside the lock: hashing and weighing.
-        let (slot, fragment) = self.locate(&key);
-        let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
-        let now = self.write_now(ttl);
         let mut removed = Removed::new();
-        let mut rejected = Removed::new();
         let result = catch_unwind(AssertUnwindSafe(|| {
-            slot.write(&mut removed, |shard, store| {
-                shard.insert(
-                    store,
-                    fragment,
-                    key,
-                    value,
-                    weight,
-                    ttl,
-                    now,
-                    only_if_absent,
-                    &mut rejected,
-                )
-            })
+            self.insert_into(key, value, ttl, only_if_absent, &mut removed)
         }));
-        rejected.append_to(&mut removed);
         self.finish_write(removed, result)
     }
 

@@ -146,6 +146,7 @@ mod tests;
 pub use aside::{
     AsideBuilder, AsideCache, FailSafe, KeyFileError, Labels, LatencyHistogram, LatencySummary,
     LeaseExpiry, LoadError, LoadStats, Namespace, RefreshMode, WarmProgress, WarmSummary,
+    parse_keys, read_keys,
 };
 #[cfg(feature = "async")]
 pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
