@@ -415,7 +415,7 @@ async fn warm_users(app: &Arc<App>, count: u64) -> Result<Warmed, Box<dyn std::e
         std::env::temp_dir().join(format!("aside-demo-{}-top-users.txt", std::process::id()));
     let ids: String = (0..count).map(|id| format!("{id}\n")).collect();
     std::fs::write(&path, format!("# the most-accessed user ids\n{ids}"))?;
-    let keys: Vec<u64> = aside::aside::read_keys(&path)?;
+    let keys: Vec<u64> = aside::read_keys(&path)?;
     std::fs::remove_file(&path)?;
     let tty = std::io::stderr().is_terminal();
     let mut shown = 0;

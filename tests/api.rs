@@ -808,11 +808,11 @@ fn errors_with_a_cause_expose_it_as_their_source() {
     );
 
     let missing = std::env::temp_dir().join(format!("aside-no-such-file-{}", std::process::id()));
-    let err = aside::aside::read_keys::<u64>(&missing).unwrap_err();
+    let err = aside::read_keys::<u64>(&missing).unwrap_err();
     let io = err.source().unwrap().downcast_ref::<std::io::Error>();
     assert_eq!(io.unwrap().kind(), std::io::ErrorKind::NotFound);
     assert!(
-        aside::aside::parse_keys::<u64>("x")
+        aside::parse_keys::<u64>("x")
             .unwrap_err()
             .source()
             .is_none()

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aside::aside::{KeyFileError, read_keys};
 use aside::{AsideCache, WarmProgress};
+use aside::{KeyFileError, read_keys};
 
 const KEYS: u32 = 100;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aside::AsideCache;
-use aside::aside::{WriteBehind, WriteError};
+use aside::{WriteBehind, WriteError};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -342,7 +342,7 @@ async fn shutdown_timeout_hands_back_what_a_dead_sink_never_took() {
 #[tokio::test]
 async fn invalid_settings_name_the_field() {
     let sink = |_b: Vec<(u32, u64)>| async { Ok::<_, String>(()) };
-    let field = |b: aside::aside::WriteBehindBuilder<_, _, _, _>| b.build().err().unwrap().field();
+    let field = |b: aside::WriteBehindBuilder<_, _, _, _>| b.build().err().unwrap().field();
     assert_eq!(
         field(WriteBehind::builder(cache(), sink).capacity(0)),
         "capacity"

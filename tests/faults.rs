@@ -226,7 +226,7 @@ async fn a_value_written_behind_is_served_until_its_flush_even_after_it_expires(
         .unwrap();
     // The source of truth still holds v1; the sink's flush never completes in this test.
     let sink = |_batch: Vec<(u64, String)>| std::future::pending::<Result<(), String>>();
-    let behind = aside::aside::WriteBehind::builder(cache.clone(), sink)
+    let behind = aside::WriteBehind::builder(cache.clone(), sink)
         .interval(Duration::from_secs(3600))
         .build()
         .unwrap();

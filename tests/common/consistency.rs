@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aside::aside::WriteBehind;
+use aside::WriteBehind;
 use aside::{AsideCache, Labels, LoadError, RefreshMode};
 use parking_lot::{Mutex, MutexGuard};
 use rand::rngs::SmallRng;
