@@ -133,6 +133,34 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         Lookup::Hit { value, drain }
     }
 
+    /// Runs `f` on the writer side under the shard's lock, then, before the lock is released
+    /// and even if `f` unwinds (a key's `Eq` may panic), reclaims what it unlinked into
+    /// `removed` for the caller to announce and drop outside the lock.
+    pub(crate) fn write<R>(
+        &self,
+        removed: &mut Removed<K, V>,
+        f: impl FnOnce(&mut Shard<K, V, P>, &Store<K, V>) -> R,
+    ) -> R {
+        struct Reclaim<'a, K, V, P: EvictionPolicy, G: std::ops::DerefMut<Target = Shard<K, V, P>>> {
+            shard: G,
+            store: &'a Store<K, V>,
+            removed: &'a mut Removed<K, V>,
+        }
+        impl<K, V, P: EvictionPolicy, G: std::ops::DerefMut<Target = Shard<K, V, P>>> Drop
+            for Reclaim<'_, K, V, P, G>
+        {
+            fn drop(&mut self) {
+                self.shard.reclaim(self.store, self.removed);
+            }
+        }
+        let mut scope = Reclaim {
+            shard: self.write.lock(),
+            store: &self.store,
+            removed,
+        };
+        f(&mut scope.shard, scope.store)
+    }
+
     /// Replays the recorded hits and drains part of a running table migration, if no writer
     /// holds the lock (a reader whose ring filled, or that found the table growing).
     pub(crate) fn try_drain(&self) {
@@ -676,35 +704,5 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         store.allocated_bytes(&self.writer)
             + self.slab.allocated_bytes()
             + self.states.capacity() * size_of::<P::State>()
-    }
-}
-
-impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
-    /// Runs `f` on the writer side under the shard's lock, then, before the lock is released
-    /// and even if `f` unwinds (a key's `Eq` may panic), reclaims what it unlinked into
-    /// `removed` for the caller to announce and drop outside the lock.
-    pub(crate) fn write<R>(
-        &self,
-        removed: &mut Removed<K, V>,
-        f: impl FnOnce(&mut Shard<K, V, P>, &Store<K, V>) -> R,
-    ) -> R {
-        struct Reclaim<'a, K, V, P: EvictionPolicy, G: std::ops::DerefMut<Target = Shard<K, V, P>>> {
-            shard: G,
-            store: &'a Store<K, V>,
-            removed: &'a mut Removed<K, V>,
-        }
-        impl<K, V, P: EvictionPolicy, G: std::ops::DerefMut<Target = Shard<K, V, P>>> Drop
-            for Reclaim<'_, K, V, P, G>
-        {
-            fn drop(&mut self) {
-                self.shard.reclaim(self.store, self.removed);
-            }
-        }
-        let mut scope = Reclaim {
-            shard: self.write.lock(),
-            store: &self.store,
-            removed,
-        };
-        f(&mut scope.shard, scope.store)
     }
 }

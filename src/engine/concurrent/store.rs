@@ -28,7 +28,7 @@
 
 #![allow(unsafe_code)]
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -76,11 +76,13 @@ type Slot<T> = UnsafeCell<MaybeUninit<T>>;
 
 const BASE_BITS: u32 = 4;
 const BASE: usize = 1 << BASE_BITS;
-/// Segments `0..SEGMENTS` hold indices up to `16 × (2^28 - 1)`, past `u32::MAX - 16`.
-const SEGMENTS: usize = 28;
+/// Segments `0..SEGMENTS` hold indices up to `16 × (2^21 - 1)`, past [`MAX_NODES`] (checked
+/// below), including the jump past a segment cut to the shard's capacity.
+const SEGMENTS: usize = 21;
 /// Node indices a store can hand out: `node + 1` fits the bucket's 24 bits and never makes
 /// a tombstone.
 pub(crate) const MAX_NODES: u32 = (1 << 24) - 2;
+const _: () = assert!(BASE * ((1 << SEGMENTS) - 1) > MAX_NODES as usize);
 
 /// Segment and offset of node `index`.
 #[inline]
@@ -110,7 +112,7 @@ const TOMB: u32 = u32::MAX;
 /// Smallest bucket array.
 const MIN_BUCKETS: usize = 16;
 /// Old buckets drained per insert while the table grows.
-pub(crate) const MIGRATE_BUCKETS: usize = 32;
+const MIGRATE_BUCKETS: usize = 32;
 
 /// The bucket's tag of a hash fragment: its low byte (the table position comes from the
 /// fragment's multiplicative mix, whose top bits the low byte hardly predicts).
@@ -297,6 +299,7 @@ impl<K, V> Store<K, V> {
         Reader {
             store: self,
             guard: self.readers.enter(),
+            saw_old: Cell::new(false),
         }
     }
 
@@ -370,7 +373,7 @@ impl<K, V> Store<K, V> {
     #[inline]
     pub(crate) fn get<'s>(&'s self, writer: &'s Writer<K, V>, index: u32) -> &'s Node<K, V> {
         self.check(writer);
-        assert!(writer.is_live(index), "node {index} is not live");
+        assert!(is_live(&writer.live, index), "node {index} is not live");
         // SAFETY: the live bit says the slot is initialized, and only the writer (borrowed
         // for the reference's lifetime) clears it.
         unsafe { self.node(index) }
@@ -457,14 +460,14 @@ impl<K, V> Store<K, V> {
 
     #[inline]
     fn write(&self, w: &mut Writer<K, V>, index: u32, node: Node<K, V>) {
-        debug_assert!(!w.is_live(index));
+        debug_assert!(!is_live(&w.live, index));
         let (s, off) = locate(index);
         let segment = self.segments[s].load(Ordering::Relaxed);
         // SAFETY: `alloc` returned `index`: its segment is allocated and long enough, and the
         // slot is vacant (never used, or reclaimed after a grace period), so no reader holds a
         // reference into it and nothing is overwritten without being dropped.
         unsafe { (*segment.add(off)).get().cast::<Node<K, V>>().write(node) };
-        w.set_live(index, true);
+        set_live(&mut w.live, index, true);
     }
 
     /// Links `node` in place of node `old` (same key); `old` waits for [`reclaim`](Self::reclaim).
@@ -737,7 +740,7 @@ impl<K, V> Store<K, V> {
                 }
                 fulls += 1;
                 let index = node_of(v);
-                if !w.is_live(index) {
+                if !is_live(&w.live, index) {
                     return Err(format!("{name} bucket {i} names dead node {index}"));
                 }
                 // SAFETY: the live bit is set.
@@ -777,18 +780,7 @@ impl<K, V> Store<K, V> {
     }
 }
 
-impl<K, V> Writer<K, V> {
-    #[inline]
-    fn is_live(&self, index: u32) -> bool {
-        is_live(&self.live, index)
-    }
-
-    #[inline]
-    fn set_live(&mut self, index: u32, live: bool) {
-        set_live(&mut self.live, index, live);
-    }
-}
-
+/// Whether arena slot `index` holds a node, by the writer's live bits.
 #[inline]
 fn is_live(bits: &[u64], index: u32) -> bool {
     bits.get(index as usize / 64)
@@ -869,6 +861,8 @@ impl<K, V> Drop for Store<K, V> {
 pub(crate) struct Reader<'s, K, V> {
     store: &'s Store<K, V>,
     guard: ReadGuard<'s>,
+    /// The last lookup found the table growing (an old table beside the live one).
+    saw_old: Cell<bool>,
 }
 
 impl<K, V> Reader<'_, K, V> {
@@ -881,6 +875,7 @@ impl<K, V> Reader<'_, K, V> {
             // SAFETY: the pair was published by the writer and is freed only after a grace
             // period, which cannot end while this section runs; so are its arrays.
             let t = unsafe { &*tables };
+            self.saw_old.set(!t.old.is_null());
             // SAFETY: as above.
             let cur = unsafe { &*t.cur };
             if let Some(node) = store.probe(cur, hash, &mut eq) {
@@ -907,13 +902,11 @@ impl<K, V> Reader<'_, K, V> {
         }
     }
 
-    /// Whether the table is growing (an old table is being drained into a new one).
+    /// Whether the last [`find`](Self::find) saw the table growing (an old table being
+    /// drained into a new one).
     #[inline]
     pub(crate) fn migrating(&self) -> bool {
-        // SAFETY: as in `find`: the pair outlives this section.
-        !unsafe { &*self.store.tables.load(Ordering::SeqCst) }
-            .old
-            .is_null()
+        self.saw_old.get()
     }
 
     /// This section is a lookup that missed.
