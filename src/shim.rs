@@ -22,8 +22,6 @@ pub(crate) use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(not(aside_shuttle))]
-pub(crate) use std::thread::LocalKey;
-#[cfg(not(aside_shuttle))]
 pub(crate) use std::thread::yield_now;
 #[cfg(not(aside_shuttle))]
 pub(crate) use std::thread_local;
@@ -34,9 +32,6 @@ pub(crate) use self::explore::{Condvar, Mutex};
 pub(crate) use shuttle::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
-/// Shuttle's threads share OS threads: their thread-locals must be shuttle's too.
-#[cfg(aside_shuttle)]
-pub(crate) use shuttle::thread::LocalKey;
 #[cfg(aside_shuttle)]
 pub(crate) use shuttle::thread::yield_now;
 #[cfg(aside_shuttle)]

@@ -1,9 +1,13 @@
 //! Read sections without a lock: per-shard reader stripes, and the grace period a writer waits
 //! for before it frees what it unlinked.
 //!
-//! A lookup *enters* its shard: it picks the stripe of its thread (a cache-line pair of its own
-//! when the shard has at least as many stripes as there are threads reading it) and bumps that
-//! stripe's `enters` counter of the current *phase*; leaving bumps `exits`. Everything a lookup
+//! A lookup *enters* its shard: it picks the stripe of its thread and bumps that stripe's
+//! `enters` counter of the current *phase*; leaving bumps `exits`. A thread holds a *reader
+//! slot* from its first lookup until it exits (slots are reused, lowest first): the first
+//! stripes of every shard each belong to one slot, so their owner leaves a section and counts
+//! a miss with a plain store instead of a locked increment. Threads past those slots (more
+//! threads reading at once than the shard has own stripes) share the remaining stripes, with
+//! atomic increments. Everything a lookup
 //! touches besides the entry it reads (the hit counters, the ring of recorded hits) lives in the
 //! same stripe, so a hit writes no cache line that another thread's hits write.
 //!
@@ -78,52 +82,126 @@ impl Stripe {
     }
 }
 
+/// Adds one to a stripe counter: a plain load and store for the stripe's `owner` (no other
+/// thread writes it), an atomic increment on a shared stripe. `Release` either way: the
+/// section's reads happen before a writer that sees the new count.
+#[inline]
+fn bump(counter: &AtomicU64, owner: bool) {
+    if owner {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+    } else {
+        counter.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// The reader stripes of one shard and its phase.
 pub(crate) struct Readers {
     /// Bumped by every grace period that had to wait; readers count in phase `phase & 1`.
     /// Alone in its line: readers only read it.
     phase: Phase,
+    /// `owned` stripes, one per reader slot below `owned`, then the shared ones.
     stripes: Box<[Stripe]>,
+    owned: usize,
 }
 
 #[repr(align(128))]
 struct Phase(AtomicUsize);
 
-/// Gives each thread a stripe index, in the order threads first read. A constant-initialized
-/// thread-local, so the common path is one thread-local load and no lazy-init check.
+/// [`thread_index`] before the thread's first lookup.
+const UNSET: usize = usize::MAX;
+/// [`thread_index`] of a thread whose slot was already given back (a thread-local destructor
+/// that reads a cache while its thread exits): it reads through a shared stripe.
+const RELEASED: usize = usize::MAX - 1;
+
+/// The reader slots in use; a new reader takes the lowest free one, so the slots of a process
+/// stay as few as the threads that read at once.
+static SLOTS: std::sync::Mutex<Slots> = std::sync::Mutex::new(Slots {
+    next: 0,
+    free: std::collections::BinaryHeap::new(),
+});
+
+struct Slots {
+    next: usize,
+    free: std::collections::BinaryHeap<std::cmp::Reverse<usize>>,
+}
+
+fn slots() -> std::sync::MutexGuard<'static, Slots> {
+    // Nothing panics while the lock is held.
+    SLOTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Holds its thread's reader slot, and gives it back when the thread exits.
+struct Slot(usize);
+
+impl Slot {
+    fn claim() -> Self {
+        let mut slots = slots();
+        let i = match slots.free.pop() {
+            Some(std::cmp::Reverse(i)) => i,
+            None => {
+                slots.next += 1;
+                slots.next - 1
+            }
+        };
+        Self(i)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The thread has left every read section: it is exiting. The next owner takes the
+        // slot through the lock, after this thread's last counter stores.
+        let _ = INDEX.try_with(|c| c.set(RELEASED));
+        slots().free.push(std::cmp::Reverse(self.0));
+    }
+}
+
+thread_local! {
+    /// A copy of the thread's slot: constant-initialized and without a destructor, so the
+    /// common path is one thread-local load, valid until the thread's last instruction.
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(UNSET) };
+    /// The owner of the slot, whose destructor gives it back.
+    static SLOT: Slot = Slot::claim();
+}
+
+/// The thread's reader slot (or [`RELEASED`]).
 #[inline]
 fn thread_index() -> usize {
-    thread_local! {
-        static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    let i = INDEX.with(std::cell::Cell::get);
-    if i != usize::MAX {
+    // `try_with` for shuttle, whose thread-locals all have destructors; std's constant one
+    // without a destructor is never gone, and the check compiles away.
+    let i = INDEX.try_with(std::cell::Cell::get).unwrap_or(RELEASED);
+    if i != UNSET {
         return i;
     }
-    first_index(&INDEX)
+    first_index()
 }
 
 #[cold]
-fn first_index(index: &'static crate::shim::LocalKey<std::cell::Cell<usize>>) -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & (usize::MAX >> 1);
-    index.with(|c| c.set(i));
+fn first_index() -> usize {
+    let i = SLOT.try_with(|slot| slot.0).unwrap_or(RELEASED);
+    let _ = INDEX.try_with(|c| c.set(i));
     i
 }
 
-/// The stripe count for a shard: twice the available parallelism, a power of two from 2 to 32.
+/// The count of owned stripes for a shard: twice the available parallelism, a power of two
+/// from 2 to 32.
 pub(crate) fn default_stripes() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (2 * cores).next_power_of_two().clamp(2, 32)
 }
 
 impl Readers {
-    /// `stripes` is rounded up to a power of two.
-    pub(crate) fn new(stripes: usize) -> Self {
-        let n = stripes.max(1).next_power_of_two();
+    /// `owned` stripes for the first reader slots (rounded up to a power of two), and a
+    /// quarter as many (at least one) shared by the threads past them.
+    pub(crate) fn new(owned: usize) -> Self {
+        let owned = owned.max(1).next_power_of_two();
+        let shared = (owned / 4).max(1);
         Self {
             phase: Phase(AtomicUsize::new(0)),
-            stripes: (0..n).map(|_| Stripe::new()).collect(),
+            stripes: (0..owned + shared).map(|_| Stripe::new()).collect(),
+            owned,
         }
     }
 
@@ -131,16 +209,29 @@ impl Readers {
     /// freed. Never blocks.
     #[inline]
     pub(crate) fn enter(&self) -> ReadGuard<'_> {
-        let stripe = &self.stripes[thread_index() & (self.stripes.len() - 1)];
+        let slot = thread_index();
+        let owner = slot < self.owned;
+        let stripe = if owner {
+            &self.stripes[slot]
+        } else {
+            let shared = self.stripes.len() - self.owned;
+            &self.stripes[self.owned + slot % shared]
+        };
         loop {
             let p = self.phase.0.load(Ordering::SeqCst) & 1;
+            // Atomic even for the owner: the increment must be ordered before the table loads
+            // that follow (a store would need a full fence, which costs as much).
             stripe.enters[p].fetch_add(1, Ordering::SeqCst);
             if self.phase.0.load(Ordering::SeqCst) & 1 == p {
-                return ReadGuard { stripe, parity: p };
+                return ReadGuard {
+                    stripe,
+                    parity: p,
+                    owner,
+                };
             }
             // A writer flipped the phase meanwhile: leave, and enter in the new one.
-            stripe.exits[p].fetch_add(1, Ordering::Release);
-            stripe.uncounted.fetch_add(1, Ordering::Relaxed);
+            bump(&stripe.exits[p], owner);
+            bump(&stripe.uncounted, owner);
         }
     }
 
@@ -256,19 +347,21 @@ impl Readers {
 pub(crate) struct ReadGuard<'a> {
     stripe: &'a Stripe,
     parity: usize,
+    /// The stripe is this thread's own.
+    owner: bool,
 }
 
 impl ReadGuard<'_> {
     /// This section is a lookup that missed.
     #[inline]
     pub(crate) fn miss(&self) {
-        self.stripe.misses.fetch_add(1, Ordering::Release);
+        bump(&self.stripe.misses, self.owner);
     }
 
     /// This section is not a lookup (`peek`, `contains_key`).
     #[inline]
     pub(crate) fn uncounted(&self) {
-        self.stripe.uncounted.fetch_add(1, Ordering::Release);
+        bump(&self.stripe.uncounted, self.owner);
     }
 
     /// Records a hit on `id` for the policy. Returns `true` when the stripe's ring just filled:
@@ -286,7 +379,7 @@ impl ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.stripe.exits[self.parity].fetch_add(1, Ordering::Release);
+        bump(&self.stripe.exits[self.parity], self.owner);
     }
 }
 
@@ -302,6 +395,55 @@ mod tests {
         r.enter().uncounted();
         drop(r.enter());
         assert_eq!((r.hits(), r.misses()), (2, 1));
+    }
+
+    /// Threads reading at once hold different slots, so an owned stripe has one writer; with
+    /// few owned stripes the other threads share, and every count stays exact either way.
+    #[test]
+    fn owned_and_shared_stripes_count_every_section() {
+        const THREADS: usize = 4;
+        const ROUNDS: u64 = 20_000;
+        for owned in [1, 64] {
+            let r = Readers::new(owned);
+            let barrier = std::sync::Barrier::new(THREADS);
+            let slots: Vec<usize> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            for i in 0..ROUNDS {
+                                let g = r.enter();
+                                if i % 4 == 0 {
+                                    g.miss();
+                                }
+                            }
+                            let slot = thread_index();
+                            // All alive until each has read its slot.
+                            barrier.wait();
+                            slot
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let mut distinct = slots.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), THREADS, "slots {slots:?}");
+            let total = THREADS as u64 * ROUNDS;
+            assert_eq!((r.hits(), r.misses()), (total - total / 4, total / 4));
+        }
+    }
+
+    #[test]
+    fn a_slot_is_given_back_when_its_thread_exits() {
+        // Other tests' threads take and give back slots meanwhile, so only this holds: the
+        // slot of an exited thread is free, not held by anyone.
+        let slot = std::thread::spawn(thread_index).join().unwrap();
+        assert!(slot < RELEASED);
+        let free = slots().free.iter().any(|r| r.0 == slot);
+        let reused = std::thread::spawn(thread_index).join().unwrap() <= slot;
+        assert!(free || reused, "slot {slot} neither free nor reused");
     }
 
     #[test]
@@ -364,8 +506,8 @@ mod shuttle_tests {
     /// reader must never use a freed generation, including one whose section began before a
     /// flip and whose increment landed after it (the re-check in `enter`), which takes two
     /// grace periods and a reader held inside to set up.
-    fn grace_periods() {
-        let readers = Arc::new(Readers::new(2));
+    fn grace_periods(owned: usize) {
+        let readers = Arc::new(Readers::new(owned));
         let published = Arc::new(AtomicUsize::new(1));
         let freed = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..2)
@@ -408,7 +550,12 @@ mod shuttle_tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0usize)
             .max(20_000);
-        Runner::new(PctScheduler::new_from_seed(11, 3, iters), Config::new()).run(grace_periods);
-        shuttle::check_random(grace_periods, 2_000);
+        // Two owned stripes: each reader has its own (slots are given back as shuttle's
+        // threads exit). One: the second reader shares a stripe with whoever comes next.
+        for owned in [2, 1] {
+            Runner::new(PctScheduler::new_from_seed(11, 3, iters), Config::new())
+                .run(move || grace_periods(owned));
+            shuttle::check_random(move || grace_periods(owned), 2_000);
+        }
     }
 }
