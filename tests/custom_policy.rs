@@ -390,6 +390,125 @@ fn second_chance_peek_sets_no_bit_and_many_readers_share_the_lock() {
     cache.validate().unwrap();
 }
 
+// ----- CLOCK with the reference bit in the entry's mark: hits take no lock at all -----
+
+/// Second chance again, with `HitAccess::Mark(1)`: a reader sets the entry's mark itself, and
+/// the policy reads and clears it at eviction. No per-entry state.
+#[derive(Clone, Default)]
+struct MarkedClock {
+    queue: VecDeque<EntryId>,
+}
+
+impl EvictionPolicy for MarkedClock {
+    type State = ();
+    const HIT: HitAccess = HitAccess::Mark(1);
+
+    fn on_insert(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        self.queue.push_back(id);
+    }
+
+    /// What readers do themselves; the cache calls it only for `Simulation`s and `AnyPolicy`.
+    fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<()>) {
+        entries.set_mark(id, 1);
+    }
+
+    /// An update is not a reference here, so the test can tell that the mark a hit set
+    /// survives the replaced value.
+    fn on_update(&mut self, _: EntryId, _: u32, _: &mut impl Entries<()>) {}
+
+    fn on_remove(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        let at = self.queue.iter().position(|&e| e == id).expect("queued");
+        self.queue.remove(at);
+    }
+
+    fn victim(&mut self, _: u32, entries: &mut impl Entries<()>) -> Option<EntryId> {
+        for _ in 0..=self.queue.len() {
+            let front = *self.queue.front()?;
+            if entries.mark(front) == 0 {
+                return Some(front);
+            }
+            entries.set_mark(front, 0);
+            self.queue.rotate_left(1);
+        }
+        self.queue.front().copied()
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    fn validate(&self, entries: &impl Entries<()>) -> Result<(), String> {
+        if self.queue.len() != entries.len() {
+            return Err(format!(
+                "queue {} vs shard {}",
+                self.queue.len(),
+                entries.len()
+            ));
+        }
+        for &id in &self.queue {
+            if entries.mark(id) > 1 {
+                return Err(format!("{id:?} has mark {} > 1", entries.mark(id)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn marked_clock_sees_hits_set_without_a_lock_and_keeps_them_across_a_replacement() {
+    let log = Log::default();
+    let cache = Cache::builder()
+        .max_capacity(3)
+        .shards(1)
+        .policy(MarkedClock::default())
+        .eviction_listener(listener(&log))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.insert(3, 3);
+    assert_eq!(cache.get(&1), Some(1)); // marks 1 in its entry
+    assert_eq!(cache.peek(&2), Some(2)); // a peek marks nothing
+    cache.insert(4, 4); // 1 spared (mark cleared, moved back); 2 goes
+    assert_eq!(take(&log), vec![(2, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+
+    // Queue 3, 1, 4. Mark 3, then replace its value: the mark belongs to the entry.
+    assert_eq!(cache.get(&3), Some(3));
+    cache.insert(3, 30);
+    assert_eq!(take(&log), vec![(3, RemovalCause::Replaced)]);
+    cache.insert(5, 5); // 3 spared by the mark it kept; 1's was used up
+    assert_eq!(take(&log), vec![(1, RemovalCause::Capacity)]);
+    assert_eq!(cache.get(&3), Some(30));
+    cache.validate().unwrap();
+
+    // Many readers at once, no lock: a saturated mark is not written again.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..1000 {
+                    assert_eq!(cache.get(&5), Some(5));
+                }
+            });
+        }
+    });
+    cache.validate().unwrap();
+    cache.insert(6, 6); // queue 4, 3 (its mark spent), 5 (marked): 4 goes
+    assert_eq!(take(&log), vec![(4, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+}
+
+/// The same policy in a `Simulation`, which calls `on_access` for a hit: the same decisions.
+#[test]
+fn marked_clock_decides_alike_in_a_simulation() {
+    let mut sim = aside::policy::Simulation::new(MarkedClock::default(), 3, 0);
+    for h in [1, 2, 3, 1, 4] {
+        sim.access(h, 1);
+    }
+    assert!(sim.contains(1) && !sim.contains(2));
+    sim.validate().unwrap();
+}
+
 // ----- Admission: a doorkeeper in front of FIFO -----
 
 /// FIFO eviction; a newcomer that needs room is admitted only on its second attempt.

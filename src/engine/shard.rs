@@ -122,9 +122,12 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
                 node.set_deadline_bits(slid.raw());
             }
         }
-        let drain = (access && P::HIT == HitAccess::Exclusive && reader.record(node.id))
-            || reader.migrating();
-        let id = node.id;
+        let id = node.id();
+        if access && let HitAccess::Mark(max) = P::HIT {
+            node.raise_mark(max);
+        }
+        let drain =
+            (access && P::HIT == HitAccess::Exclusive && reader.record(id)) || reader.migrating();
         let value = f(&node.value);
         drop(reader);
         if access && P::HIT == HitAccess::Shared {
@@ -290,7 +293,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         Q: Eq + ?Sized,
     {
         let node = store.find_for_write(&self.writer, fragment, |k| k.borrow() == key)?;
-        Some(store.get(&self.writer, node).id)
+        Some(store.get(&self.writer, node).id())
     }
 
     /// A hit for a [`HitAccess::Shared`] policy, after the reader left its section: `id` may
@@ -371,7 +374,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let deadline = self.expiration.deadline(now, ttl, self.rng.next_u64());
         if let Some(index) = store.find_for_write(&self.writer, fragment, |k| *k == key) {
             let node = store.get(&self.writer, index);
-            let id = node.id;
+            let id = node.id();
             let current = Deadline::from_raw(node.deadline_bits());
             if !current.is_expired(now) {
                 if only_if_absent {
@@ -403,6 +406,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let (fragment, old_weight) = (meta.hash, meta.weight());
         let was_volatile = !current.is_never();
         let node = Node::new(key, value, fragment, id, deadline.raw());
+        // The mark belongs to the entry, not to its value.
+        node.set_mark(store.get(&self.writer, old_node).mark());
         let new_node = store.replace(&mut self.writer, old_node, node);
         self.causes.push(RemovalCause::Replaced);
         let meta = self.slab.at_mut(id);
@@ -630,9 +635,6 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
 
     /// Checks every invariant of the shard, its store and its policy.
     pub(crate) fn validate(&mut self, store: &Store<K, V>) -> Result<(), String> {
-        if store.readers().pending(&self.cursors) != 0 && P::HIT == HitAccess::Exclusive {
-            return Err("validate needs drained hit rings".into());
-        }
         if !self.causes.is_empty() {
             return Err(format!(
                 "{} unlinked nodes not reclaimed",
@@ -661,8 +663,12 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             weight += u64::from(m.weight());
             let node = store.get(&self.writer, m.node);
             volatile += usize::from(!Deadline::from_raw(node.deadline_bits()).is_never());
-            if node.id != id || node.hash != m.hash {
-                return Err(format!("{id:?}'s node {} belongs to {:?}", m.node, node.id));
+            if node.id() != id || node.hash != m.hash {
+                return Err(format!(
+                    "{id:?}'s node {} belongs to {:?}",
+                    m.node,
+                    node.id()
+                ));
             }
             let found = store.find_for_write(&self.writer, m.hash, |k| std::ptr::eq(k, &node.key));
             if found != Some(m.node) {

@@ -282,6 +282,18 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
     fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
         self.slab.iter().map(|(id, _)| id)
     }
+
+    #[inline]
+    fn mark(&self, id: EntryId) -> u8 {
+        self.store.get(self.writer, self.slab.at(id).node).mark()
+    }
+
+    #[inline]
+    fn set_mark(&mut self, id: EntryId, mark: u8) {
+        self.store
+            .get(self.writer, self.slab.at(id).node)
+            .set_mark(mark);
+    }
 }
 
 #[cfg(test)]

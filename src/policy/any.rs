@@ -251,6 +251,9 @@ macro_rules! forward_entries {
         fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
             self.entries.ids()
         }
+        fn mark(&self, id: EntryId) -> u8 {
+            self.entries.mark(id)
+        }
     };
 }
 
@@ -260,6 +263,9 @@ impl<E: Entries<AnyState>, S: Variant> Entries<S> for Project<'_, E, S> {
     }
     fn state_mut(&mut self, id: EntryId) -> &mut S {
         S::get_mut(self.entries.state_mut(id)).expect(WRONG_STATE)
+    }
+    fn set_mark(&mut self, id: EntryId, mark: u8) {
+        self.entries.set_mark(id, mark);
     }
     forward_entries!();
 }
@@ -276,6 +282,9 @@ impl<E: Entries<AnyState>, S: Variant> Entries<S> for ProjectRef<'_, E, S> {
     }
     fn state_mut(&mut self, _: EntryId) -> &mut S {
         unreachable!("EvictionPolicy::validate gets a shared view and cannot call state_mut")
+    }
+    fn set_mark(&mut self, _: EntryId, _: u8) {
+        unreachable!("EvictionPolicy::validate gets a shared view and cannot call set_mark")
     }
     forward_entries!();
 }

@@ -302,6 +302,12 @@ mod tests {
         fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
             (0..self.0.len() as u32).map(EntryId::new)
         }
+        fn mark(&self, _: EntryId) -> u8 {
+            unreachable!("LFU keeps no mark")
+        }
+        fn set_mark(&mut self, _: EntryId, _: u8) {
+            unreachable!("LFU keeps no mark")
+        }
     }
 
     /// Evicts everything, returning the order.

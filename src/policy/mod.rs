@@ -12,7 +12,7 @@
 //! | [`Lru`] | `lru.rs` | buffered, O(1) move to front | least recently used | 8 bytes |
 //! | [`Lfu`] | `lfu.rs` | buffered, O(log n) | lowest LFU-DA priority, oldest first | 8 bytes, plus 12 in the heap |
 //! | [`Fifo`] | `fifo.rs` | nothing | oldest insert | 8 bytes |
-//! | [`S3Fifo`] | `s3fifo.rs` | buffered, O(1) counter bump | small queue's oldest unless hit twice, else main queue by CLOCK | 12 bytes, plus the ghost |
+//! | [`S3Fifo`] | `s3fifo.rs` | a mark raised in the entry, no lock, no record | small queue's oldest unless hit twice, else main queue by CLOCK | 12 bytes, plus the ghost |
 //! | [`SampledTtl`] | `ttl.rs` | nothing | soonest deadline of a random sample | 0 bytes |
 //! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1) | window LRU or probation LRU, whichever a frequency sketch rates lower; window share tuned by [`Simulation`] | 12 bytes, plus 16 to 32 in the sketch, plus about 25 KB per shard for the tuner |
 //! | [`AnyPolicy`] | `any.rs` | buffered, then as the policy it holds | as the policy it holds, chosen at run time | 16 bytes |
@@ -125,6 +125,17 @@ pub enum HitAccess {
     /// some hits may be dropped, as in Caffeine and moka; a single thread loses none and keeps
     /// their order.
     Exclusive,
+    /// The reader adds one to the entry's [mark](Entries::mark), up to the given maximum, in
+    /// the entry itself: no lock, no record, nothing replayed, and no store at all once the
+    /// mark is at its maximum (a hot entry's hits write nothing). For policies whose whole
+    /// response to a hit is such a counter (CLOCK's reference bit: `Mark(1)`; S3-FIFO's
+    /// frequency: `Mark(3)`), read and reset at eviction time.
+    ///
+    /// The policy's [`on_access`](EvictionPolicy::on_access) must do exactly that (add one to
+    /// the mark, saturating at the maximum): a [`Simulation`] and an [`AnyPolicy`] (whose
+    /// hits are `Exclusive`) call it instead. Marks set by concurrent readers while the writer
+    /// resets them may be lost, as a lossy buffer's records are; a single thread loses none.
+    Mark(u8),
 }
 
 /// What a shard tells its policy when the policy is set up for it.
@@ -174,7 +185,26 @@ pub trait Entries<S> {
     fn random(&self, random: u64) -> Option<EntryId>;
     /// Every live entry id, in slab order.
     fn ids(&self) -> impl Iterator<Item = EntryId> + '_;
+    /// The entry's *mark*: a small counter (0 to [`MARK_MAX`]) kept in the entry itself beside
+    /// the key, not in the policy's state, so that a reader can set it on a hit without any
+    /// lock ([`HitAccess::Mark`]). It starts at 0 for a new entry and survives a replaced
+    /// value. Reading it costs a visit to the entry, where [`state`](Self::state) stays in
+    /// the policy's dense array.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not a live entry.
+    fn mark(&self, id: EntryId) -> u8;
+    /// Sets the entry's mark (values above [`MARK_MAX`] are clamped).
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not a live entry.
+    fn set_mark(&mut self, id: EntryId, mark: u8);
 }
+
+/// The largest [mark](Entries::mark) an entry holds.
+pub const MARK_MAX: u8 = u8::MAX;
 
 /// A pluggable eviction policy for one shard.
 ///

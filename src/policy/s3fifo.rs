@@ -66,8 +66,9 @@ const PROMOTE_ABOVE: u8 = 1;
 /// empty), otherwise from M. Explicit removals and expiry take an entry out of whichever queue
 /// holds it and leave no ghost record: only entries evicted from S for room do.
 ///
-/// Hits are recorded in the shard's lossy buffer ([`HitAccess::Exclusive`]) and replayed as a
-/// counter bump, so readers never serialize on a hit; every operation is amortized O(1).
+/// A hit raises the entry's counter in the entry itself ([`HitAccess::Mark`]): no lock, no
+/// buffered record, and no store once the counter is at 3, so readers never serialize on a hit
+/// and a hot entry's hits write nothing. Every operation is amortized O(1).
 ///
 /// # Choices where the paper leaves room
 ///
@@ -210,10 +211,11 @@ impl S3Fifo {
     }
 }
 
-/// Per-entry state of [`S3Fifo`]: the entry's neighbours in its queue, which queue, and the
-/// 2-bit access counter. 12 bytes.
+/// Per-entry state of [`S3Fifo`]: the entry's neighbours in its queue and which queue. 12
+/// bytes. The access counter is the entry's [mark](Entries::mark), which a hit raises
+/// without a lock.
 ///
-/// Opaque apart from [`frequency`](Self::frequency): only the policy reads it.
+/// Opaque: only the policy reads it.
 ///
 /// # Example
 ///
@@ -223,23 +225,6 @@ impl S3Fifo {
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct S3FifoState(Option<Node>);
-
-impl S3FifoState {
-    /// The access counter: hits and updates since the entry entered its queue (or since it was
-    /// last reinserted in the main queue, which takes one off), saturating at 3. Zero for an
-    /// entry not (yet) in a queue.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # use aside::policy::S3FifoState;
-    /// assert_eq!(S3FifoState::default().frequency(), 0);
-    /// ```
-    #[must_use]
-    pub fn frequency(&self) -> u8 {
-        self.0.map_or(0, |n| n.freq)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Segment {
@@ -257,7 +242,6 @@ struct Node {
     /// The next older entry, or the entry itself if it is the oldest.
     older: EntryId,
     segment: Segment,
-    freq: u8,
 }
 
 fn node(entries: &impl Entries<S3FifoState>, id: EntryId) -> Node {
@@ -291,6 +275,7 @@ impl Queue {
         freq: u8,
         entries: &mut impl Entries<S3FifoState>,
     ) {
+        entries.set_mark(id, freq);
         let older = match self.newest {
             Some(n) => {
                 node_mut(entries, n).newer = id;
@@ -305,7 +290,6 @@ impl Queue {
             newer: id,
             older,
             segment,
-            freq,
         });
         self.newest = Some(id);
         self.len += 1;
@@ -360,8 +344,11 @@ impl Queue {
                     node.segment
                 ));
             }
-            if node.freq > FREQ_MAX {
-                return Err(format!("{id:?} has counter {} > {FREQ_MAX}", node.freq));
+            if entries.mark(id) > FREQ_MAX {
+                return Err(format!(
+                    "{id:?} has counter {} > {FREQ_MAX}",
+                    entries.mark(id)
+                ));
             }
             // The walk goes oldest to newest: this entry's `older` is the previous one.
             let older = (node.older != id).then_some(node.older);
@@ -520,7 +507,7 @@ impl Ghost {
 
 impl EvictionPolicy for S3Fifo {
     type State = S3FifoState;
-    const HIT: HitAccess = HitAccess::Exclusive;
+    const HIT: HitAccess = HitAccess::Mark(FREQ_MAX);
 
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<S3FifoState>) {
         self.evicting = None;
@@ -531,9 +518,13 @@ impl EvictionPolicy for S3Fifo {
         }
     }
 
+    /// What a reader does itself ([`HitAccess::Mark`]): one more on the entry's counter, up
+    /// to its maximum. Called for an update, and for hits in a [`Simulation`](super::Simulation)
+    /// or an [`AnyPolicy`](super::AnyPolicy).
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<S3FifoState>) {
-        if let Some(node) = entries.state_mut(id).0.as_mut() {
-            node.freq = (node.freq + 1).min(FREQ_MAX);
+        let freq = entries.mark(id);
+        if freq < FREQ_MAX {
+            entries.set_mark(id, freq + 1);
         }
     }
 
@@ -557,7 +548,7 @@ impl EvictionPolicy for S3Fifo {
             if let Some(id) = self.small.oldest
                 && (self.small.len >= target || self.main.len == 0)
             {
-                if node(entries, id).freq > PROMOTE_ABOVE {
+                if entries.mark(id) > PROMOTE_ABOVE {
                     self.small.unlink(id, entries);
                     self.main.push(id, Segment::Main, 0, entries);
                     continue;
@@ -566,7 +557,7 @@ impl EvictionPolicy for S3Fifo {
                 return Some(id);
             }
             let id = self.main.oldest?;
-            let freq = node(entries, id).freq;
+            let freq = entries.mark(id);
             if freq > 0 {
                 self.main.unlink(id, entries);
                 self.main.push(id, Segment::Main, freq - 1, entries);
@@ -623,7 +614,7 @@ mod tests {
     /// A tiny shard: a slab of states and hash fragments that reuses freed slots first.
     #[derive(Default)]
     struct Slots {
-        slots: Vec<Option<(S3FifoState, u32)>>,
+        slots: Vec<Option<(S3FifoState, u32, u8)>>,
         free: Vec<u32>,
         live: usize,
     }
@@ -631,7 +622,7 @@ mod tests {
     impl Slots {
         fn insert(&mut self, hash: u32) -> EntryId {
             self.live += 1;
-            let slot = Some((S3FifoState::default(), hash));
+            let slot = Some((S3FifoState::default(), hash, 0));
             match self.free.pop() {
                 Some(i) => {
                     self.slots[i as usize] = slot;
@@ -689,6 +680,12 @@ mod tests {
             (0..self.slots.len() as u32)
                 .map(EntryId::new)
                 .filter(|&id| self.contains(id))
+        }
+        fn mark(&self, id: EntryId) -> u8 {
+            self.slots[id.index()].as_ref().expect("live").2
+        }
+        fn set_mark(&mut self, id: EntryId, mark: u8) {
+            self.slots[id.index()].as_mut().expect("live").2 = mark;
         }
     }
 
@@ -854,12 +851,7 @@ mod tests {
         prop_assert_eq!(&small, &Vec::from(m.small.clone()), "S order");
         prop_assert_eq!(&main, &Vec::from(m.main.clone()), "M order");
         for id in entries.ids() {
-            prop_assert_eq!(
-                entries.state(id).frequency(),
-                m.freq[&id],
-                "counter of {:?}",
-                id
-            );
+            prop_assert_eq!(entries.mark(id), m.freq[&id], "counter of {:?}", id);
         }
         for h in 0..12 {
             prop_assert_eq!(

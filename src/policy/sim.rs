@@ -18,6 +18,7 @@ struct Slot<S> {
     hash: u32,
     weight: u32,
     live: bool,
+    mark: u8,
     state: S,
 }
 
@@ -74,6 +75,12 @@ impl<S> Entries<S> for Slots<S> {
             .enumerate()
             .filter(|(_, s)| s.live)
             .map(|(i, _)| EntryId::new(i as u32))
+    }
+    fn mark(&self, id: EntryId) -> u8 {
+        self.slot(id).mark
+    }
+    fn set_mark(&mut self, id: EntryId, mark: u8) {
+        self.slots[id.index()].mark = mark;
     }
 }
 
@@ -196,6 +203,7 @@ impl<P: EvictionPolicy> Simulation<P> {
             hash,
             weight,
             live: true,
+            mark: 0,
             state: P::State::default(),
         };
         let i = match self.entries.free.pop() {

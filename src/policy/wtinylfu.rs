@@ -1144,6 +1144,12 @@ mod tests {
                 .filter(|&i| self.slots[i].is_some())
                 .map(|i| EntryId::new(i as u32))
         }
+        fn mark(&self, _: EntryId) -> u8 {
+            unreachable!("W-TinyLFU keeps no mark")
+        }
+        fn set_mark(&mut self, _: EntryId, _: u8) {
+            unreachable!("W-TinyLFU keeps no mark")
+        }
     }
 
     /// The reference: segments as `VecDeque`s of keys (front = most recent), an unpacked

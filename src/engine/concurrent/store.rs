@@ -45,18 +45,56 @@ pub(crate) struct Node<K, V> {
     deadline: AtomicU64,
     /// The key's 32-bit hash fragment.
     pub(crate) hash: u32,
-    /// The entry's id in the shard's slab (what the policy knows it by).
-    pub(crate) id: EntryId,
+    /// The entry's id in the shard's slab (what the policy knows it by; below 2^24, as node
+    /// indices are) in the low 24 bits, its policy mark in the top 8. Atomic so that a hit can
+    /// raise the mark; the id bits never change.
+    tag: AtomicU32,
 }
+
+/// The bits of [`Node::tag`] that hold the id.
+const ID_BITS: u32 = 24;
 
 impl<K, V> Node<K, V> {
     pub(crate) fn new(key: K, value: V, hash: u32, id: EntryId, deadline: u64) -> Self {
+        debug_assert!(id.raw() < 1 << ID_BITS, "{id:?} past the node index range");
         Self {
             key,
             value,
             deadline: AtomicU64::new(deadline),
             hash,
-            id,
+            tag: AtomicU32::new(id.raw()),
+        }
+    }
+
+    /// The entry's id in the shard's slab.
+    #[inline]
+    pub(crate) fn id(&self) -> EntryId {
+        EntryId::new(self.tag.load(Ordering::Relaxed) & ((1 << ID_BITS) - 1))
+    }
+
+    /// The entry's policy mark.
+    #[inline]
+    pub(crate) fn mark(&self) -> u8 {
+        (self.tag.load(Ordering::Relaxed) >> ID_BITS) as u8
+    }
+
+    /// Sets the mark (the shard's writer, under its lock; a reader's concurrent raise may be
+    /// lost, or may land on top).
+    #[inline]
+    pub(crate) fn set_mark(&self, mark: u8) {
+        let tag = self.tag.load(Ordering::Relaxed);
+        let id = tag & ((1 << ID_BITS) - 1);
+        self.tag
+            .store(id | (u32::from(mark) << ID_BITS), Ordering::Relaxed);
+    }
+
+    /// A hit's raise of the mark, by one up to `max`: a load, and a plain store only below
+    /// `max` (two readers raising at once may count once, as a lossy buffer would).
+    #[inline]
+    pub(crate) fn raise_mark(&self, max: u8) {
+        let tag = self.tag.load(Ordering::Relaxed);
+        if ((tag >> ID_BITS) as u8) < max {
+            self.tag.store(tag + (1 << ID_BITS), Ordering::Relaxed);
         }
     }
 
