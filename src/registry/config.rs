@@ -1,25 +1,71 @@
-//! [`CacheConfig`]: one named cache's settings, read from (and written back to) a TOML table.
+//! The registry file as serde reads and writes it: [`RegistryFile`], one [`CacheConfig`] per
+//! named cache, and the validation pass over a cache's settings.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::duration;
+use super::values::{count, duration, number, on_lease_expiry, policy, refresh_mode};
 use crate::aside::settings;
 use crate::policy::{AnyPolicy, S3Fifo, SampledTtl, WTinyLfu};
-use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
+use crate::{LeaseExpiry, RefreshMode};
+
+/// A whole registry file as serde reads it: one [`CacheConfig`] per name under `caches`, and
+/// nothing else (an unknown top-level key is an error).
+///
+/// Deserializing only converts the values; [`Registry::from_config`](super::Registry::from_config)
+/// then checks every cache in one validation pass. Build one with any serde format, or any
+/// layered configuration library (figment, config-rs) that extracts a `Deserialize` type:
+///
+/// ```
+/// use aside::registry::{Registry, RegistryFile};
+/// use std::time::Duration;
+///
+/// let file: RegistryFile = serde_json::from_str(r#"{
+///     "caches": {
+///         "user": { "ttl": "5min", "max_entries": 10000, "policy": "wtinylfu" },
+///         "session": { "sliding_ttl": "1h 30m", "max_entries": 5000 }
+///     }
+/// }"#)?;
+/// let registry = Registry::from_config(file)?;
+/// assert_eq!(registry.config("session")?.sliding_ttl, Some(Duration::from_secs(5400)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// It serializes the same way, durations as [`humantime::format_duration`] writes them
+/// (`"1h 30m"`) and unset fields left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "a table of `[caches.<name>]` tables"
+)]
+#[non_exhaustive]
+pub struct RegistryFile {
+    /// The caches by name, each with its settings.
+    pub caches: BTreeMap<String, CacheConfig>,
+}
+
+/// `&'static str` under a name, so that serde's derive does not borrow the field from the
+/// input (which would tie `Deserialize` to `'static` input): `values::policy` reads it as one
+/// of [`AnyPolicy::NAMES`].
+type PolicyName = &'static str;
 
 /// The settings of one named cache: the seeds' `CacheConfig` row (TTL, maximum size, eviction
 /// policy), plus what the front door offers (sliding TTL, jitter, negative caching, fail-safe,
 /// early refresh, lease).
 ///
 /// Each field holds what the file said (`None`: the key was absent and the builder's default
-/// applies). A `CacheConfig` is always valid: [`Registry`](super::Registry) checks every field
-/// when it reads the file, so the builders it returns never fail on these settings.
+/// applies). Deserializing converts types only; the ranges and the rules between fields are
+/// one validation pass that [`Registry`](super::Registry) runs on every cache it is given
+/// ([`from_toml_str`](super::Registry::from_toml_str),
+/// [`from_config`](super::Registry::from_config)), so a `CacheConfig` a registry holds is
+/// valid and the builders it returns never fail on these settings.
 ///
-/// | TOML key | type | builder setting |
+/// | key | type | builder setting |
 /// |---|---|---|
-/// | `policy` | `"lru"`, `"lfu"`, `"fifo"`, `"ttl"`, `"wtinylfu"`, `"s3fifo"` | [`policy`](crate::AsideBuilder::policy) through [`AnyPolicy`] (default `"wtinylfu"`, the crate's default) |
+/// | `policy` | `"lru"`, `"lfu"`, `"fifo"`, `"ttl"`, `"wtinylfu"`, `"s3fifo"` (any case) | [`policy`](crate::AsideBuilder::policy) through [`AnyPolicy`] (default `"wtinylfu"`, the crate's default) |
 /// | `max_entries` | integer ≥ 1 | [`max_capacity`](crate::AsideBuilder::max_capacity) in entries |
 /// | `max_weight` | integer ≥ 1 | [`max_capacity`](crate::CacheBuilder::max_capacity) in weight units, with a weigher |
 /// | `shards` | power of two | [`shards`](crate::AsideBuilder::shards) |
@@ -28,7 +74,7 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 /// | `sliding_ttl` | duration | [`time_to_idle`](crate::AsideBuilder::time_to_idle) |
 /// | `jitter` | duration | [`ttl_jitter`](crate::AsideBuilder::ttl_jitter) |
 /// | `negative_ttl` | duration | [`negative_ttl`](crate::AsideBuilder::negative_ttl) |
-/// | `grace`, `retry_interval` | durations, both or neither | [`fail_safe`](crate::AsideBuilder::fail_safe) |
+/// | `grace`, `retry_interval` | durations; `retry_interval` only with `grace` | [`fail_safe`](crate::AsideBuilder::fail_safe) |
 /// | `soft_timeout` | duration | [`soft_timeout`](crate::AsideBuilder::soft_timeout) |
 /// | `xfetch` | boolean | `false`: [`no_xfetch`](crate::AsideBuilder::no_xfetch) |
 /// | `xfetch_beta` | number > 0 | [`xfetch_beta`](crate::AsideBuilder::xfetch_beta) |
@@ -45,8 +91,10 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 /// | `small_fraction` | number in (0, 1), policy `"s3fifo"` | [`S3Fifo::small_fraction`] |
 /// | `ghost_ratio` | number in [0, 16], policy `"s3fifo"` | [`S3Fifo::ghost_ratio`] |
 ///
-/// Durations are strings of integers with units, largest first: `"250ms"`, `"5m"`,
-/// `"1h30m"`, `"1d"` (units `d`, `h`, `m`, `s`, `ms`, `us`, `ns`).
+/// A duration is a string, anything [`humantime::parse_duration`] accepts: `"250ms"`,
+/// `"5m"`, `"5min"`, `"1h 30m"`, `"1h30m"`, `"1.5s"`, `"2 days"`. Units are case-sensitive:
+/// `"5M"` is five months. A bare number (`ttl = 300`) is an error: seconds or milliseconds?
+/// Durations are written back with [`humantime::format_duration`] (`"1h 30m"`).
 ///
 /// # Example
 ///
@@ -56,7 +104,7 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 ///
 /// let registry = Registry::from_toml_str(r#"
 ///     [caches.user]
-///     ttl = "5m"
+///     ttl = "5min"
 ///     max_entries = 10000
 ///     policy = "wtinylfu"
 ///     jitter = "30s"
@@ -68,60 +116,87 @@ use crate::{LeaseExpiry, MAX_SHARDS, RefreshMode};
 /// assert_eq!(user.jitter, Some(Duration::from_secs(30)));
 /// # Ok::<(), aside::registry::RegistryError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table of cache settings")]
 #[non_exhaustive]
 pub struct CacheConfig {
     /// The eviction policy's name, one of [`AnyPolicy::NAMES`].
-    pub policy: &'static str,
+    #[serde(deserialize_with = "policy")]
+    pub policy: PolicyName,
     /// Capacity in entries (exclusive with `max_weight`).
+    #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub max_entries: Option<u64>,
     /// Capacity in weight units (exclusive with `max_entries`); needs a weigher.
+    #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub max_weight: Option<u64>,
     /// Shard count.
+    #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub shards: Option<usize>,
     /// Seed for hashing and sampling.
+    #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Fixed time-to-live.
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
     /// Sliding time-to-idle (exclusive with `ttl`).
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub sliding_ttl: Option<Duration>,
     /// TTL jitter.
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub jitter: Option<Duration>,
     /// How long "not found" is cached.
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub negative_ttl: Option<Duration>,
-    /// Fail-safe grace period (with `retry_interval`).
+    /// Fail-safe grace period (`retry_interval` needs it).
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub grace: Option<Duration>,
-    /// Fail-safe retry throttle (with `grace`).
+    /// Fail-safe retry throttle (only with `grace`).
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub retry_interval: Option<Duration>,
     /// Fail-safe soft timeout.
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub soft_timeout: Option<Duration>,
     /// `Some(false)` turns XFetch off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub xfetch: Option<bool>,
     /// XFetch's beta.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub xfetch_beta: Option<f64>,
     /// Refresh-ahead threshold, a fraction of the TTL.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub refresh_after: Option<f64>,
     /// Who refreshes early.
+    #[serde(with = "refresh_mode", skip_serializing_if = "Option::is_none")]
     pub refresh_mode: Option<RefreshMode>,
     /// How long a waiter waits for another caller's load.
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub lease: Option<Duration>,
     /// What a waiter does when the lease runs out.
+    #[serde(with = "on_lease_expiry", skip_serializing_if = "Option::is_none")]
     pub on_lease_expiry: Option<LeaseExpiry>,
     /// Hard limit on one load.
+    #[serde(with = "duration", skip_serializing_if = "Option::is_none")]
     pub load_timeout: Option<Duration>,
     /// [`SampledTtl`]'s sample size.
+    #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub samples: Option<usize>,
     /// [`WTinyLfu`]'s window fraction.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub window_fraction: Option<f64>,
     /// [`WTinyLfu`]'s protected share of the main space.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub protected_fraction: Option<f64>,
     /// The share of the capacity a [`WTinyLfu`] shard holds before its sketch counts.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub sketch_start: Option<f64>,
     /// How many uses more than the victim's a [`WTinyLfu`] candidate needs.
+    #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub admission_margin: Option<u8>,
     /// [`S3Fifo`]'s small-queue fraction.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub small_fraction: Option<f64>,
     /// [`S3Fifo`]'s ghost ratio.
+    #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub ghost_ratio: Option<f64>,
 }
 
@@ -160,248 +235,94 @@ impl Default for CacheConfig {
     }
 }
 
-/// The TOML keys a cache table accepts, in the order they are written back.
-pub(crate) const FIELDS: [&str; 26] = [
-    "policy",
-    "max_entries",
-    "max_weight",
-    "shards",
-    "seed",
-    "ttl",
-    "sliding_ttl",
-    "jitter",
-    "negative_ttl",
-    "grace",
-    "retry_interval",
-    "soft_timeout",
-    "xfetch",
-    "xfetch_beta",
-    "refresh_after",
-    "refresh_mode",
-    "lease",
-    "on_lease_expiry",
-    "load_timeout",
-    "samples",
-    "window_fraction",
-    "protected_fraction",
-    "sketch_start",
-    "admission_margin",
-    "small_fraction",
-    "ghost_ratio",
-];
-
-/// An error about one field: its name and what is wrong.
-type FieldError = (String, String);
-
-fn type_error(expected: &str, value: &toml::Value) -> String {
-    format!(
-        "expected {expected}, got {} {value}",
-        article(value.type_str())
-    )
-}
-
-pub(crate) fn article(word: &str) -> String {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        format!("an {word}")
-    } else {
-        format!("a {word}")
-    }
-}
-
-fn string(value: &toml::Value) -> Result<&str, String> {
-    value.as_str().ok_or_else(|| type_error("a string", value))
-}
-
-fn duration(value: &toml::Value) -> Result<Duration, String> {
-    let text = value
-        .as_str()
-        .ok_or_else(|| type_error("a duration string such as \"5m\"", value))?;
-    duration::parse(text)
-}
-
-fn integer(value: &toml::Value) -> Result<i64, String> {
-    value
-        .as_integer()
-        .ok_or_else(|| type_error("an integer", value))
-}
-
-/// An integer of at least `min`.
-fn at_least(value: &toml::Value, min: u64) -> Result<u64, String> {
-    let n = integer(value)?;
-    u64::try_from(n)
-        .ok()
-        .filter(|&n| n >= min)
-        .ok_or_else(|| format!("must be at least {min}, got {n}"))
-}
-
-/// A float, or an integer read as one (`xfetch_beta = 2`).
-fn number(value: &toml::Value) -> Result<f64, String> {
-    match value {
-        toml::Value::Float(f) => Ok(*f),
-        #[allow(clippy::cast_precision_loss)] // small configuration numbers
-        toml::Value::Integer(i) => Ok(*i as f64),
-        _ => Err(type_error("a number", value)),
-    }
-}
-
-/// A number from 0 to 1.
-fn share(value: &toml::Value) -> Result<f64, String> {
-    let f = number(value)?;
-    if (0.0..=1.0).contains(&f) {
-        Ok(f)
-    } else {
-        Err(format!("must be between 0.0 and 1.0, got {f}"))
-    }
-}
-
-fn boolean(value: &toml::Value) -> Result<bool, String> {
-    value
-        .as_bool()
-        .ok_or_else(|| type_error("a boolean", value))
-}
-
-fn one_of<T: Copy>(value: &toml::Value, choices: &[(&str, T)]) -> Result<T, String> {
-    let text = string(value)?;
-    choices
-        .iter()
-        .find(|(name, _)| *name == text)
-        .map(|&(_, v)| v)
-        .ok_or_else(|| {
-            let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
-            format!(
-                "unknown value {text:?}, expected one of {}",
-                names.join(", ")
-            )
-        })
-}
-
-const REFRESH_MODES: [(&str, RefreshMode); 2] = [
-    ("background", RefreshMode::Background),
-    ("caller", RefreshMode::Caller),
-];
-const LEASE_EXPIRIES: [(&str, LeaseExpiry); 2] = [
-    ("take_over", LeaseExpiry::TakeOver),
-    ("load_independently", LeaseExpiry::LoadIndependently),
-];
+/// An error about one field: its key and what is wrong.
+pub(crate) type FieldError = (&'static str, String);
 
 impl CacheConfig {
-    /// Reads one cache's table. `Err` names the field; the caller adds the cache.
-    pub(crate) fn from_table(table: &toml::Table) -> Result<Self, FieldError> {
-        let mut c = Self::default();
-        for (key, value) in table {
-            let Some(&field) = FIELDS.iter().find(|f| **f == key.as_str()) else {
-                return Err((
-                    key.clone(),
-                    format!("unknown field, expected one of: {}", FIELDS.join(", ")),
-                ));
-            };
-            c.set(field, value)
-                .map_err(|reason| (field.to_string(), reason))?;
+    /// The validation pass: every field's range, then the rules between fields, in a fixed
+    /// order (the first broken one is reported). `Err` names the field; the registry adds the
+    /// cache.
+    pub(crate) fn check(&self) -> Result<(), FieldError> {
+        let err = |field: &'static str, reason: String| Err((field, reason));
+        if AnyPolicy::from_name(self.policy).is_none() {
+            return err(
+                "policy",
+                format!(
+                    "unknown policy {:?}, expected one of {}",
+                    self.policy,
+                    AnyPolicy::NAMES.join(", ")
+                ),
+            );
         }
-        c.check()?;
-        Ok(c)
-    }
-
-    fn set(&mut self, field: &str, v: &toml::Value) -> Result<(), String> {
-        match field {
-            "policy" => {
-                let name = string(v)?;
-                self.policy = AnyPolicy::from_name(name)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown policy {name:?}, expected one of {}",
-                            AnyPolicy::NAMES.join(", ")
-                        )
-                    })?
-                    .name();
+        for (field, size) in [
+            ("max_entries", self.max_entries),
+            ("max_weight", self.max_weight),
+        ] {
+            if size == Some(0) {
+                return err(field, "must be at least 1, got 0".to_string());
             }
-            "max_entries" => self.max_entries = Some(at_least(v, 1)?),
-            "max_weight" => self.max_weight = Some(at_least(v, 1)?),
-            "shards" => {
-                let n = integer(v)?;
-                let ok = usize::try_from(n)
-                    .ok()
-                    .filter(|n| n.is_power_of_two() && *n <= MAX_SHARDS);
-                self.shards = Some(ok.ok_or_else(|| {
-                    format!("must be a power of two between 1 and {MAX_SHARDS}, got {n}")
-                })?);
-            }
-            "seed" => self.seed = Some(at_least(v, 0)?),
-            "ttl" => self.ttl = Some(duration(v)?),
-            "sliding_ttl" => self.sliding_ttl = Some(duration(v)?),
-            "jitter" => self.jitter = Some(duration(v)?),
-            "negative_ttl" => self.negative_ttl = Some(duration(v)?),
-            "grace" => self.grace = Some(duration(v)?),
-            "retry_interval" => self.retry_interval = Some(duration(v)?),
-            "soft_timeout" => self.soft_timeout = Some(duration(v)?),
-            "xfetch" => self.xfetch = Some(boolean(v)?),
-            // Ranges and zero durations: `check`, with the builders' rules.
-            "xfetch_beta" => self.xfetch_beta = Some(number(v)?),
-            "refresh_after" => self.refresh_after = Some(number(v)?),
-            "refresh_mode" => self.refresh_mode = Some(one_of(v, &REFRESH_MODES)?),
-            "lease" => self.lease = Some(duration(v)?),
-            "on_lease_expiry" => self.on_lease_expiry = Some(one_of(v, &LEASE_EXPIRIES)?),
-            "load_timeout" => self.load_timeout = Some(duration(v)?),
-            "samples" => {
-                let n = integer(v)?;
-                self.samples = Some(
-                    usize::try_from(n)
-                        .ok()
-                        .filter(|n| (1..=1024).contains(n))
-                        .ok_or_else(|| format!("must be between 1 and 1024, got {n}"))?,
-                );
-            }
-            "window_fraction" => self.window_fraction = Some(share(v)?),
-            "protected_fraction" => self.protected_fraction = Some(share(v)?),
-            "sketch_start" => self.sketch_start = Some(share(v)?),
-            "admission_margin" => {
-                let n = integer(v)?;
-                let max = WTinyLfu::MAX_ADMISSION_MARGIN;
-                self.admission_margin = Some(
-                    u8::try_from(n)
-                        .ok()
-                        .filter(|&n| n <= max)
-                        .ok_or_else(|| format!("must be between 0 and {max}, got {n}"))?,
-                );
-            }
-            "small_fraction" => {
-                let f = number(v)?;
-                if !(f > 0.0 && f < 1.0) {
-                    return Err(format!("must be strictly between 0.0 and 1.0, got {f}"));
-                }
-                self.small_fraction = Some(f);
-            }
-            "ghost_ratio" => {
-                let r = number(v)?;
-                if !(0.0..=16.0).contains(&r) {
-                    return Err(format!("must be between 0.0 and 16.0, got {r}"));
-                }
-                self.ghost_ratio = Some(r);
-            }
-            _ => unreachable!("every name in FIELDS has an arm"),
         }
-        Ok(())
-    }
-
-    /// The checks that involve more than one field (each field was checked as it was read).
-    fn check(&self) -> Result<(), FieldError> {
-        let err = |field: &str, reason: &str| Err((field.to_string(), reason.to_string()));
+        if let Some(n) = self.samples
+            && !(1..=1024).contains(&n)
+        {
+            return err("samples", format!("must be between 1 and 1024, got {n}"));
+        }
+        let shares = [
+            ("window_fraction", self.window_fraction),
+            ("protected_fraction", self.protected_fraction),
+            ("sketch_start", self.sketch_start),
+        ];
+        for (field, share) in shares {
+            if let Some(f) = share
+                && !(0.0..=1.0).contains(&f)
+            {
+                return err(field, format!("must be between 0.0 and 1.0, got {f}"));
+            }
+        }
+        let max = WTinyLfu::MAX_ADMISSION_MARGIN;
+        if let Some(m) = self.admission_margin
+            && m > max
+        {
+            return err(
+                "admission_margin",
+                format!("must be between 0 and {max}, got {m}"),
+            );
+        }
+        if let Some(f) = self.small_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return err(
+                "small_fraction",
+                format!("must be strictly between 0.0 and 1.0, got {f}"),
+            );
+        }
+        if let Some(r) = self.ghost_ratio
+            && !(0.0..=16.0).contains(&r)
+        {
+            return err(
+                "ghost_ratio",
+                format!("must be between 0.0 and 16.0, got {r}"),
+            );
+        }
         match (self.max_entries, self.max_weight) {
             (None, None) => {
                 return err(
                     "max_entries",
-                    "missing: a cache needs a size, `max_entries` or `max_weight`",
+                    "missing: a cache needs a size, `max_entries` or `max_weight`".to_string(),
                 );
             }
             (Some(_), Some(_)) => {
-                return err("max_weight", "cannot be combined with `max_entries`");
+                return err(
+                    "max_weight",
+                    "cannot be combined with `max_entries`".to_string(),
+                );
             }
             _ => {}
         }
         if self.xfetch == Some(false) && self.xfetch_beta.is_some() {
-            return err("xfetch_beta", "set while `xfetch = false`");
+            return err("xfetch_beta", "set while `xfetch = false`".to_string());
         }
-        // The front door's rules, shared with `AsideBuilder::build`.
+        // Shards and the front door's rules, shared with `AsideBuilder::build`.
         let shared = settings::Settings {
             shards: self.shards,
             ttl: self.ttl,
@@ -416,7 +337,7 @@ impl CacheConfig {
             lease: self.lease,
             load_timeout: self.load_timeout,
         };
-        settings::check(&shared).map_err(|e| (e.field.key().to_string(), e.reason))?;
+        settings::check(&shared).map_err(|e| (e.field.key(), e.reason))?;
         let policy_only = [
             ("samples", self.samples.is_some(), "ttl"),
             (
@@ -438,15 +359,13 @@ impl CacheConfig {
             ("small_fraction", self.small_fraction.is_some(), "s3fifo"),
             ("ghost_ratio", self.ghost_ratio.is_some(), "s3fifo"),
         ];
+        let name = AnyPolicy::from_name(self.policy).unwrap_or_default().name();
         for (field, set, policy) in policy_only {
-            if set && self.policy != policy {
-                return Err((
-                    field.to_string(),
-                    format!(
-                        "applies to policy \"{policy}\" only, not \"{}\"",
-                        self.policy
-                    ),
-                ));
+            if set && name != policy {
+                return err(
+                    field,
+                    format!("applies to policy \"{policy}\" only, not \"{name}\""),
+                );
             }
         }
         Ok(())
@@ -474,7 +393,7 @@ impl CacheConfig {
                 }
             }
             AnyPolicy::WTinyLfu(p) => {
-                // `set` has checked both ranges.
+                // Out of range (not validated): the default, as for `SampledTtl`.
                 let mut w = match self.window_fraction {
                     Some(f) => WTinyLfu::with_window_fraction(f).unwrap_or_default(),
                     None => WTinyLfu::new(),
@@ -491,12 +410,13 @@ impl CacheConfig {
                 **p = w;
             }
             AnyPolicy::S3Fifo(p) => {
-                // Both setters assert their range, which `set` has checked.
+                // Both setters assert their range, which the validation pass checks; a value
+                // out of range (a configuration nobody validated) is left out, not a panic.
                 let mut s = S3Fifo::new();
-                if let Some(f) = self.small_fraction {
+                if let Some(f) = self.small_fraction.filter(|f| *f > 0.0 && *f < 1.0) {
                     s = s.small_fraction(f);
                 }
-                if let Some(r) = self.ghost_ratio {
+                if let Some(r) = self.ghost_ratio.filter(|r| (0.0..=16.0).contains(r)) {
                     s = s.ghost_ratio(r);
                 }
                 **p = s;
@@ -510,102 +430,4 @@ impl CacheConfig {
     pub(crate) fn capacity(&self) -> u64 {
         self.max_entries.or(self.max_weight).unwrap_or(u64::MAX)
     }
-
-    /// The fields set, as TOML, for writing back.
-    pub(crate) fn to_raw(&self) -> Raw {
-        let d = |d: Option<Duration>| d.map(duration::format);
-        Raw {
-            policy: self.policy,
-            max_entries: self.max_entries,
-            max_weight: self.max_weight,
-            shards: self.shards,
-            seed: self.seed,
-            ttl: d(self.ttl),
-            sliding_ttl: d(self.sliding_ttl),
-            jitter: d(self.jitter),
-            negative_ttl: d(self.negative_ttl),
-            grace: d(self.grace),
-            retry_interval: d(self.retry_interval),
-            soft_timeout: d(self.soft_timeout),
-            xfetch: self.xfetch,
-            xfetch_beta: self.xfetch_beta,
-            refresh_after: self.refresh_after,
-            refresh_mode: self.refresh_mode.map(|m| name_of(m, &REFRESH_MODES)),
-            lease: d(self.lease),
-            on_lease_expiry: self.on_lease_expiry.map(|e| name_of(e, &LEASE_EXPIRIES)),
-            load_timeout: d(self.load_timeout),
-            samples: self.samples,
-            window_fraction: self.window_fraction,
-            protected_fraction: self.protected_fraction,
-            sketch_start: self.sketch_start,
-            admission_margin: self.admission_margin,
-            small_fraction: self.small_fraction,
-            ghost_ratio: self.ghost_ratio,
-        }
-    }
-}
-
-/// The name of `value` among `choices`.
-fn name_of<T: PartialEq>(value: T, choices: &[(&'static str, T)]) -> &'static str {
-    choices
-        .iter()
-        .find(|(_, c)| *c == value)
-        .map(|(n, _)| *n)
-        .unwrap_or_default()
-}
-
-/// A [`CacheConfig`] as TOML writes it (durations as strings, absent fields skipped).
-#[derive(Serialize)]
-pub(crate) struct Raw {
-    policy: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_entries: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_weight: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shards: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ttl: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sliding_ttl: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jitter: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    negative_ttl: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_interval: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    soft_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    xfetch: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    xfetch_beta: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_after: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_mode: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    on_lease_expiry: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    load_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    samples: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    window_fraction: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    protected_fraction: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sketch_start: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    admission_margin: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    small_fraction: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ghost_ratio: Option<f64>,
 }

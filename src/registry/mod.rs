@@ -1,4 +1,4 @@
-//! Named caches configured from a TOML file: [`Registry`] and [`CacheConfig`].
+//! Named caches configured from a file: [`Registry`] and [`CacheConfig`].
 //!
 //! A cache-aside application keeps one cache per entity (user profiles, products,
 //! configuration, sessions), each with the TTL, size and eviction policy its data deserves.
@@ -7,22 +7,22 @@
 //!
 //! ```toml
 //! [caches.user]
-//! ttl = "5m"
+//! ttl = "5min"
 //! max_entries = 10000
 //! policy = "wtinylfu"
 //! jitter = "30s"
 //!
 //! [caches.session]
-//! sliding_ttl = "30m"
+//! sliding_ttl = "1h 30m"
 //! max_entries = 5000
 //! ```
 //!
-//! [`Registry::from_toml_str`] (or [`from_path`](Registry::from_path)) reads and checks
-//! every field at once; an invalid file is a [`RegistryError`] naming the cache and the field
-//! (`caches.user.ttl: invalid duration "5 parsecs": ...`), never a panic. The code then asks
-//! for a builder by name, typed by the caller, with the policy chosen at run time
-//! ([`AnyPolicy`]), and can still set what a file cannot hold (a
-//! clock, a weigher, a listener):
+//! [`Registry::from_toml_str`] (or [`from_path`](Registry::from_path)) reads the file and
+//! checks every field at once; an invalid file is a [`RegistryError`] naming the cache and the
+//! field (`caches.user.ttl: invalid duration "5 parsecs": ...`), never a panic. The code then
+//! asks for a builder by name, typed by the caller, with the policy chosen at run time
+//! ([`AnyPolicy`]), and can still set what a file cannot hold (a clock, a weigher, a
+//! listener):
 //!
 //! ```
 //! use aside::registry::Registry;
@@ -30,7 +30,7 @@
 //!
 //! let registry = Registry::from_toml_str(r#"
 //!     [caches.user]
-//!     ttl = "5m"
+//!     ttl = "5min"
 //!     max_entries = 10000
 //!     policy = "wtinylfu"
 //! "#)?;
@@ -42,34 +42,41 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Needs the `config` feature, which brings in `serde` and `toml`.
+//! TOML is one format among many: [`RegistryFile`] and [`CacheConfig`] implement serde's
+//! `Deserialize` and `Serialize`, so JSON, YAML or a layered configuration (figment,
+//! config-rs: a file, then environment variables) deserializes into a `RegistryFile`, and
+//! [`Registry::from_config`] validates it with the same pass as TOML
+//! ([`Registry::from_deserializer`] does both, and names the cache and the field of a value
+//! of the wrong type too). Durations are strings, anything [`humantime::parse_duration`]
+//! reads (`"250ms"`, `"5min"`, `"1h 30m"`).
+//!
+//! Needs the `config` feature, which brings in `serde`, `toml`, `humantime` and
+//! `serde_path_to_error`.
 
 mod caches;
 mod config;
-mod duration;
+mod values;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 pub use caches::Caches;
-pub use config::CacheConfig;
+pub use config::{CacheConfig, RegistryFile};
 
-/// Formats a duration as the configuration file writes it, with the fewest parts: `"1h30m"`,
-/// `"250ms"`, `"0s"` (units `d`, `h`, `m`, `s`, `ms`, `us`, `ns`). A file reads it back as
-/// the same duration.
+/// Formats a duration as the registry writes it, with [`humantime::format_duration`]:
+/// `"1h 30m"`, `"1s 500ms"`, `"0s"`. A registry file reads it back as the same duration.
 ///
 /// # Example
 ///
 /// ```
 /// use std::time::Duration;
-/// assert_eq!(aside::registry::format_duration(Duration::from_secs(5400)), "1h30m");
-/// assert_eq!(aside::registry::format_duration(Duration::from_millis(1500)), "1s500ms");
+/// assert_eq!(aside::registry::format_duration(Duration::from_secs(5400)), "1h 30m");
+/// assert_eq!(aside::registry::format_duration(Duration::from_millis(1500)), "1s 500ms");
 /// ```
 #[must_use]
 pub fn format_duration(d: std::time::Duration) -> String {
-    duration::format(d)
+    humantime::format_duration(d).to_string()
 }
 
 use crate::policy::AnyPolicy;
@@ -93,7 +100,7 @@ pub struct RegistryError {
     cache: Option<String>,
     field: Option<String>,
     reason: String,
-    /// The I/O or TOML error behind it, for `source()`.
+    /// The I/O or deserializer error behind it, for `source()`.
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -117,6 +124,36 @@ impl RegistryError {
         }
     }
 
+    /// A deserializer's error `e`, placed by its path: `caches.<name>.<field>` names the
+    /// cache and the field, a top-level key names the field, and an error without a path
+    /// (syntax) names neither and keeps the deserializer's whole message. `reason` says what
+    /// is wrong where there is a place.
+    fn located<E: std::error::Error + Send + Sync + 'static>(
+        e: serde_path_to_error::Error<E>,
+        reason: impl FnOnce(&E) -> String,
+    ) -> Self {
+        let keys: Vec<&str> = e
+            .path()
+            .iter()
+            .map_while(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let (cache, field) = match keys.as_slice() {
+            [] => (None, None),
+            ["caches", name] => (Some(*name), None),
+            ["caches", name, field, ..] => (Some(*name), Some(*field)),
+            [top, ..] => (None, Some(*top)),
+        };
+        let reason = if keys.is_empty() {
+            e.inner().to_string()
+        } else {
+            reason(e.inner())
+        };
+        Self::new(cache, field, reason).caused_by(e.into_inner())
+    }
+
     fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.cause = Some(Arc::new(cause));
         self
@@ -136,7 +173,7 @@ impl RegistryError {
         self.cache.as_deref()
     }
 
-    /// The field (TOML key) the error is about, if any.
+    /// The field (the key in the file) the error is about, if any.
     ///
     /// # Example
     ///
@@ -190,8 +227,9 @@ impl fmt::Display for RegistryError {
     }
 }
 
-/// `source()` is the I/O error of [`Registry::from_path`] or the TOML syntax error, when that
-/// is what went wrong.
+/// `source()` is the I/O error of [`Registry::from_path`], or the deserializer's error (TOML
+/// syntax, a wrong type, an unknown key, a duration that does not parse), when that is what
+/// went wrong; a rule of the validation pass has no further cause.
 impl std::error::Error for RegistryError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.cause
@@ -200,7 +238,7 @@ impl std::error::Error for RegistryError {
     }
 }
 
-/// Named cache configurations read from TOML; hands out builders by name.
+/// Named cache configurations, validated; hands out builders by name.
 ///
 /// The registry holds configurations, not caches: each call to [`builder`](Self::builder)
 /// returns a fresh builder, typed by the caller, so one file can configure caches of any key
@@ -232,7 +270,8 @@ impl std::error::Error for RegistryError {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
-    caches: BTreeMap<String, CacheConfig>,
+    /// Every cache validated.
+    file: RegistryFile,
 }
 
 /// Applies the settings the engine's and the front door's builders share (same setter names
@@ -261,17 +300,16 @@ macro_rules! shared_settings {
 }
 
 impl Registry {
-    /// Reads a configuration: one `[caches.<name>]` table per cache and nothing else at the top
-    /// level. Every field of every cache is checked.
+    /// Reads a TOML configuration: one `[caches.<name>]` table per cache and nothing else at
+    /// the top level, deserialized as a [`RegistryFile`] and then validated as
+    /// [`from_config`](Self::from_config) does.
     ///
     /// # Errors
     ///
     /// [`RegistryError`]: TOML syntax (with the line and column), an unknown top-level key, a
     /// cache that is not a table, and for a cache: an unknown field, a value of the wrong type,
-    /// an unknown policy or mode, a size below 1, a duration that does not parse (or is zero
-    /// where zero makes no sense), a number out of range, and contradictions (`max_entries`
-    /// with `max_weight`, `ttl` with `sliding_ttl`, fail-safe or `refresh_after` without a
-    /// `ttl`, a policy setting for another policy).
+    /// an unknown policy or mode, a duration `humantime` does not read, a negative count, and
+    /// everything [`from_config`](Self::from_config) refuses.
     ///
     /// # Example
     ///
@@ -285,40 +323,98 @@ impl Registry {
     /// );
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Self, RegistryError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let document = toml::Deserializer::parse(text).map_err(|e: toml::de::Error| {
             RegistryError::new(None, None, e.to_string()).caused_by(e)
         })?;
-        let mut caches = BTreeMap::new();
-        for (top, value) in &table {
-            if top != "caches" {
-                return Err(RegistryError::new(
-                    None,
-                    Some(top),
-                    "unknown top-level key, expected only `[caches.<name>]` tables",
-                ));
-            }
-            let Some(tables) = value.as_table() else {
-                return Err(RegistryError::new(
-                    None,
-                    Some(top),
-                    "must be a table of `[caches.<name>]` tables",
-                ));
-            };
-            for (name, value) in tables {
-                let Some(t) = value.as_table() else {
-                    return Err(RegistryError::new(
-                        Some(name),
-                        None,
-                        format!("must be a table, got {}", config::article(value.type_str())),
-                    ));
-                };
-                let config = CacheConfig::from_table(t).map_err(|(field, reason)| {
-                    RegistryError::new(Some(name), Some(&field), reason)
-                })?;
-                caches.insert(name.clone(), config);
-            }
+        // Where the error has a place in the file, the path names it: toml's own message,
+        // without its excerpt of the file, is the reason.
+        let file = serde_path_to_error::deserialize(document).map_err(|e| {
+            RegistryError::located(e, |e: &toml::de::Error| e.message().to_string())
+        })?;
+        Self::from_config(file)
+    }
+
+    /// Deserializes a [`RegistryFile`] from any serde format and validates it: JSON, YAML, a
+    /// configuration library's merged layers. Unlike deserializing the file yourself and
+    /// calling [`from_config`](Self::from_config), a wrong type, an unknown key or a duration
+    /// that does not parse is then also a [`RegistryError`] naming the cache and the field.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml_str`](Self::from_toml_str); a deserializer's error without a place in
+    /// the file (a syntax error) names no cache and is the [`source`](std::error::Error::source).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::registry::Registry;
+    /// let json = r#"{ "caches": { "user": { "max_entries": 10, "ttl": "5 parsecs" } } }"#;
+    /// let err = Registry::from_deserializer(&mut serde_json::Deserializer::from_str(json))
+    ///     .unwrap_err();
+    /// assert_eq!((err.cache(), err.field()), (Some("user"), Some("ttl")));
+    /// assert!(err.reason().starts_with(r#"invalid duration "5 parsecs": "#));
+    ///
+    /// let json = r#"{ "caches": { "user": { "max_entries": 10, "ttl": "1h 30m" } } }"#;
+    /// let registry = Registry::from_deserializer(&mut serde_json::Deserializer::from_str(json))?;
+    /// assert_eq!(registry.config("user")?.ttl, Some(std::time::Duration::from_secs(5400)));
+    /// # Ok::<(), aside::registry::RegistryError>(())
+    /// ```
+    pub fn from_deserializer<'de, D>(deserializer: D) -> Result<Self, RegistryError>
+    where
+        D: serde::Deserializer<'de>,
+        D::Error: Send + Sync + 'static,
+    {
+        let file = serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| RegistryError::located(e, ToString::to_string))?;
+        Self::from_config(file)
+    }
+
+    /// Validates a [`RegistryFile`] that you deserialized yourself (with figment, config-rs,
+    /// serde_json...) or built in code, in one pass over every cache: sizes, ranges and the
+    /// rules between fields. The registry's other constructors end here too.
+    ///
+    /// The pass checks, for each cache in name order and in this order: the policy name;
+    /// `max_entries` and `max_weight` at least 1; `samples` in 1..=1024; `window_fraction`,
+    /// `protected_fraction` and `sketch_start` in [0, 1]; `admission_margin` at most 14;
+    /// `small_fraction` in (0, 1); `ghost_ratio` in [0, 16]; exactly one of `max_entries` and
+    /// `max_weight`; no `xfetch_beta` with `xfetch = false`; then the rules the front door's
+    /// builder applies as well (shards a power of two up to [`MAX_SHARDS`](crate::MAX_SHARDS),
+    /// durations above zero, `ttl` or `sliding_ttl` but not both, jitter at most the TTL,
+    /// `retry_interval` only with `grace`, `grace` and `refresh_after` only with a `ttl`,
+    /// `soft_timeout` only with `grace`, `xfetch_beta` finite and above zero, `refresh_after`
+    /// in (0, 1)); and last, each policy's own settings only with that policy.
+    ///
+    /// # Errors
+    ///
+    /// The first broken rule, as a [`RegistryError`] naming the cache and the field.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::registry::{CacheConfig, Registry, RegistryFile};
+    /// use std::time::Duration;
+    ///
+    /// let mut file = RegistryFile::default();
+    /// let mut user = CacheConfig::default();
+    /// user.max_entries = Some(10_000);
+    /// user.ttl = Some(Duration::from_secs(300));
+    /// file.caches.insert("user".to_string(), user.clone());
+    /// let registry = Registry::from_config(file.clone())?;
+    /// assert_eq!(registry.config("user")?, &user);
+    ///
+    /// // Jitter longer than the TTL it spreads:
+    /// file.caches.get_mut("user").unwrap().jitter = Some(Duration::from_secs(600));
+    /// let err = Registry::from_config(file).unwrap_err();
+    /// assert_eq!((err.cache(), err.field()), (Some("user"), Some("jitter")));
+    /// # Ok::<(), aside::registry::RegistryError>(())
+    /// ```
+    pub fn from_config(file: RegistryFile) -> Result<Self, RegistryError> {
+        for (name, config) in &file.caches {
+            config
+                .check()
+                .map_err(|(field, reason)| RegistryError::new(Some(name), Some(field), reason))?;
         }
-        Ok(Self { caches })
+        Ok(Self { file })
     }
 
     /// Reads the configuration file at `path`; see [`from_toml_str`](Self::from_toml_str).
@@ -350,7 +446,8 @@ impl Registry {
     }
 
     /// Writes the configuration back as TOML that [`from_toml_str`](Self::from_toml_str) reads
-    /// into an equal registry (fields left out stay left out; durations in canonical form).
+    /// into an equal registry (fields left out stay left out; durations as
+    /// [`format_duration`] writes them).
     ///
     /// # Panics
     ///
@@ -363,24 +460,13 @@ impl Registry {
     /// use aside::registry::Registry;
     /// let registry = Registry::from_toml_str("[caches.user]\nttl = \"90m\"\nmax_entries = 10")?;
     /// let text = registry.to_toml_string();
-    /// assert!(text.contains("ttl = \"1h30m\""));
+    /// assert!(text.contains("ttl = \"1h 30m\""));
     /// assert_eq!(Registry::from_toml_str(&text)?, registry);
     /// # Ok::<(), aside::registry::RegistryError>(())
     /// ```
     #[must_use]
     pub fn to_toml_string(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct File {
-            caches: BTreeMap<String, config::Raw>,
-        }
-        let file = File {
-            caches: self
-                .caches
-                .iter()
-                .map(|(name, c)| (name.clone(), c.to_raw()))
-                .collect(),
-        };
-        toml::to_string(&file).expect("a map of tables of strings, numbers and booleans")
+        toml::to_string(&self.file).expect("a map of tables of strings, numbers and booleans")
     }
 
     /// The configured cache names, in alphabetical order.
@@ -395,7 +481,7 @@ impl Registry {
     /// # Ok::<(), aside::registry::RegistryError>(())
     /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.caches.keys().map(String::as_str)
+        self.file.caches.keys().map(String::as_str)
     }
 
     /// The configuration of cache `name`.
@@ -413,7 +499,7 @@ impl Registry {
     /// # Ok::<(), aside::registry::RegistryError>(())
     /// ```
     pub fn config(&self, name: &str) -> Result<&CacheConfig, RegistryError> {
-        self.caches.get(name).ok_or_else(|| {
+        self.file.caches.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.names().collect();
             RegistryError::new(
                 Some(name),
