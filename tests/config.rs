@@ -5,6 +5,7 @@
 
 #![cfg(feature = "config")]
 
+use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -678,6 +679,246 @@ fn file_level_errors() {
     let e = Registry::from_toml_str("[caches.a]\nmax_entries = 1\n[caches.a]\nmax_entries = 2")
         .unwrap_err();
     assert!(e.reason().contains("duplicate"), "{e}");
+}
+
+/// Durations are whatever `humantime` reads: units spelled out, spaces between parts, any
+/// order, fractions. (`"5mins"`, `"30m1h"`, `"1.5s"` and `"1 h"` were errors under the
+/// registry's own grammar before #20.)
+#[test]
+fn durations_are_what_humantime_accepts() {
+    let ms = Duration::from_millis;
+    for (text, expected) in [
+        ("5min", secs(300)),
+        ("5mins", secs(300)),
+        ("5 minutes", secs(300)),
+        ("5m", secs(300)),
+        ("1h 30m", secs(5400)),
+        ("1h30m", secs(5400)),
+        ("30m1h", secs(5400)),
+        ("1 h", secs(3600)),
+        ("90m", secs(5400)),
+        ("1.5s", Some(ms(1500))),
+        ("250ms", Some(ms(250))),
+        ("2 days", secs(2 * 86_400)),
+        ("1w", secs(7 * 86_400)),
+    ] {
+        let r = Registry::from_toml_str(&format!("[caches.c]\nmax_entries = 1\nttl = \"{text}\""))
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(r.config("c").unwrap().ttl, expected, "{text}");
+    }
+    // Written back as humantime writes them, which reads back the same.
+    let r = Registry::from_toml_str(
+        "[caches.c]\nmax_entries = 1\nttl = \"90 minutes\"\njitter = \"1.5s\"",
+    )
+    .unwrap();
+    let text = r.to_toml_string();
+    assert!(text.contains("ttl = \"1h 30m\""), "{text}");
+    assert!(text.contains("jitter = \"1s 500ms\""), "{text}");
+    assert_eq!(Registry::from_toml_str(&text).unwrap(), r);
+}
+
+/// A JSON document deserializes into the same `RegistryFile` as the TOML one, and
+/// `from_config` validates it with the same pass: the same registry, the same errors.
+#[test]
+fn json_goes_through_the_same_validation() {
+    use aside::registry::RegistryFile;
+    let json = r#"{
+        "caches": {
+            "user": {
+                "policy": "wtinylfu", "max_entries": 10000, "shards": 4, "seed": 42,
+                "ttl": "5m", "jitter": "30s", "negative_ttl": "1m", "grace": "10m",
+                "retry_interval": "5s", "soft_timeout": "50ms", "xfetch_beta": 2,
+                "refresh_after": 0.8, "refresh_mode": "caller", "lease": "500ms",
+                "on_lease_expiry": "load_independently", "load_timeout": "2s",
+                "window_fraction": 0.2, "protected_fraction": 0.5, "sketch_start": 0.5,
+                "admission_margin": 0
+            },
+            "session": {
+                "policy": "TTL", "max_entries": 5000, "sliding_ttl": "30m",
+                "xfetch": false, "samples": 10, "ttl": null
+            },
+            "blobs": {
+                "policy": "s3fifo", "max_weight": 1048576, "small_fraction": 0.25,
+                "ghost_ratio": 0.5, "jitter": "0s"
+            }
+        }
+    }"#;
+    let file: RegistryFile = serde_json::from_str(json).unwrap();
+    let from_json = Registry::from_config(file).unwrap();
+    assert_eq!(from_json, Registry::from_toml_str(FULL).unwrap());
+
+    // The same checks as for TOML, the same cache and field named.
+    for (body, field, reason) in [
+        (
+            r#""max_entries": 0"#,
+            "max_entries",
+            "must be at least 1, got 0",
+        ),
+        (
+            r#""max_entries": 10, "ttl": "5m", "sliding_ttl": "5m""#,
+            "sliding_ttl",
+            "cannot be combined with a fixed TTL",
+        ),
+        (
+            r#""max_entries": 10, "policy": "lfu", "window_fraction": 0.5"#,
+            "window_fraction",
+            "applies to policy \"wtinylfu\" only, not \"lfu\"",
+        ),
+        (
+            r#""max_entries": 10, "retry_interval": "5s""#,
+            "retry_interval",
+            "needs fail-safe's grace period",
+        ),
+    ] {
+        let json = format!(r#"{{ "caches": {{ "user": {{ {body} }} }} }}"#);
+        let file: RegistryFile = serde_json::from_str(&json).unwrap();
+        let e = Registry::from_config(file).unwrap_err();
+        assert_eq!((e.cache(), e.field()), (Some("user"), Some(field)), "{e}");
+        assert!(e.reason().contains(reason), "{e}");
+        // `from_deserializer` runs the same pass.
+        let e = Registry::from_deserializer(&mut serde_json::Deserializer::from_str(&json))
+            .unwrap_err();
+        assert_eq!((e.cache(), e.field()), (Some("user"), Some(field)), "{e}");
+    }
+
+    // What serde refuses: deserializing the file yourself, serde_json's error says where;
+    // through `from_deserializer`, a RegistryError names the cache and the field.
+    for (body, field, reason) in [
+        (
+            r#""max_entries": 10, "ttl": "1 parsec""#,
+            "ttl",
+            "invalid duration \"1 parsec\"",
+        ),
+        (
+            r#""max_entries": 10, "ttl": 300"#,
+            "ttl",
+            "invalid type: integer `300`",
+        ),
+        (
+            r#""max_entries": -1"#,
+            "max_entries",
+            "must not be negative, got -1",
+        ),
+        (
+            r#""max_entries": 10, "TTL": "5m""#,
+            "TTL",
+            "unknown field `TTL`",
+        ),
+        (
+            r#""max_entries": 10, "policy": "mru""#,
+            "policy",
+            "unknown policy \"mru\"",
+        ),
+    ] {
+        let json = format!(r#"{{ "caches": {{ "user": {{ {body} }} }} }}"#);
+        let e = serde_json::from_str::<RegistryFile>(&json).unwrap_err();
+        assert!(e.to_string().contains(reason), "{e}");
+        let e = Registry::from_deserializer(&mut serde_json::Deserializer::from_str(&json))
+            .unwrap_err();
+        assert_eq!((e.cache(), e.field()), (Some("user"), Some(field)), "{e}");
+        assert!(e.reason().contains(reason), "{e}");
+        assert!(e.source().is_some(), "serde_json's error is the cause: {e}");
+    }
+    // A syntax error before any key: no place in the file but serde_json's line and column.
+    let e = Registry::from_deserializer(&mut serde_json::Deserializer::from_str("{ caches: 1 }"))
+        .unwrap_err();
+    assert_eq!((e.cache(), e.field()), (None, None));
+    assert!(e.reason().contains("line 1"), "{e}");
+
+    // And back: a registry file written as JSON reads back equal.
+    let file: RegistryFile = serde_json::from_str(json).unwrap();
+    let again: RegistryFile = serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+    assert_eq!(again, file);
+}
+
+/// A layered source, as figment's or config-rs's environment providers build one: variables
+/// `APP_CACHES__USER__TTL=1h 30m` split on `__` into a tree, scalars read as numbers or
+/// booleans where they parse. Whatever `Deserializer` produced the `CacheConfig`, the same
+/// pass validates it.
+#[test]
+fn an_environment_layer_is_validated_too() {
+    use aside::registry::RegistryFile;
+    use serde::Deserialize;
+    fn layer(vars: &[(&str, &str)]) -> serde_json::Value {
+        let mut root = serde_json::Value::Object(Default::default());
+        for (name, value) in vars {
+            let Some(path) = name.strip_prefix("APP_") else {
+                continue;
+            };
+            let mut node = &mut root;
+            for key in path.split("__") {
+                node = node
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(key.to_lowercase())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            }
+            *node = serde_json::from_str(value).unwrap_or_else(|_| (*value).into());
+        }
+        root
+    }
+    let env = layer(&[
+        ("APP_CACHES__USER__MAX_ENTRIES", "10000"),
+        ("APP_CACHES__USER__TTL", "1h 30m"),
+        ("APP_CACHES__USER__POLICY", "lru"),
+        ("APP_CACHES__SESSION__MAX_ENTRIES", "100"),
+        ("APP_CACHES__SESSION__SLIDING_TTL", "30min"),
+        ("APP_CACHES__SESSION__XFETCH", "false"),
+        ("HOME", "/root"),
+    ]);
+    let registry = Registry::from_config(RegistryFile::deserialize(&env).unwrap()).unwrap();
+    let user = registry.config("user").unwrap();
+    assert_eq!(
+        (user.policy, user.max_entries, user.ttl),
+        ("lru", Some(10_000), secs(5400))
+    );
+    let session = registry.config("session").unwrap();
+    assert_eq!(
+        (session.sliding_ttl, session.xfetch),
+        (secs(1800), Some(false))
+    );
+
+    // One cache deserialized on its own, and validated by the registry it joins.
+    let bad = layer(&[
+        ("APP_MAX_ENTRIES", "10"),
+        ("APP_TTL", "5m"),
+        ("APP_JITTER", "10m"),
+    ]);
+    let mut file = RegistryFile::default();
+    file.caches
+        .insert("user".into(), CacheConfig::deserialize(&bad).unwrap());
+    let e = Registry::from_config(file).unwrap_err();
+    assert_eq!((e.cache(), e.field()), (Some("user"), Some("jitter")));
+    assert!(e.reason().starts_with("must not exceed the TTL"), "{e}");
+
+    // Through `from_deserializer`, a value of the wrong type is named as well.
+    let env = layer(&[("APP_CACHES__USER__MAX_ENTRIES", "many")]);
+    let e = Registry::from_deserializer(&env).unwrap_err();
+    assert_eq!((e.cache(), e.field()), (Some("user"), Some("max_entries")));
+}
+
+/// A `CacheConfig` built in code goes through the same pass, including the policy name that
+/// deserializing would have checked.
+#[test]
+fn a_configuration_built_in_code_is_validated() {
+    use aside::registry::RegistryFile;
+    let mut file = RegistryFile::default();
+    let mut c = CacheConfig::default();
+    c.max_entries = Some(10);
+    c.policy = "mru";
+    file.caches.insert("c".into(), c.clone());
+    let e = Registry::from_config(file.clone()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "caches.c.policy: unknown policy \"mru\", expected one of lru, lfu, fifo, ttl, wtinylfu, s3fifo"
+    );
+    let c = file.caches.get_mut("c").unwrap();
+    c.policy = "s3fifo";
+    c.small_fraction = Some(2.0);
+    // Out of range, unvalidated: `policy()` leaves it out instead of panicking.
+    assert_eq!(c.policy().name(), "s3fifo");
+    let e = Registry::from_config(file).unwrap_err();
+    assert_eq!((e.cache(), e.field()), (Some("c"), Some("small_fraction")));
 }
 
 #[test]
