@@ -101,11 +101,11 @@
 //! # Named caches and metrics
 //!
 //! [`registry::Registry`] reads one table per named cache (TTL, size, policy, jitter, early
-//! refresh, lease, ...) from a TOML file an operator can edit, and hands out builders by name;
-//! the policy is then chosen at run time ([`policy::AnyPolicy`]). [`sampler::MetricsSampler`]
-//! samples each named cache's counters (totals and deltas) and, with the `metrics` feature,
-//! exports them through the `metrics` facade labelled by cache name. `docs/toolkit.md` has
-//! the details.
+//! refresh, lease, ...) from a file an operator can edit (TOML, or any serde format), and
+//! hands out builders by name; the policy is then chosen at run time
+//! ([`policy::AnyPolicy`]). [`sampler::MetricsSampler`] samples each named cache's counters
+//! (totals and deltas) and, with the `metrics` feature, exports them through the `metrics`
+//! facade labelled by cache name. `docs/toolkit.md` has the details.
 //!
 //! # Cargo features
 //!
@@ -113,7 +113,7 @@
 //! |---|---|---|
 //! | `async` | `AsideCache::get_or_load`, `try_get_with`, `get_with` on tokio; warming, batch loads, write-through and write-behind | a dependency on `tokio` (`rt`, `time`, `sync`) |
 //! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`, `script`, `cluster-async`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
-//! | `config` | [`registry`]: named caches configured from a TOML file | dependencies on `serde` and `toml` |
+//! | `config` | [`registry`]: named caches configured from a TOML file or any serde format | dependencies on `serde`, `toml`, `humantime` and `serde_path_to_error` |
 //! | `metrics` | [`sampler`] reports sampled counters through the `metrics` facade | a dependency on `metrics` (the facade only; the application picks the exporter) |
 //! | `tracing` | an `aside.load` span per load the front door leads (key hash, waiters, outcome) and events for panics and timeouts | a dependency on `tracing` (the facade only); without it the spans compile to nothing |
 //!
