@@ -270,7 +270,8 @@ impl<E: Entries<AnyState>, S: Variant> Entries<S> for Project<'_, E, S> {
     forward_entries!();
 }
 
-/// The read-only twin of [`Project`], for [`EvictionPolicy::validate`].
+/// The read-only twin of [`Project`], for [`EvictionPolicy::validate`] and
+/// [`EvictionPolicy::hottest`].
 struct ProjectRef<'a, E, S> {
     entries: &'a E,
     _state: PhantomData<fn() -> S>,
@@ -281,7 +282,7 @@ impl<E: Entries<AnyState>, S: Variant> Entries<S> for ProjectRef<'_, E, S> {
         S::get(self.entries.state(id)).expect(WRONG_STATE)
     }
     fn state_mut(&mut self, _: EntryId) -> &mut S {
-        unreachable!("EvictionPolicy::validate gets a shared view and cannot call state_mut")
+        unreachable!("validate and hottest get a shared view and cannot call state_mut")
     }
     fn set_mark(&mut self, _: EntryId, _: u8) {
         unreachable!("EvictionPolicy::validate gets a shared view and cannot call set_mark")
@@ -377,6 +378,23 @@ impl EvictionPolicy for AnyPolicy {
             Self::SampledTtl(p) => p.clear(),
             Self::WTinyLfu(p) => p.clear(),
             Self::S3Fifo(p) => p.clear(),
+        }
+    }
+
+    fn hottest(&self, entries: &impl Entries<AnyState>, limit: usize, out: &mut Vec<EntryId>) {
+        fn view<E, S>(entries: &E) -> ProjectRef<'_, E, S> {
+            ProjectRef {
+                entries,
+                _state: PhantomData,
+            }
+        }
+        match self {
+            Self::Lru(p) => p.hottest(&view::<_, Links>(entries), limit, out),
+            Self::Lfu(p) => p.hottest(&view::<_, LfuState>(entries), limit, out),
+            Self::Fifo(p) => p.hottest(&view::<_, Links>(entries), limit, out),
+            Self::SampledTtl(p) => p.hottest(&view::<_, ()>(entries), limit, out),
+            Self::WTinyLfu(p) => p.hottest(&view::<_, WTinyLfuState>(entries), limit, out),
+            Self::S3Fifo(p) => p.hottest(&view::<_, S3FifoState>(entries), limit, out),
         }
     }
 

@@ -58,6 +58,11 @@ impl EvictionPolicy for Fifo {
         self.list.tail()
     }
 
+    /// The list from its head: newest first.
+    fn hottest(&self, entries: &impl Entries<Links>, limit: usize, out: &mut Vec<EntryId>) {
+        self.list.take_from_head(entries, limit, out);
+    }
+
     fn clear(&mut self) {
         self.list.clear();
     }

@@ -185,6 +185,21 @@ impl Lfu {
     }
 }
 
+/// The `limit` ids with the largest sort keys, largest first (ties in no particular order).
+pub(super) fn top<K: Ord + Copy>(keys: &[K], ids: &[EntryId], limit: usize) -> Vec<EntryId> {
+    let mut ranked: Vec<(K, EntryId)> = keys.iter().copied().zip(ids.iter().copied()).collect();
+    let by_key_desc = |a: &(K, EntryId), b: &(K, EntryId)| b.0.cmp(&a.0);
+    if limit == 0 {
+        return Vec::new();
+    }
+    if limit < ranked.len() {
+        ranked.select_nth_unstable_by(limit - 1, by_key_desc);
+        ranked.truncate(limit);
+    }
+    ranked.sort_unstable_by(by_key_desc);
+    ranked.into_iter().map(|(_, id)| id).collect()
+}
+
 impl EvictionPolicy for Lfu {
     type State = LfuState;
     const HIT: HitAccess = HitAccess::Exclusive;
@@ -226,6 +241,12 @@ impl EvictionPolicy for Lfu {
             self.age = 0;
         }
         Some(v)
+    }
+
+    /// Highest priority (`age + frequency`) first, the most recently used first among equals:
+    /// the heap's reverse order. O(n + limit log limit).
+    fn hottest(&self, _: &impl Entries<LfuState>, limit: usize, out: &mut Vec<EntryId>) {
+        out.extend(top(&self.keys, &self.ids, limit));
     }
 
     fn clear(&mut self) {

@@ -88,6 +88,21 @@ impl List {
         }
     }
 
+    /// Appends up to `limit` entries to `out`, from the head (most recently pushed) on.
+    pub(crate) fn take_from_head(
+        &self,
+        entries: &impl Entries<Links>,
+        limit: usize,
+        out: &mut Vec<EntryId>,
+    ) {
+        let mut cur = id(self.head);
+        for _ in 0..limit {
+            let Some(e) = cur else { break };
+            out.push(e);
+            cur = id(entries.state(e).next);
+        }
+    }
+
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }

@@ -63,6 +63,11 @@ impl EvictionPolicy for Lru {
         self.list.tail()
     }
 
+    /// The list from its head: most recently used first.
+    fn hottest(&self, entries: &impl Entries<Links>, limit: usize, out: &mut Vec<EntryId>) {
+        self.list.take_from_head(entries, limit, out);
+    }
+
     fn clear(&mut self) {
         self.list.clear();
     }

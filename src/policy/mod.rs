@@ -322,6 +322,47 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
     fn victim(&mut self, incoming: u32, entries: &mut impl Entries<Self::State>)
     -> Option<EntryId>;
 
+    /// Appends to `out` up to `limit` live entries, the one most worth keeping first: the
+    /// reverse of the order in which [`victim`](Self::victim) would pick them, as far as the
+    /// policy can tell without evicting. Snapshots ([`Cache::snapshot`](crate::Cache)) use it
+    /// to persist the hottest entries. Called under the shard's lock with every recorded hit
+    /// replayed; it must not change the policy.
+    ///
+    /// The default takes entries in slab order ([`Entries::ids`]), which says nothing about
+    /// their worth: a policy with an order should override it. The built-in ones do (LRU: most
+    /// recently used first; FIFO: newest first; LFU: highest priority first; sampled TTL:
+    /// latest deadline first; S3-FIFO and W-TinyLFU: main space before the probationary one,
+    /// see each policy).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::policy::{Entries, EntryId, EvictionPolicy, HitAccess};
+    ///
+    /// /// Evicts the entry with the lowest hash fragment; keeps the highest longest.
+    /// #[derive(Clone, Default)]
+    /// struct LowestHash;
+    ///
+    /// impl EvictionPolicy for LowestHash {
+    ///     type State = ();
+    ///     const HIT: HitAccess = HitAccess::Ignore;
+    ///     fn on_insert(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
+    ///     fn on_remove(&mut self, _: EntryId, _: &mut impl Entries<()>) {}
+    ///     fn victim(&mut self, _: u32, entries: &mut impl Entries<()>) -> Option<EntryId> {
+    ///         entries.ids().min_by_key(|&id| entries.hash(id))
+    ///     }
+    ///     fn hottest(&self, entries: &impl Entries<()>, limit: usize, out: &mut Vec<EntryId>) {
+    ///         let mut ids: Vec<EntryId> = entries.ids().collect();
+    ///         ids.sort_by_key(|&id| std::cmp::Reverse(entries.hash(id)));
+    ///         out.extend(ids.into_iter().take(limit));
+    ///     }
+    ///     fn clear(&mut self) {}
+    /// }
+    /// ```
+    fn hottest(&self, entries: &impl Entries<Self::State>, limit: usize, out: &mut Vec<EntryId>) {
+        out.extend(entries.ids().take(limit));
+    }
+
     /// Every entry was removed at once (without `on_remove` calls); reset the structure.
     fn clear(&mut self);
 

@@ -383,6 +383,19 @@ impl Queue {
         Ok(())
     }
 
+    /// Every entry, newest first, stably sorted by counter, highest first.
+    fn ranked(&self, entries: &impl Entries<S3FifoState>) -> Vec<EntryId> {
+        let mut out = Vec::with_capacity(self.len);
+        let mut cur = self.newest;
+        while let Some(id) = cur {
+            out.push(id);
+            let n = node(entries, id);
+            cur = (n.older != id).then_some(n.older);
+        }
+        out.sort_by_key(|&id| std::cmp::Reverse(node(entries, id).freq));
+        out
+    }
+
     #[cfg(test)]
     fn ids(&self, entries: &impl Entries<S3FifoState>) -> Vec<EntryId> {
         let mut out = Vec::new();
@@ -565,6 +578,18 @@ impl EvictionPolicy for S3Fifo {
             }
             self.evicting = None;
             return Some(id);
+        }
+    }
+
+    /// The main queue, then the small one; within each, highest counter first, then newest
+    /// first. The main queue holds what was hit in S or came back from the ghost, and it gives
+    /// up its entries only after S; a counter buys an entry a reinsertion.
+    fn hottest(&self, entries: &impl Entries<S3FifoState>, limit: usize, out: &mut Vec<EntryId>) {
+        let main = self.main.ranked(entries);
+        let room = limit.saturating_sub(main.len());
+        out.extend(main.into_iter().take(limit));
+        if room > 0 {
+            out.extend(self.small.ranked(entries).into_iter().take(room));
         }
     }
 

@@ -134,5 +134,16 @@ impl EvictionPolicy for SampledTtl {
         best.map(|(_, id)| id)
     }
 
+    /// Latest deadline first, entries without one before all others: they are the last a
+    /// sample would pick. O(n + limit log limit).
+    fn hottest(&self, entries: &impl Entries<()>, limit: usize, out: &mut Vec<EntryId>) {
+        let ids: Vec<EntryId> = entries.ids().collect();
+        let deadlines: Vec<u64> = ids
+            .iter()
+            .map(|&id| entries.expires_at(id).unwrap_or(u64::MAX))
+            .collect();
+        out.extend(super::lfu::top(&deadlines, &ids, limit));
+    }
+
     fn clear(&mut self) {}
 }

@@ -151,6 +151,22 @@ impl Queue {
         n
     }
 
+    /// Appends up to `limit` entries to `out`, from the head (most recently used) on.
+    fn take_from_head(
+        &self,
+        entries: &impl Entries<WTinyLfuState>,
+        limit: usize,
+        out: &mut Vec<EntryId>,
+    ) {
+        let mut cur = self.head;
+        for _ in 0..limit {
+            let Some(id) = cur else { break };
+            out.push(id);
+            let n = node(entries, id);
+            cur = (n.next != id).then_some(n.next);
+        }
+    }
+
     /// Moves `id`, whose node is `n`, to the head of this queue, which holds it: the same
     /// relinking as [`unlink`](Self::unlink) then [`push_front`](Self::push_front), without
     /// the length and weight updates that cancel out. Nothing to do at the head already.
@@ -928,6 +944,17 @@ impl EvictionPolicy for WTinyLfu {
             return Some(candidate);
         }
         self.main_victim().or(self.window.tail)
+    }
+
+    /// Protected, then probation, then the window, each from its most recently used entry:
+    /// the main space's victims come from probation's tail first, and the window's entries
+    /// have yet to win admission.
+    fn hottest(&self, entries: &impl Entries<WTinyLfuState>, limit: usize, out: &mut Vec<EntryId>) {
+        let start = out.len();
+        for queue in [&self.protected, &self.probation, &self.window] {
+            let taken = out.len() - start;
+            queue.take_from_head(entries, limit - taken, out);
+        }
     }
 
     fn clear(&mut self) {
