@@ -851,6 +851,87 @@ where
     }
 }
 
+/// Entries a snapshot copies per acquisition of a shard's lock.
+#[cfg(feature = "snapshot")]
+const SNAPSHOT_BATCH: usize = 256;
+
+#[cfg(feature = "snapshot")]
+impl<K, V, P, S> Cache<K, V, P, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    P: EvictionPolicy,
+    S: BuildHasher,
+{
+    /// The cache clock's reading.
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.inner.clock.now_nanos()
+    }
+
+    /// Whether the cache weighs its entries.
+    pub(crate) fn has_weigher(&self) -> bool {
+        self.inner.weigher.is_some()
+    }
+
+    /// About the `limit` hottest live entries of the whole cache, hottest first, as `copy`
+    /// makes them (`None` skips an entry), each with its deadline; and the clock reading
+    /// they were taken at.
+    ///
+    /// Each shard gives a share of `limit` proportional to its length, its hottest first in
+    /// its policy's order ([`EvictionPolicy::hottest`]); the shares are merged by relative
+    /// rank (an entry ranked `r` of `q` in its shard sorts at `(r + 1/2) / q`), so the result
+    /// approximates the hottest `limit` overall. The order is computed under each shard's
+    /// lock once; keys and values are then cloned by `copy` under the lock,
+    /// [`SNAPSHOT_BATCH`] at a time, so that writers wait for one batch at most. An entry
+    /// removed between two batches is skipped; weakly consistent, like [`iter`](Self::iter).
+    pub(crate) fn hottest_copies<W>(
+        &self,
+        limit: usize,
+        mut copy: impl FnMut(&K, &V) -> Option<W>,
+    ) -> (Vec<(W, crate::engine::expiry::Deadline)>, u64) {
+        let now = self.now_nanos();
+        let shards = &self.inner.shards;
+        let lens: Vec<usize> = shards.iter().map(|s| s.0.write.lock().len()).collect();
+        let total: usize = lens.iter().sum();
+        let mut ranked: Vec<(f64, W, crate::engine::expiry::Deadline)> = Vec::new();
+        if total == 0 || limit == 0 {
+            return (Vec::new(), now);
+        }
+        for (slot, &len) in shards.iter().map(|s| &s.0).zip(&lens) {
+            // ceil(limit * len / total), at most the shard's length.
+            let share = (limit as u128 * len as u128).div_ceil(total as u128);
+            let quota = usize::try_from(share).unwrap_or(usize::MAX).min(len);
+            if quota == 0 {
+                continue;
+            }
+            let mut removed = Removed::new();
+            let ids = slot.write(&mut removed, |shard, store| shard.hottest(store, quota));
+            self.notify(removed);
+            let mut copies = Vec::with_capacity(ids.len());
+            for (i, batch) in ids.chunks(SNAPSHOT_BATCH).enumerate() {
+                let shard = slot.write.lock();
+                shard.copy_out(
+                    &slot.store,
+                    batch,
+                    now,
+                    &mut copy,
+                    &mut copies,
+                    i * SNAPSHOT_BATCH,
+                );
+            }
+            let q = ids.len().max(1) as f64;
+            ranked.extend(
+                copies
+                    .into_iter()
+                    .map(|(rank, w, d)| ((rank as f64 + 0.5) / q, w, d)),
+            );
+        }
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+        ranked.truncate(limit);
+        (ranked.into_iter().map(|(_, w, d)| (w, d)).collect(), now)
+    }
+}
+
 impl<K, V> Removed<K, V> {
     /// The value of the first removed entry, cloned (used by `remove`).
     fn first_value(&self) -> Option<V>

@@ -115,6 +115,7 @@
 //! | `redis` | `tier::TieredCache`: Redis as a shared L2 with a distributed stampede lock, an invalidation backplane and a circuit breaker (implies `async`) | `redis` (`tokio-comp`, `script`, `cluster-async`), `serde`, `postcard`, `futures-util`; tokio `sync`, `macros` |
 //! | `config` | [`registry`]: named caches configured from a TOML file or any serde format | dependencies on `serde`, `toml`, `humantime` and `serde_path_to_error` |
 //! | `metrics` | [`sampler`] reports sampled counters through the `metrics` facade | a dependency on `metrics` (the facade only; the application picks the exporter) |
+//! | `snapshot` | warm restart: [`Cache::snapshot`] writes the hottest entries (policy order, values optional, remaining TTL) through serde, [`Cache::restore`] checks and reloads them at boot; the same on `AsideCache` | dependencies on `serde` and `postcard` |
 //! | `tracing` | an `aside.load` span per load the front door leads (key hash, waiters, outcome) and events for panics and timeouts | a dependency on `tracing` (the facade only); without it the spans compile to nothing |
 //!
 //! Without features the crate depends on no runtime.
@@ -134,6 +135,8 @@ pub mod policy;
 pub mod registry;
 pub mod sampler;
 mod shim;
+#[cfg(feature = "snapshot")]
+mod snapshot;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
@@ -156,6 +159,11 @@ pub use engine::expiry::{Clock, MockClock, SystemClock};
 pub use invariant::InvariantError;
 pub use metrics::CacheStats;
 pub use notify::RemovalCause;
+#[cfg(feature = "snapshot")]
+#[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
+pub use snapshot::{
+    RestoreOptions, RestoreSummary, Snapshot, SnapshotError, SnapshotOptions, SnapshotSummary,
+};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -60,6 +60,8 @@ mod flight;
 mod future;
 pub(crate) mod settings;
 mod slot;
+#[cfg(feature = "snapshot")]
+mod snapshot;
 mod stats;
 mod tags;
 mod trace;

@@ -318,6 +318,46 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             .collect()
     }
 
+    /// Up to `limit` live entries, the hottest first in the policy's order
+    /// ([`EvictionPolicy::hottest`]), after replaying the recorded hits. Runs no user code.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn hottest(&mut self, store: &Store<K, V>, limit: usize) -> Vec<EntryId> {
+        self.drain(store);
+        let mut out = Vec::with_capacity(limit.min(self.slab.len()));
+        let (policy, view) = self.parts(store);
+        policy.hottest(&view, limit, &mut out);
+        out.truncate(limit);
+        out
+    }
+
+    /// What `copy` makes of each entry of `ids` that is still live at `now` (a key's and a
+    /// value's `Clone` run here, under the lock), with its deadline; vacant and expired ids
+    /// are skipped.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn copy_out<W>(
+        &self,
+        store: &Store<K, V>,
+        ids: &[EntryId],
+        now: u64,
+        mut copy: impl FnMut(&K, &V) -> Option<W>,
+        out: &mut Vec<(usize, W, Deadline)>,
+        first_rank: usize,
+    ) {
+        for (rank, &id) in (first_rank..).zip(ids) {
+            if !self.slab.contains(id) {
+                continue;
+            }
+            let node = self.node(store, id);
+            let deadline = Deadline::from_raw(node.deadline_bits());
+            if deadline.is_expired(now) {
+                continue;
+            }
+            if let Some(w) = copy(&node.key, &node.value) {
+                out.push((rank, w, deadline));
+            }
+        }
+    }
+
     /// Replays the hits readers recorded into the policy and drains part of a running table
     /// migration. Every writing method starts with it.
     pub(crate) fn drain(&mut self, store: &Store<K, V>) {
