@@ -1,8 +1,8 @@
 //! The cache-aside pattern end to end: one [`AsideCache`] per entity in front of a real SQLite
 //! database.
 //!
-//! Run: `cargo run --release --features async,config --example sqlite_demo` (about 20 s), or append
-//! `-- --quick` for a run of a few seconds.
+//! Run: `cargo run --release --features async,config,snapshot --example sqlite_demo` (about
+//! 20 s), or append `-- --quick` for a run of a few seconds.
 //!
 //! 1. Creates and seeds a SQLite database in a temp file (WAL mode): users, products,
 //!    configuration and sessions. Every row has a `version` that each update increments.
@@ -24,6 +24,10 @@
 //! 5. Reports reads, database queries with and without the cache, hit ratios, read latencies,
 //!    the front door's counters, and the per-cache metrics a [`MetricsSampler`] took during
 //!    the run (the seeds' `CacheMetric` rows).
+//! 6. Warm restart: snapshots every cache (its hottest entries, values and remaining TTLs) to
+//!    a file, then "restarts" twice with new, empty caches and runs the same readers and
+//!    writers for the first simulated minute: once cold, once restored from the snapshots.
+//!    Prints both hit ratios.
 //!
 //! SQLite calls block, so they run on tokio's blocking pool (`spawn_blocking`), never on an
 //! executor thread. The caches run on a clock 300 times faster than the wall clock
@@ -39,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aside::policy::AnyPolicy;
 use aside::registry::{CacheConfig, Caches, Registry};
 use aside::sampler::{CacheMetric, MetricsSampler};
-use aside::{AsideCache, CacheStats, Clock, Labels, LoadStats, WarmProgress};
+use aside::{AsideCache, CacheStats, Clock, Labels, LoadStats, SnapshotOptions, WarmProgress};
 use rand::distr::Distribution;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -73,8 +77,9 @@ const USER: usize = 0;
 const READ_WEIGHTS: [u32; 4] = [45, 35, 5, 15];
 const WRITE_WEIGHTS: [u32; 4] = [45, 45, 1, 9];
 
-/// A cached row: its version and a human-readable rendering of its columns.
-#[derive(Clone, Debug)]
+/// A cached row: its version and a human-readable rendering of its columns. Serializable for
+/// the warm-restart snapshot.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Row {
     version: u64,
     data: Arc<str>,
@@ -787,6 +792,131 @@ fn metrics_table(samples: &[(Duration, Vec<CacheMetric>)]) {
     }
 }
 
+// --- Warm restart: snapshot, restart, and the first minute with and without the snapshot. ---
+
+/// The first minute after a restart, in wall time (the caches' clock runs `SPEED` times
+/// faster).
+const FIRST_MINUTE: Duration = Duration::from_millis(60_000 / SPEED);
+
+/// The snapshot file of `entity`.
+fn snapshot_path(entity: &Entity) -> std::path::PathBuf {
+    let name = format!(
+        "aside-demo-{}-{}.snap",
+        std::process::id(),
+        entity.cache_name
+    );
+    std::env::temp_dir().join(name)
+}
+
+/// Writes every cache's snapshot (all its live entries, hottest first, with their values and
+/// remaining TTLs) to its file. Returns the entries and bytes written and the time it took.
+fn snapshot_all(app: &App) -> Result<(usize, u64, Duration), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let (mut entries, mut bytes) = (0, 0);
+    for e in &app.entities {
+        let file = std::io::BufWriter::new(std::fs::File::create(snapshot_path(e))?);
+        let written = e.cache.snapshot(file, &SnapshotOptions::new())?;
+        (entries, bytes) = (entries + written.entries, bytes + written.bytes);
+    }
+    Ok((entries, bytes, started.elapsed()))
+}
+
+/// What one first minute after a restart saw.
+struct FirstMinute {
+    restored: usize,
+    restore_took: Duration,
+    hits: u64,
+    lookups: u64,
+    reads: u64,
+    queries: u64,
+}
+
+/// A restarted process: new caches built from the same file (a `Caches` of its own, on a new
+/// clock), restored from the snapshots if `restore`, then the main run's readers and writers
+/// for `FIRST_MINUTE`.
+async fn first_minute(
+    db: &Path,
+    config: &Path,
+    restore: bool,
+) -> Result<FirstMinute, Box<dyn std::error::Error>> {
+    let caches = Caches::new(Registry::from_path(config)?);
+    let app = Arc::new(App {
+        db: Db::open(db, (READERS + WRITERS) as usize + 2)?,
+        entities: entities(SimClock(Instant::now()), &caches)?,
+        stop: AtomicBool::new(false),
+        stale_reads: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+    let mut restored = 0;
+    if restore {
+        for e in &app.entities {
+            let file = std::io::BufReader::new(std::fs::File::open(snapshot_path(e))?);
+            restored += e.cache.restore(file)?.restored;
+        }
+    }
+    let restore_took = started.elapsed();
+    let (mut readers, mut writers) = (JoinSet::new(), JoinSet::new());
+    for r in 0..READERS {
+        readers.spawn(reader(app.clone(), 100 + r));
+    }
+    for w in 0..WRITERS {
+        writers.spawn(writer(app.clone(), w));
+    }
+    tokio::time::sleep(FIRST_MINUTE).await;
+    app.stop.store(true, Relaxed);
+    readers.join_all().await;
+    writers.join_all().await;
+    let (hits, lookups) = hits(&app);
+    if app.stale_reads.load(Relaxed) != 0 {
+        return Err("a restarted cache served a stale read".into());
+    }
+    app.entities.iter().try_for_each(|e| e.cache.validate())?;
+    Ok(FirstMinute {
+        restored,
+        restore_took,
+        hits,
+        lookups,
+        reads: sum(&app, |e| e.reads.load(Relaxed)),
+        queries: sum(&app, |e| e.queries.load(Relaxed)),
+    })
+}
+
+/// Snapshots the caches, restarts twice (cold, then restored) and prints the first minute of
+/// each.
+async fn warm_restart(
+    app: &App,
+    db: &Path,
+    config: &Path,
+) -> Result<(FirstMinute, FirstMinute), Box<dyn std::error::Error>> {
+    let (entries, bytes, took) = snapshot_all(app)?;
+    println!(
+        "\nWarm restart: {entries} entries snapshotted ({:.1} MB, values and remaining TTLs) in \
+         {took:.0?}; then a restart, twice",
+        bytes as f64 / 1e6
+    );
+    let cold = first_minute(db, config, false).await?;
+    let warm = first_minute(db, config, true).await?;
+    for e in &app.entities {
+        let _ = std::fs::remove_file(snapshot_path(e));
+    }
+    let row = |label: &str, m: &FirstMinute| {
+        println!(
+            "  first simulated minute, {label:<9} hit ratio {:>7}  reads {:>7}  database \
+             queries {:>6}",
+            percent(m.hits, m.lookups),
+            m.reads,
+            m.queries
+        );
+    };
+    row("cold:", &cold);
+    row("restored:", &warm);
+    println!(
+        "  ({} entries restored in {:.0?} before serving)",
+        warm.restored, warm.restore_took
+    );
+    Ok((cold, warm))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -903,6 +1033,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     toolkit_report(&toolkit);
     println!("stale reads observed after invalidation: {stale}");
+
+    // 5. Warm restart: the first minute after a restart, cold and from the snapshots.
+    let (cold, warm) = warm_restart(&app, &path, &config).await?;
+    println!(
+        "warm restart: first-minute hit ratio {} cold, {} restored from the snapshot",
+        percent(cold.hits, cold.lookups),
+        percent(warm.hits, warm.lookups)
+    );
     println!("total time {:.1?}", started.elapsed());
 
     for suffix in ["", "-wal", "-shm"] {
