@@ -392,7 +392,7 @@ impl Queue {
             let n = node(entries, id);
             cur = (n.older != id).then_some(n.older);
         }
-        out.sort_by_key(|&id| std::cmp::Reverse(node(entries, id).freq));
+        out.sort_by_key(|&id| std::cmp::Reverse(entries.mark(id)));
         out
     }
 
