@@ -943,6 +943,51 @@ impl<K, V> Removed<K, V> {
 }
 
 /// Abandons a `get_or_insert_with` init if its leader unwinds before completing it.
+/// A key's slot in the pending inits, led by its holder until dropped ([`Cache::lead_key`]).
+pub(crate) struct KeySlot<'a, K: Hash + Eq + Clone, V: Clone> {
+    inits: &'a crate::inits::Inits<K, V>,
+    hash: u64,
+    init: Arc<crate::inits::Init<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Drop for KeySlot<'_, K, V> {
+    fn drop(&mut self) {
+        // Its waiters look again.
+        self.inits.abandon(self.hash, &self.init);
+    }
+}
+
+impl<K, V, P, S> Cache<K, V, P, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    P: EvictionPolicy,
+    S: BuildHasher,
+{
+    /// Leads `key`'s slot in the pending inits, after waiting for whoever leads it now (a
+    /// `get_or_insert_with` init or a `compute`): until the returned guard drops, every other
+    /// caller of those two for `key` waits.
+    ///
+    /// # Panics
+    ///
+    /// If this thread already leads `key` (it would wait for itself).
+    pub(crate) fn lead_key(&self, key: &K) -> KeySlot<'_, K, V> {
+        use crate::inits::{Inits, Joined};
+        let inits = self
+            .inner
+            .inits
+            .get_or_init(|| Inits::new(self.inner.shards.len()));
+        let hash = crate::inits::hash_of(&self.inner.hasher, key);
+        loop {
+            match inits.join(hash, key) {
+                // Whatever the leader did, look again once it is done.
+                Joined::Wait(other) => drop(other.wait()),
+                Joined::Lead(init) => return KeySlot { inits, hash, init },
+            }
+        }
+    }
+}
+
 struct AbandonOnDrop<'a, K: Hash + Eq + Clone, V: Clone> {
     inits: &'a crate::inits::Inits<K, V>,
     hash: u64,

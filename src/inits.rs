@@ -97,7 +97,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Inits<K, V> {
             let reentrant = LEADING.with(|l| l.borrow().contains(&id(&init)));
             assert!(
                 !reentrant,
-                "get_or_insert_with: `init` asked for the key it is computing (a deadlock)"
+                "get_or_insert_with or compute: the closure asked for the key it is computing \
+                 (a deadlock)"
             );
             return Joined::Wait(init);
         }

@@ -125,6 +125,7 @@
 pub mod aside;
 mod builder;
 mod cache;
+mod compute;
 mod engine;
 mod inits;
 mod invariant;
@@ -155,6 +156,7 @@ pub use aside::{
 pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
+pub use compute::{Compute, Computed};
 pub use engine::expiry::{Clock, MockClock, SystemClock};
 pub use invariant::InvariantError;
 pub use metrics::CacheStats;
