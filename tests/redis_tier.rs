@@ -767,3 +767,70 @@ async fn extreme_settings_give_an_error_naming_the_field_or_a_working_tier() {
         "{ok} working, {rejected} rejected"
     );
 }
+
+/// The front door's per-entry TTL, predicate invalidation, iteration and borrowed keys, on the
+/// tier: `put_with_ttl` sets the Redis expiry too, `invalidate_if` drops the matching keys from
+/// this L1, Redis and the other instance's L1, `get`/`invalidate` take `&str` for `String` keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_entry_ttl_predicate_invalidation_iteration_and_borrowed_keys() {
+    let server = RedisServer::start();
+    let build = async || {
+        let l1: AsideCache<String, u32> = AsideCache::builder()
+            .max_capacity(1_000)
+            .time_to_live(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        TieredCache::builder(l1, server.url())
+            .key_prefix("parity:")
+            .l2_ttl(Duration::from_secs(300))
+            .op_timeout(Duration::from_secs(1))
+            .backplane_ping(Duration::from_millis(200))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (build().await, build().await);
+    let mut raw = server.raw().await;
+
+    // Per-entry TTL in both tiers: Redis's expiry is the entry's, not the 300 s L2 TTL.
+    a.put_with_ttl("session".to_string(), 1, Duration::from_secs(5))
+        .await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("parity:session")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!((1..=5_000).contains(&pttl), "PTTL {pttl}");
+    a.put("profile".to_string(), 2).await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("parity:profile")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(pttl > 5_000, "PTTL {pttl}");
+
+    // Borrowed keys.
+    assert_eq!(a.get("profile").await, Some(2));
+    assert_eq!(b.get("profile").await, Some(2)); // from Redis, now in B's L1 too
+    a.invalidate("session").await;
+    assert!(!exists(&mut raw, "parity:session").await);
+
+    // Predicate invalidation reaches Redis and the other instance.
+    for (k, v) in [("t1:a", 10), ("t1:b", 11), ("t2:a", 20)] {
+        a.put(k.to_string(), v).await;
+        assert_eq!(b.get(k).await, Some(v));
+    }
+    let mut seen: Vec<(String, u32)> = a.iter().collect();
+    seen.sort();
+    assert_eq!(seen.len(), 4, "{seen:?}"); // profile and the three
+    let dropped = a.invalidate_if(|k, _| k.starts_with("t1:")).await;
+    assert_eq!(dropped, 2);
+    assert_eq!((a.l1().get("t1:a"), a.l1().get("t2:a")), (None, Some(20)));
+    assert!(!exists(&mut raw, "parity:t1:a").await && !exists(&mut raw, "parity:t1:b").await);
+    assert!(exists(&mut raw, "parity:t2:a").await);
+    eventually("B drops t1:*", async || {
+        b.l1().get("t1:a").is_none() && b.l1().get("t1:b").is_none()
+    })
+    .await;
+    assert_eq!(b.l1().get("t2:a"), Some(20));
+}

@@ -107,6 +107,7 @@ mod lock;
 mod metrics;
 mod replay;
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -451,7 +452,8 @@ where
     }
 
     /// The value for `key` from the L1 or Redis (installed in the L1 on a Redis hit); never
-    /// loads. `None` when neither has it or Redis is unavailable.
+    /// loads. `None` when neither has it or Redis is unavailable. `key` may be a borrowed form
+    /// of `K` (`&str` for `String` keys); it is made owned to encode the Redis key.
     ///
     /// # Example
     ///
@@ -464,7 +466,13 @@ where
     /// assert_eq!(users.get(&7).await.as_deref(), Some("Bob"));
     /// # }
     /// ```
-    pub async fn get(&self, key: &K) -> Option<V> {
+    pub async fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + ?Sized,
+    {
+        let key: K = key.to_owned();
+        let key = &key;
         let rkey = self.inner.value_key(&self.inner.keys.encode(key));
         let inner = Arc::clone(&self.inner);
         let found = self
@@ -504,17 +512,48 @@ where
     /// # }
     /// ```
     pub async fn put(&self, key: K, value: V) {
+        self.put_inner(key, value, None).await;
+    }
+
+    /// [`put`](Self::put) with this entry's own time to live, in both tiers: the L1 keeps it
+    /// fresh for `ttl` ([`AsideCache::put_with_ttl`]) and Redis expires it after `ttl`
+    /// (`SET ... PX`, at least a millisecond) instead of the tier's L2 TTL.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// use std::time::Duration;
+    /// // A session that ends in 90 s, whatever the tier's default TTLs.
+    /// users.put_with_ttl(7, "session".to_string(), Duration::from_secs(90)).await;
+    /// # }
+    /// ```
+    pub async fn put_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.put_inner(key, value, Some(ttl)).await;
+    }
+
+    async fn put_inner(&self, key: K, value: V, ttl: Option<Duration>) {
         let inner = &self.inner;
         let encoded = inner.keys.encode(&key);
         let bytes = inner.codec.encode(&value);
-        inner.l1.put(key, value);
+        match ttl {
+            Some(ttl) => inner.l1.put_with_ttl(key, value, ttl),
+            None => inner.l1.put(key, value),
+        }
         let rkey = inner.value_key(&encoded);
         let message = Message::new(inner.instance, Scope::Key(encoded)).encode();
         let Ok(bytes) = bytes else {
             Counters::bump(&inner.counters.codec_errors);
             return self.delete_everywhere(rkey, message).await;
         };
-        let (ttl, channel) = (inner.l2_ttl_ms(), &inner.settings.channel);
+        let ttl = ttl.map_or_else(
+            || inner.l2_ttl_ms(),
+            |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1),
+        );
+        let channel = &inner.settings.channel;
         let written = inner
             .l2
             .run(|mut c| {
@@ -580,9 +619,15 @@ where
     /// assert_eq!(users.l1().get(&42), None);
     /// # }
     /// ```
-    pub async fn invalidate(&self, key: &K) {
+    pub async fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + ?Sized,
+    {
+        let key: K = key.to_owned();
+        let key = &key;
         let inner = &self.inner;
-        inner.l1.invalidate(key);
+        inner.l1.invalidate::<K>(key);
         let encoded = inner.keys.encode(key);
         let rkey = inner.value_key(&encoded);
         let message = Message::new(inner.instance, Scope::Key(encoded)).encode();
@@ -591,7 +636,7 @@ where
         // skip Redis for it): a read of this instance between the first L1 invalidation and
         // the Redis delete may have fetched the old value from Redis and installed it, and
         // this instance ignores its own message.
-        inner.l1.invalidate(key);
+        inner.l1.invalidate::<K>(key);
     }
 
     /// Clears the L1, deletes every key under the prefix in Redis (`SCAN` + `UNLINK`, not
@@ -625,6 +670,70 @@ where
         }
         // As in `invalidate`: what this instance's reads fetched from Redis during the clear.
         inner.l1.invalidate_all();
+    }
+
+    /// Invalidates every entry of this instance's L1 for which `predicate` returns `true`, as
+    /// [`invalidate`](Self::invalidate) does each key: dropped from the L1 at once (race-free
+    /// with loads in flight, as [`AsideCache::invalidate_if`]), deleted from Redis and
+    /// announced to the other instances, which drop their copies. Returns how many keys
+    /// matched.
+    ///
+    /// The predicate sees keys and values, so it can only be evaluated where they are: keys
+    /// that only Redis or other instances hold are not tested. To drop a whole family of keys
+    /// everywhere, give them a common tag or namespace in the L1 and clear Redis by
+    /// [`invalidate_all`](Self::invalidate_all), or invalidate the keys by name.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<String, u32> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// users.put("tenant-1:user-7".to_string(), 7).await;
+    /// let dropped = users.invalidate_if(|key, _| key.starts_with("tenant-1:")).await;
+    /// assert_eq!(dropped, 1);
+    /// # }
+    /// ```
+    pub async fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) -> usize {
+        let inner = &self.inner;
+        let mut matched = Vec::new();
+        inner.l1.invalidate_if(|k, v| {
+            let hit = predicate(k, v);
+            if hit {
+                matched.push(k.clone());
+            }
+            hit
+        });
+        for key in &matched {
+            let encoded = inner.keys.encode(key);
+            let rkey = inner.value_key(&encoded);
+            let message = Message::new(inner.instance, Scope::Key(encoded)).encode();
+            self.delete_everywhere(rkey, message).await;
+        }
+        // As in `invalidate`: what reads fetched from Redis before its copies were deleted.
+        for key in &matched {
+            inner.l1.invalidate(key);
+        }
+        matched.len()
+    }
+
+    /// The values this instance's L1 would serve, as `(key, value)` clones
+    /// ([`AsideCache::iter`]); Redis is not scanned.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// # let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1/").build().await.unwrap();
+    /// users.put(7, "Bob".to_string()).await;
+    /// assert_eq!(users.iter().count(), 1);
+    /// # }
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.inner.l1.iter()
     }
 
     /// The tier's counters, with the L1's hits and misses and the breaker's state.
