@@ -135,17 +135,26 @@ fn slots() -> std::sync::MutexGuard<'static, Slots> {
 /// Holds its thread's reader slot, and gives it back when the thread exits.
 struct Slot(usize);
 
-impl Slot {
-    fn claim() -> Self {
-        let mut slots = slots();
-        let i = match slots.free.pop() {
+impl Slots {
+    /// The lowest free slot.
+    fn claim(&mut self) -> usize {
+        match self.free.pop() {
             Some(std::cmp::Reverse(i)) => i,
             None => {
-                slots.next += 1;
-                slots.next - 1
+                self.next += 1;
+                self.next - 1
             }
-        };
-        Self(i)
+        }
+    }
+
+    fn release(&mut self, slot: usize) {
+        self.free.push(std::cmp::Reverse(slot));
+    }
+}
+
+impl Slot {
+    fn claim() -> Self {
+        Self(slots().claim())
     }
 }
 
@@ -154,7 +163,7 @@ impl Drop for Slot {
         // The thread has left every read section: it is exiting. The next owner takes the
         // slot through the lock, after this thread's last counter stores.
         let _ = INDEX.try_with(|c| c.set(RELEASED));
-        slots().free.push(std::cmp::Reverse(self.0));
+        slots().release(self.0);
     }
 }
 
@@ -439,14 +448,31 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_given_back_when_its_thread_exits() {
-        // Other tests' threads take and give back slots meanwhile, so only this holds: the
-        // slot of an exited thread is free, not held by anyone.
-        let slot = std::thread::spawn(thread_index).join().unwrap();
-        assert!(slot < RELEASED);
-        let free = slots().free.iter().any(|r| r.0 == slot);
-        let reused = std::thread::spawn(thread_index).join().unwrap() <= slot;
-        assert!(free || reused, "slot {slot} neither free nor reused");
+    fn slots_are_claimed_lowest_free_first() {
+        let mut slots = Slots {
+            next: 0,
+            free: std::collections::BinaryHeap::new(),
+        };
+        assert_eq!([slots.claim(), slots.claim(), slots.claim()], [0, 1, 2]);
+        slots.release(2);
+        slots.release(0);
+        assert_eq!([slots.claim(), slots.claim(), slots.claim()], [0, 2, 3]);
+    }
+
+    /// A thread's slot goes back to the pool when it exits. Other tests' threads take and give
+    /// back slots meanwhile, so this only counts: the pool's slots in use do not grow by one
+    /// per thread that came and went.
+    #[test]
+    fn exited_threads_give_their_slots_back() {
+        for _ in 0..64 {
+            std::thread::spawn(|| assert!(thread_index() < RELEASED))
+                .join()
+                .unwrap();
+        }
+        let s = slots();
+        let in_use = s.next - s.free.len();
+        // At most the test harness's threads and this one; not the 64 that exited.
+        assert!(in_use < 48, "{in_use} slots in use after 64 threads exited");
     }
 
     #[test]
