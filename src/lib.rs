@@ -133,15 +133,13 @@ mod invariant;
 mod metrics;
 mod notify;
 pub mod policy;
-#[cfg(feature = "config")]
-pub mod registry;
-pub mod sampler;
 mod shim;
 #[cfg(feature = "snapshot")]
 mod snapshot;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
+mod toolkit;
 
 #[cfg(any(test, fuzzing))]
 pub mod testing;
@@ -155,6 +153,7 @@ pub use aside::{
 };
 #[cfg(feature = "async")]
 pub use aside::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
+// The toolkit's modules, at the crate root where they have always been.
 pub use builder::{CacheBuilder, ConfigError, MAX_SHARDS, MIN_SHARD_CAPACITY};
 pub use cache::{Cache, Iter};
 pub use compute::{Compute, Computed};
@@ -167,6 +166,9 @@ pub use notify::RemovalCause;
 pub use snapshot::{
     RestoreOptions, RestoreSummary, Snapshot, SnapshotError, SnapshotOptions, SnapshotSummary,
 };
+#[cfg(feature = "config")]
+pub use toolkit::registry;
+pub use toolkit::sampler;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -25,7 +25,7 @@ use ahash::RandomState;
 
 use crate::shim::{AtomicBool, AtomicU32, AtomicU64, Condvar, Mutex, Ordering, thread_local};
 
-use super::tags::Labels;
+use super::labels::Labels;
 
 /// A loader error shared by every waiter, with its type erased (`Arc<E>` inside).
 pub(crate) type SharedError = Arc<dyn Any + Send + Sync>;

@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::flight::{self, Flight, Join, Lead, Outcome, SharedError};
+use super::labels::{Labels, Mark};
 use super::stats::Counters;
-use super::tags::{Labels, Mark};
 use super::trace;
 use super::{AsideCache, Found, Inner, LeaseExpiry, LoadError, Recheck, RefreshMode, Slot};
 use crate::policy::EvictionPolicy;

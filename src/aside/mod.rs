@@ -53,21 +53,17 @@
 //! A loader that calls the front door for the key it is loading gets
 //! [`LoadError::Reentrant`] at once instead of deadlocking; other keys work.
 
-mod batch;
 mod error;
-mod flight;
+pub(crate) mod flight;
 #[cfg(feature = "async")]
-mod future;
+pub(crate) mod future;
+mod labels;
 pub(crate) mod settings;
-mod slot;
+pub(crate) mod slot;
 #[cfg(feature = "snapshot")]
 mod snapshot;
-mod stats;
-mod tags;
+pub(crate) mod stats;
 mod trace;
-mod warm;
-#[cfg(feature = "async")]
-mod write;
 
 use std::borrow::Borrow;
 use std::convert::Infallible;
@@ -79,21 +75,24 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 pub use error::LoadError;
+pub use labels::{Labels, Namespace};
 pub use stats::{LatencyHistogram, LatencySummary, LoadStats};
-pub use tags::{Labels, Namespace};
+// The toolkit's types, at the paths they have always had (`aside::aside::Warmer`).
 #[cfg(feature = "async")]
-pub use warm::Warmer;
-pub use warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
+pub use crate::toolkit::warm::Warmer;
+pub use crate::toolkit::warm::{KeyFileError, WarmProgress, WarmSummary, parse_keys, read_keys};
 #[cfg(feature = "async")]
-pub use write::{WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink};
+pub use crate::toolkit::write::{
+    WriteBehind, WriteBehindBuilder, WriteBehindStats, WriteError, WriteSink,
+};
 
 use crate::engine::expiry::{Clock, SystemClock, duration_nanos};
 use crate::policy::{EvictionPolicy, WTinyLfu};
 use crate::{Cache, CacheStats, ConfigError};
 use flight::{Join, Lead, Outcome, Registry, SharedError, ThreadLeading};
+use labels::{Book, Mark};
 use slot::{EarlyRefresh, Freshness, Slot};
 use stats::Counters;
-use tags::{Book, Mark};
 
 /// What a waiter does when the load it waits on outlives the lease.
 ///
@@ -231,7 +230,7 @@ pub enum RefreshMode {
 
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(feature = "async"), allow(dead_code))]
-struct Settings {
+pub(crate) struct Settings {
     ttl: Option<u64>,
     jitter: u64,
     negative_ttl: Option<u64>,
@@ -240,9 +239,9 @@ struct Settings {
     soft_timeout: Option<Duration>,
     early: EarlyRefresh,
     refresh: RefreshMode,
-    lease: Duration,
-    on_lease_expiry: LeaseExpiry,
-    load_timeout: Option<Duration>,
+    pub(crate) lease: Duration,
+    pub(crate) on_lease_expiry: LeaseExpiry,
+    pub(crate) load_timeout: Option<Duration>,
 }
 
 /// A per-entry TTL chosen from the key and the loaded value.
@@ -253,15 +252,15 @@ type ExpireAfter<K, V> = Arc<dyn Fn(&K, &V) -> Option<Duration> + Send + Sync>;
 pub(crate) type PendingWrites<K, V> = Arc<dyn Fn(&K) -> Option<V> + Send + Sync>;
 
 pub(crate) struct Inner<K, V, P: EvictionPolicy> {
-    cache: Cache<K, Slot<V>, P>,
-    registry: Arc<Registry<K, V>>,
-    settings: Settings,
+    pub(crate) cache: Cache<K, Slot<V>, P>,
+    pub(crate) registry: Arc<Registry<K, V>>,
+    pub(crate) settings: Settings,
     expire_after: Option<ExpireAfter<K, V>>,
     /// Write-behinds over this cache (see [`PendingWrites`]).
     pending_writes: parking_lot::RwLock<Vec<PendingWrites<K, V>>>,
     clock: Arc<dyn Clock>,
-    stats: Counters,
-    book: Book,
+    pub(crate) stats: Counters,
+    pub(crate) book: Book,
 }
 
 /// An async cache-aside front door over a sharded [`Cache`]; see the [module docs](self) for
@@ -289,7 +288,7 @@ pub(crate) struct Inner<K, V, P: EvictionPolicy> {
 /// # Ok::<(), aside::ConfigError>(())
 /// ```
 pub struct AsideCache<K, V, P: EvictionPolicy = WTinyLfu> {
-    inner: Arc<Inner<K, V, P>>,
+    pub(crate) inner: Arc<Inner<K, V, P>>,
 }
 
 impl<K, V, P: EvictionPolicy> std::fmt::Debug for AsideCache<K, V, P> {
@@ -903,7 +902,7 @@ fn lease_deadline(lease: Duration) -> Instant {
 }
 
 /// What a new leader found when it looked again ([`Inner::recheck`]).
-enum Recheck<V> {
+pub(crate) enum Recheck<V> {
     /// A value fresh enough to serve: no load needed.
     Serve(Option<V>),
     /// Load; on failure, fall back on `stale` (fail-safe), the slot the cache holds now.
@@ -911,7 +910,7 @@ enum Recheck<V> {
 }
 
 /// What a lookup in the front door found.
-enum Found<V> {
+pub(crate) enum Found<V> {
     Fresh(Option<V>),
     RefreshEarly(Option<V>),
     Stale(Slot<V>),
@@ -924,7 +923,7 @@ where
     V: Clone,
     P: EvictionPolicy,
 {
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.clock.now_nanos()
     }
 
@@ -944,7 +943,7 @@ where
     /// that value instead of loading the older one the source holds. (A write-behind's value
     /// can expire, or be evicted, before its flush; a load then would read the old row and
     /// cache it for a whole TTL.) `None`: load as usual.
-    fn take_pending(
+    pub(crate) fn take_pending(
         &self,
         lead: Lead<K, V>,
         key: &K,
@@ -958,7 +957,7 @@ where
         Ok(v)
     }
 
-    fn lookup<Q>(&self, key: &Q) -> Found<V>
+    pub(crate) fn lookup<Q>(&self, key: &Q) -> Found<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -998,7 +997,7 @@ where
     ///   slot from the lookup would be the invalidated value, and storing it again would undo
     ///   the invalidation. From the join on, every invalidation marks this flight stale, and a
     ///   stale flight installs nothing.
-    fn recheck(&self, key: &K, accept_none: bool) -> Recheck<V> {
+    pub(crate) fn recheck(&self, key: &K, accept_none: bool) -> Recheck<V> {
         let Some(slot) = self.cache.peek(key) else {
             return Recheck::Load { stale: None };
         };
@@ -1076,7 +1075,7 @@ where
 
     /// Completes a successful load: installs it unless the key was invalidated meanwhile.
     /// Returns whether it was allowed to install (an invalidation did not land meanwhile).
-    fn finish_loaded(
+    pub(crate) fn finish_loaded(
         &self,
         lead: Lead<K, V>,
         key: &K,
@@ -1104,7 +1103,7 @@ where
     }
 
     /// Completes a failed load; with a stale slot (fail-safe), re-stores it throttled.
-    fn finish_failed(
+    pub(crate) fn finish_failed(
         &self,
         lead: Lead<K, V>,
         key: &K,
@@ -1128,7 +1127,7 @@ where
     }
 
     /// `put`, with labels: stores `value` and detaches a load in flight for `key`.
-    fn put_marked(&self, key: K, value: V, labels: Option<&Labels>) {
+    pub(crate) fn put_marked(&self, key: K, value: V, labels: Option<&Labels>) {
         self.put_with(key, value, None, labels);
     }
 
@@ -1146,13 +1145,13 @@ where
         self.cache.notify_removed(removed);
     }
 
-    fn served_stale(&self, stale: &Slot<V>) -> Option<V> {
+    pub(crate) fn served_stale(&self, stale: &Slot<V>) -> Option<V> {
         Counters::bump(&self.stats.stale_served);
         stale.value.clone()
     }
 
     /// Turns a waiter's view of a finished flight into its result; `None`: load again.
-    fn waiter_result<E: Send + Sync + 'static>(
+    pub(crate) fn waiter_result<E: Send + Sync + 'static>(
         &self,
         outcome: Outcome<V>,
         stale: Option<&Slot<V>>,
@@ -1250,7 +1249,7 @@ where
         }
     }
 
-    fn load_blocking<E: Send + Sync + 'static>(
+    pub(crate) fn load_blocking<E: Send + Sync + 'static>(
         self: &Arc<Self>,
         key: K,
         loader: impl FnOnce() -> Result<Option<V>, E>,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::tags::Mark;
+use super::labels::Mark;
 
 /// A cached load result with the metadata the front door needs.
 #[derive(Clone, Debug)]

@@ -1,4 +1,10 @@
-//! Tags and namespaces: invalidating groups of keys without walking them.
+//! Tags and namespaces, the front door's side: [`Labels`], [`Namespace`], the [`Mark`] a
+//! labelled slot carries and the [`Book`] every read consults to hide invalidated entries.
+//! Lookups, rechecks, iteration and the flight registry use them, so they live with the front
+//! door; the methods that label and invalidate (`put_labelled`, `invalidate_tag`,
+//! `invalidate_namespace`, ...) are toolkit (`src/toolkit/tags.rs`).
+//!
+//! Invalidating groups of keys without walking them:
 //!
 //! Both are **lazy**. Nothing is removed when a tag or a namespace is invalidated; an entry
 //! that belongs to it is *hidden*: every read treats it as a miss (and the next load replaces
@@ -22,15 +28,14 @@
 //! in the common case) are tabulated on [`Labels`].
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::RandomState;
 use parking_lot::{Mutex, RwLock};
 
+#[cfg(doc)]
 use super::AsideCache;
-use crate::policy::EvictionPolicy;
 
 const TAG_SHARDS: usize = 16;
 
@@ -84,6 +89,11 @@ impl Namespace {
     /// ```
     pub fn version(&self) -> u64 {
         self.0.version.load(Ordering::Acquire)
+    }
+
+    /// Invalidates the namespace: one atomic add (SeqCst, paired with [`Book::mark`]).
+    pub(crate) fn bump(&self) {
+        self.0.version.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -206,11 +216,11 @@ impl Labels {
         self.0.namespace.as_ref().map(Namespace::name)
     }
 
-    fn has_tag(&self, tag: &str) -> bool {
+    pub(crate) fn has_tag(&self, tag: &str) -> bool {
         self.0.tags.iter().any(|t| &**t == tag)
     }
 
-    fn in_namespace(&self, ns: &Namespace) -> bool {
+    pub(crate) fn in_namespace(&self, ns: &Namespace) -> bool {
         self.0
             .namespace
             .as_ref()
@@ -289,7 +299,7 @@ impl Book {
         })
     }
 
-    fn invalidate_tag(&self, tag: &str) {
+    pub(crate) fn invalidate_tag(&self, tag: &str) {
         let seq = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         // Keep the larger: two calls for one tag may insert in the other order than they
         // bumped the epoch, and the later epoch must win, or entries loaded between the two
@@ -301,7 +311,7 @@ impl Book {
         self.last_tag.fetch_max(seq, Ordering::SeqCst);
     }
 
-    fn namespace(&self, name: &str) -> Namespace {
+    pub(crate) fn namespace(&self, name: &str) -> Namespace {
         let mut map = self.namespaces.lock();
         if let Some(ns) = map.get(name) {
             return ns.clone();
@@ -316,221 +326,8 @@ impl Book {
     }
 
     /// Tags invalidated so far (each costs one map entry).
-    fn tag_count(&self) -> usize {
+    pub(crate) fn tag_count(&self) -> usize {
         self.tags.iter().map(|s| s.read().len()).sum()
-    }
-}
-
-impl<K, V, P> AsideCache<K, V, P>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    P: EvictionPolicy,
-{
-    /// The namespace called `name`, created (at version 0) on first use. Every call with the
-    /// same name returns the same namespace.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
-    /// let a = cache.namespace("users");
-    /// cache.invalidate_namespace("users");
-    /// assert_eq!(cache.namespace("users").version(), a.version());
-    /// ```
-    pub fn namespace(&self, name: &str) -> Namespace {
-        self.inner.book.namespace(name)
-    }
-
-    /// [`get_or_load`](Self::get_or_load) whose loaded value is stored with `labels`. Waiters
-    /// that join the load share its value whatever labels they passed (the leader's count).
-    ///
-    /// A load that starts before an [`invalidate_tag`](Self::invalidate_tag) (or
-    /// [`invalidate_namespace`](Self::invalidate_namespace)) of one of its labels may finish
-    /// after it, but its value is hidden from every later read: the stale value is never
-    /// served from the cache. Keep reading a labelled key through labelled calls: a plain
-    /// `get_or_load` that reloads it stores the new value without labels.
-    ///
-    /// # Errors
-    ///
-    /// As [`get_or_load`](Self::get_or_load).
-    ///
-    /// # Panics
-    ///
-    /// If this caller's own loader panics, as [`get_or_load`](Self::get_or_load).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use aside::Labels;
-    /// let cache: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
-    /// let team = Labels::new().tag("team:7");
-    /// let load = || async { Ok::<_, String>(Some("Alice".to_string())) };
-    /// let v = cache.get_or_load_labelled(1, &team, load).await.unwrap();
-    /// assert_eq!(v.as_deref(), Some("Alice"));
-    /// cache.invalidate_tag("team:7");
-    /// assert_eq!(cache.get(&1), None);
-    /// # }
-    /// ```
-    #[cfg(feature = "async")]
-    pub async fn get_or_load_labelled<E, F, Fut>(
-        &self,
-        key: K,
-        labels: &Labels,
-        loader: F,
-    ) -> Result<Option<V>, super::LoadError<E>>
-    where
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-    {
-        self.load_async(key, loader, true, Some(labels)).await
-    }
-
-    /// The blocking twin of `get_or_load_labelled` (`async` feature).
-    ///
-    /// # Errors
-    ///
-    /// As [`get_or_load_blocking`](Self::get_or_load_blocking).
-    ///
-    /// # Panics
-    ///
-    /// If `loader` panics (waiters get [`LoadError::Panicked`](super::LoadError::Panicked)).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use aside::Labels;
-    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
-    /// let users = Labels::new().namespace(&cache.namespace("users"));
-    /// let v = cache.get_or_load_labelled_blocking(1, &users, || Ok::<_, String>(Some(10)));
-    /// assert_eq!(v.unwrap(), Some(10));
-    /// cache.invalidate_namespace("users");
-    /// assert_eq!(cache.get(&1), None);
-    /// ```
-    pub fn get_or_load_labelled_blocking<E: Send + Sync + 'static>(
-        &self,
-        key: K,
-        labels: &Labels,
-        loader: impl FnOnce() -> Result<Option<V>, E>,
-    ) -> Result<Option<V>, super::LoadError<E>> {
-        self.inner.load_blocking(key, loader, true, Some(labels))
-    }
-
-    /// [`put`](Self::put) with tags and a namespace: the value can later be invalidated with
-    /// [`invalidate_tag`](Self::invalidate_tag) or
-    /// [`invalidate_namespace`](Self::invalidate_namespace), as well as by key.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use aside::Labels;
-    /// let cache: aside::AsideCache<u64, &str> = aside::AsideCache::builder().build().unwrap();
-    /// cache.put_labelled(1, "in team 7", &Labels::new().tag("team:7"));
-    /// cache.put(2, "untagged");
-    /// cache.invalidate_tag("team:7");
-    /// assert_eq!((cache.get(&1), cache.get(&2)), (None, Some("untagged")));
-    /// ```
-    pub fn put_labelled(&self, key: K, value: V, labels: &Labels) {
-        self.inner.put_marked(key, value, Some(labels));
-    }
-
-    /// Hides every entry tagged `tag` that was stored (or whose load started) before this
-    /// call; loads of such entries in flight are detached and will not install. O(1) in the
-    /// number of entries (see [`Labels`] for the costs): the hidden entries stay
-    /// in the engine until evicted, expired, swept or reloaded.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use aside::Labels;
-    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
-    /// let team = Labels::new().tag("team:7");
-    /// cache.put_labelled(1, 10, &team);
-    /// cache.invalidate_tag("team:7");
-    /// assert_eq!(cache.get(&1), None);
-    /// // Stored after the invalidation: visible.
-    /// cache.put_labelled(1, 11, &team);
-    /// assert_eq!(cache.get(&1), Some(11));
-    /// ```
-    pub fn invalidate_tag(&self, tag: &str) {
-        self.inner.book.invalidate_tag(tag);
-        self.inner
-            .registry
-            .invalidate_matching(|l| l.is_some_and(|l| l.has_tag(tag)));
-    }
-
-    /// Makes every entry of namespace `name` unreachable in O(1): bumps its version (one
-    /// atomic add; no entry is touched) and detaches its loads in flight. Old entries are
-    /// reclaimed by eviction, expiry and the sweep. Creates the namespace if it does not
-    /// exist yet.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use aside::Labels;
-    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
-    /// let users = Labels::new().namespace(&cache.namespace("users"));
-    /// for id in 0..100 {
-    ///     cache.put_labelled(id, id, &users);
-    /// }
-    /// cache.invalidate_namespace("users");
-    /// assert!((0..100).all(|id| cache.get(&id).is_none()));
-    /// assert_eq!(cache.len(), 100); // still stored, hidden, reclaimed by eviction
-    /// ```
-    pub fn invalidate_namespace(&self, name: &str) {
-        let ns = self.inner.book.namespace(name);
-        ns.0.version.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .registry
-            .invalidate_matching(|l| l.is_some_and(|l| l.in_namespace(&ns)));
-    }
-
-    /// Removes every entry hidden by a tag or namespace invalidation now, instead of waiting
-    /// for eviction, expiry or a reload to reclaim it; returns how many it found (a shard
-    /// retried because of concurrent writes is counted again). O(entries):
-    /// each shard is snapshotted (keys and slots cloned) under its read lock and the hidden
-    /// entries removed under its write lock, as [`Cache::retain`](crate::Cache::retain) does.
-    /// A hidden entry stays hidden forever, so this never makes a stale value visible; a
-    /// value replaced concurrently may be removed too (a spurious miss, never a stale read).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use aside::Labels;
-    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
-    /// let users = Labels::new().namespace(&cache.namespace("users"));
-    /// (0..100).for_each(|id| cache.put_labelled(id, id, &users));
-    /// cache.put(1_000, 1);
-    /// cache.invalidate_namespace("users");
-    /// assert_eq!(cache.purge_hidden(), 100);
-    /// assert_eq!(cache.len(), 1);
-    /// ```
-    pub fn purge_hidden(&self) -> usize {
-        let book = &self.inner.book;
-        let mut hidden = 0;
-        self.inner.cache.retain(|_, slot| {
-            let h = slot.mark.as_ref().is_some_and(|m| book.hidden(m));
-            hidden += usize::from(h);
-            !h
-        });
-        hidden
-    }
-
-    /// Tags invalidated so far: the tag book keeps one small map entry per tag.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// let cache: aside::AsideCache<u64, u64> = aside::AsideCache::builder().build().unwrap();
-    /// cache.invalidate_tag("a");
-    /// cache.invalidate_tag("a");
-    /// assert_eq!(cache.invalidated_tags(), 1);
-    /// ```
-    pub fn invalidated_tags(&self) -> usize {
-        self.inner.book.tag_count()
     }
 }
 

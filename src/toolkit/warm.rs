@@ -14,8 +14,8 @@ use std::time::Duration;
 
 #[cfg(feature = "async")]
 use {
-    super::{AsideCache, Labels, LoadError},
     crate::ConfigError,
+    crate::aside::{AsideCache, Labels, LoadError},
     crate::policy::EvictionPolicy,
     std::future::Future,
     std::hash::Hash,

@@ -36,9 +36,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::AsideCache;
-use super::future::CatchUnwind;
 use crate::ConfigError;
+use crate::aside::AsideCache;
+use crate::aside::future::CatchUnwind;
 use crate::policy::{EvictionPolicy, WTinyLfu};
 
 impl<K, V, P> AsideCache<K, V, P>

@@ -16,17 +16,17 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use super::AsideCache;
+use crate::aside::AsideCache;
 use crate::policy::EvictionPolicy;
 
 #[cfg(feature = "async")]
 use {
-    super::flight::{self, Flight, Join, Lead, Outcome, SharedError},
-    super::future::{CatchUnwind, LEADING_TASK, WaitFlight},
-    super::slot::Slot,
-    super::stats::Counters,
-    super::{Found, Recheck},
-    super::{Labels, LeaseExpiry, LoadError},
+    crate::aside::flight::{self, Flight, Join, Lead, Outcome, SharedError},
+    crate::aside::future::{CatchUnwind, LEADING_TASK, WaitFlight},
+    crate::aside::slot::Slot,
+    crate::aside::stats::Counters,
+    crate::aside::{Found, Recheck},
+    crate::aside::{Labels, LeaseExpiry, LoadError},
     std::collections::HashSet,
     std::panic::resume_unwind,
     std::sync::Arc,
