@@ -350,12 +350,6 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
         self
     }
 
-    /// The clock, already shared (the front door hands its own to the engine).
-    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
     /// Weighs entries: [`max_capacity`](Self::max_capacity) then bounds the total weight.
     /// Weights above `u32::MAX - 1` are clamped. Each shard holds at most `max_capacity /
     /// shards` of the weight, so an entry heavier than its shard's share is not stored; set
@@ -390,6 +384,33 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
     pub(crate) fn shared_listener(mut self, listener: Listener<K, V>) -> Self {
         self.listener = Some(listener);
         self
+    }
+
+    /// The fixed TTL, the sliding TTL and the jitter as set (the front door checks them with
+    /// its own settings and keeps the fixed TTL and jitter for itself).
+    pub(crate) fn expiry(&self) -> (Option<Duration>, Option<Duration>, Option<Duration>) {
+        (self.ttl, self.tti, self.jitter)
+    }
+
+    /// The shard count as set.
+    pub(crate) fn shard_setting(&self) -> Option<usize> {
+        self.shards
+    }
+
+    /// Drops the fixed TTL and the jitter: the front door writes every slot with its own TTL.
+    pub(crate) fn without_fixed_ttl(mut self) -> Self {
+        self.ttl = None;
+        self.jitter = None;
+        self
+    }
+
+    /// The clock as set, or the system clock, which is then set: the front door measures on
+    /// the engine's clock.
+    pub(crate) fn clock_or_system(&mut self) -> Arc<dyn Clock> {
+        Arc::clone(
+            self.clock
+                .get_or_insert_with(|| Arc::new(SystemClock::new()) as Arc<dyn Clock>),
+        )
     }
 
     /// Called with every entry that leaves the cache and why, after the shard lock is released

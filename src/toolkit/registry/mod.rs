@@ -80,7 +80,7 @@ pub fn format_duration(d: std::time::Duration) -> String {
 }
 
 use crate::policy::AnyPolicy;
-use crate::{AsideBuilder, AsideCache, Cache, CacheBuilder};
+use crate::{AsideBuilder, Cache, CacheBuilder};
 
 /// An invalid configuration file, or a request for a cache it does not define. Names the
 /// cache and the field when there is one.
@@ -272,31 +272,6 @@ impl std::error::Error for RegistryError {
 pub struct Registry {
     /// Every cache validated.
     file: RegistryFile,
-}
-
-/// Applies the settings the engine's and the front door's builders share (same setter names
-/// on two builder types) and returns the builder.
-macro_rules! shared_settings {
-    ($builder:expr, $c:expr) => {{
-        let c: &CacheConfig = $c;
-        let mut b = $builder.policy(c.policy()).max_capacity(c.capacity());
-        if let Some(s) = c.shards {
-            b = b.shards(s);
-        }
-        if let Some(s) = c.seed {
-            b = b.seed(s);
-        }
-        if let Some(d) = c.ttl {
-            b = b.time_to_live(d);
-        }
-        if let Some(d) = c.sliding_ttl {
-            b = b.time_to_idle(d);
-        }
-        if let Some(d) = c.jitter {
-            b = b.ttl_jitter(d);
-        }
-        b
-    }};
 }
 
 impl Registry {
@@ -583,7 +558,7 @@ impl Registry {
 
     /// Every setting of `c` on a front-door builder.
     fn front_door_builder<K, V>(c: &CacheConfig) -> AsideBuilder<K, V, AnyPolicy> {
-        let mut b = shared_settings!(AsideCache::<K, V>::builder(), c);
+        let mut b = AsideBuilder::on(Self::engine_builder(c));
         if let Some(d) = c.negative_ttl {
             b = b.negative_ttl(d);
         }
@@ -721,7 +696,26 @@ impl Registry {
         Ok(())
     }
 
+    /// The engine's settings of `c` (the front door's builder is layered on them).
     fn engine_builder<K, V>(c: &CacheConfig) -> CacheBuilder<K, V, AnyPolicy> {
-        shared_settings!(Cache::<K, V>::builder(), c)
+        let mut b = Cache::<K, V>::builder()
+            .policy(c.policy())
+            .max_capacity(c.capacity());
+        if let Some(s) = c.shards {
+            b = b.shards(s);
+        }
+        if let Some(s) = c.seed {
+            b = b.seed(s);
+        }
+        if let Some(d) = c.ttl {
+            b = b.time_to_live(d);
+        }
+        if let Some(d) = c.sliding_ttl {
+            b = b.time_to_idle(d);
+        }
+        if let Some(d) = c.jitter {
+            b = b.ttl_jitter(d);
+        }
+        b
     }
 }
