@@ -370,7 +370,7 @@ pub(crate) fn is_leading(id: u64) -> bool {
         return true;
     }
     #[cfg(feature = "async")]
-    if super::future::task_leads(id) {
+    if super::load_async::task_leads(id) {
         return true;
     }
     false

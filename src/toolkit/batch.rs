@@ -22,7 +22,7 @@ use crate::policy::EvictionPolicy;
 #[cfg(feature = "async")]
 use {
     crate::aside::flight::{self, Flight, Join, Lead, Outcome, SharedError},
-    crate::aside::future::{CatchUnwind, LEADING_TASK, WaitFlight},
+    crate::aside::load_async::{CatchUnwind, LEADING_TASK, WaitFlight},
     crate::aside::slot::Slot,
     crate::aside::stats::Counters,
     crate::aside::{Found, Recheck},

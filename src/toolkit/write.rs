@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::ConfigError;
 use crate::aside::AsideCache;
-use crate::aside::future::CatchUnwind;
+use crate::aside::load_async::CatchUnwind;
 use crate::policy::{EvictionPolicy, WTinyLfu};
 
 impl<K, V, P> AsideCache<K, V, P>

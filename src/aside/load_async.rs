@@ -1,7 +1,11 @@
-//! The async front door (`async` feature): `get_or_load`, `try_get_with`, `get_with`.
+//! The async front door (`async` feature): `get_or_load`, `try_get_with`, `get_with`. Laid
+//! out as its blocking twin, `load_blocking.rs`: the waiter's plumbing, the leader's run, the
+//! read path, then the entry points.
 //!
 //! Waiting never blocks an executor thread: waiters park on their flight's waker list, and
-//! every lock taken here is held for a few instructions, never across an await.
+//! every lock taken here is held for a few instructions, never across an await. The decisions
+//! around a load (lookup, recheck, install, fail-safe, what a waiter returns) are the front
+//! door's shared machinery, in `mod.rs`.
 
 use std::any::Any;
 use std::convert::Infallible;
