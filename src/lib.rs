@@ -34,8 +34,14 @@
 //!
 //! The async methods need the `async` feature (tokio); every one has a `_blocking` twin that
 //! needs no runtime. Around the read path: XFetch early refresh, fail-safe stale serving,
-//! negative caching, per-entry TTLs, tags and namespaces, batch loads, warming,
-//! write-through and write-behind, and a Redis L2 tier (`redis` feature).
+//! negative caching and per-entry TTLs. Around the front door, a toolkit built on it: tags
+//! and namespaces, batch loads, warming, write-through and write-behind, named caches from a
+//! file and sampled metrics (below). Behind it, a Redis L2 tier (`redis` feature).
+//!
+//! The source tree follows these layers: the engine in `src/engine/` (with [`Cache`] and its
+//! builder beside it), one eviction policy a file in `src/policy/`, the front door in
+//! `src/aside/`, the toolkit in `src/toolkit/`, the Redis tier in `src/tier/`
+//! (`docs/design.md` has the file map).
 //!
 //! # The engine: [`Cache`]
 //!
