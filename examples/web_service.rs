@@ -32,7 +32,10 @@
 //!    few of its lines. Then the clients hang up and the server shuts down gracefully.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -424,7 +427,7 @@ async fn client(addr: std::net::SocketAddr, load: Arc<Load>, seed: u64) -> Resul
         let floor = load
             .min_version
             .get(id as usize)
-            .map_or(0, |v| v.load(Relaxed));
+            .map_or(0, |v| v.load(Acquire));
         let (floor, expect) = if put {
             writes += 1;
             let name = format!("user {id}, renamed by client {seed} ({writes})");
@@ -442,7 +445,7 @@ async fn client(addr: std::net::SocketAddr, load: Arc<Load>, seed: u64) -> Resul
                             "PUT /users/{id}: answered {user:?} after version {floor}"
                         ));
                     }
-                    load.min_version[id as usize].fetch_max(user.version, Relaxed);
+                    load.min_version[id as usize].fetch_max(user.version, Release);
                     // Read your write: the next read must show this version (or a newer one).
                     (user.version, Some(name))
                 }
