@@ -68,9 +68,9 @@ fn sizes() -> Vec<u64> {
 }
 
 fn size_label(n: u64) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+    if n >= 1_000_000 && n % 1_000_000 == 0 {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n.is_multiple_of(1_000) {
+    } else if n >= 1_000 && n % 1_000 == 0 {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()

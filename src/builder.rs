@@ -465,8 +465,9 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
     where
         P: EvictionPolicy,
     {
-        if let Some(n) = self.shards
-            && (n == 0 || !n.is_power_of_two() || n > MAX_SHARDS)
+        if let Some(n) = self
+            .shards
+            .filter(|&n| n == 0 || !n.is_power_of_two() || n > MAX_SHARDS)
         {
             return Err(ConfigError::new(
                 "shards",
@@ -481,10 +482,10 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
             ));
         }
         let max_shard = crate::engine::shard::MAX_SHARD_ENTRIES as u64;
-        if let Some(n) = self.shards
-            && self.weigher.is_none()
-            && self.max_capacity != u64::MAX
-            && self.max_capacity.div_ceil(n as u64) > max_shard
+        let bounded = self.weigher.is_none() && self.max_capacity != u64::MAX;
+        if let Some(n) = self
+            .shards
+            .filter(|&n| bounded && self.max_capacity.div_ceil(n as u64) > max_shard)
         {
             return Err(ConfigError::new(
                 "shards",

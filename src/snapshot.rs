@@ -606,9 +606,7 @@ impl<K, V> Snapshot<K, V> {
                 None => summary.expired += 1,
             }
         }
-        if let Some(capacity) = capacity
-            && live.len() > capacity
-        {
+        if let Some(capacity) = capacity.filter(|&c| live.len() > c) {
             summary.over_capacity = live.len() - capacity;
             live.truncate(capacity);
         }

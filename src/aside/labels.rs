@@ -285,9 +285,8 @@ impl Book {
 
     /// Whether an entry with this mark was invalidated by tag or namespace.
     pub(crate) fn hidden(&self, mark: &Mark) -> bool {
-        if let Some(ns) = &mark.labels.0.namespace
-            && ns.0.version.load(Ordering::Acquire) != mark.ns_version
-        {
+        let namespace = mark.labels.0.namespace.as_ref();
+        if namespace.is_some_and(|ns| ns.0.version.load(Ordering::Acquire) != mark.ns_version) {
             return true;
         }
         if mark.labels.0.tags.is_empty() || self.last_tag.load(Ordering::Acquire) <= mark.stamp {

@@ -101,8 +101,9 @@ fn invalid<T>(field: Field, reason: impl Into<String>) -> Result<T, Invalid> {
 /// Every rule, in a fixed order (the first broken one is reported).
 pub(crate) fn check(s: &Settings) -> Result<(), Invalid> {
     use Field::*;
-    if let Some(n) = s.shards
-        && (n == 0 || !n.is_power_of_two() || n > crate::MAX_SHARDS)
+    if let Some(n) = s
+        .shards
+        .filter(|&n| n == 0 || !n.is_power_of_two() || n > crate::MAX_SHARDS)
     {
         let max = crate::MAX_SHARDS;
         return invalid(
@@ -132,20 +133,20 @@ pub(crate) fn check(s: &Settings) -> Result<(), Invalid> {
             "cannot be combined with a fixed TTL: a cache either slides deadlines or fixes them",
         );
     }
-    if let Some(jitter) = s.jitter
-        && let Some((field, ttl)) = s.ttl.map(|t| (Ttl, t)).or(s.tti.map(|t| (Tti, t)))
-        && jitter > ttl
-    {
-        let name = match field {
-            Ttl => "the TTL",
-            _ => "the sliding TTL",
-        };
-        return invalid(
-            Jitter,
-            format!(
-                "must not exceed {name} ({jitter:?} > {ttl:?}): jitter spreads expiries, it does not replace the TTL"
-            ),
-        );
+    let window = s.ttl.map(|t| (Ttl, t)).or(s.tti.map(|t| (Tti, t)));
+    if let (Some(jitter), Some((field, ttl))) = (s.jitter, window) {
+        if jitter > ttl {
+            let name = match field {
+                Ttl => "the TTL",
+                _ => "the sliding TTL",
+            };
+            return invalid(
+                Jitter,
+                format!(
+                    "must not exceed {name} ({jitter:?} > {ttl:?}): jitter spreads expiries, it does not replace the TTL"
+                ),
+            );
+        }
     }
     // A grace period alone takes `FailSafe::DEFAULT_RETRY_INTERVAL`.
     match (s.grace, s.retry_interval) {
@@ -161,9 +162,7 @@ pub(crate) fn check(s: &Settings) -> Result<(), Invalid> {
             "needs fail-safe: without a stale value there is nothing to serve",
         );
     }
-    if let Some(b) = s.xfetch_beta
-        && !(b.is_finite() && b > 0.0)
-    {
+    if let Some(b) = s.xfetch_beta.filter(|b| !(b.is_finite() && *b > 0.0)) {
         return invalid(XfetchBeta, format!("must be finite and > 0, got {b}"));
     }
     if let Some(f) = s.refresh_after {

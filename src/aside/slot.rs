@@ -63,8 +63,9 @@ impl<V> Slot<V> {
                 return Freshness::RefreshEarly;
             }
         }
-        if let Some(beta) = early.beta
-            && xfetch(now, self.delta, beta, random, self.fresh_until)
+        if early
+            .beta
+            .is_some_and(|beta| xfetch(now, self.delta, beta, random, self.fresh_until))
         {
             return Freshness::RefreshEarly;
         }

@@ -118,13 +118,17 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
                 }
                 return Lookup::Expired;
             }
-            if access && let Some(slid) = self.expiration.slide(deadline, now) {
-                node.set_deadline_bits(slid.raw());
+            if access {
+                if let Some(slid) = self.expiration.slide(deadline, now) {
+                    node.set_deadline_bits(slid.raw());
+                }
             }
         }
         let id = node.id();
-        if access && let HitAccess::Mark(max) = P::HIT {
-            node.raise_mark(max);
+        if access {
+            if let HitAccess::Mark(max) = P::HIT {
+                node.raise_mark(max);
+            }
         }
         let drain =
             (access && P::HIT == HitAccess::Exclusive && reader.record(id)) || reader.migrating();
@@ -596,9 +600,8 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         Q: Eq + ?Sized,
     {
         self.drain(store);
-        if let Some(id) = self.find(store, fragment, key)
-            && self.deadline(store, id).is_expired(now)
-        {
+        let found = self.find(store, fragment, key);
+        if let Some(id) = found.filter(|&id| self.deadline(store, id).is_expired(now)) {
             self.remove_id(store, id, RemovalCause::Expired);
         }
     }

@@ -558,9 +558,8 @@ impl EvictionPolicy for S3Fifo {
     fn victim(&mut self, _: u32, entries: &mut impl Entries<S3FifoState>) -> Option<EntryId> {
         let target = self.small_target(entries.len());
         loop {
-            if let Some(id) = self.small.oldest
-                && (self.small.len >= target || self.main.len == 0)
-            {
+            let from_small = self.small.len >= target || self.main.len == 0;
+            if let Some(id) = self.small.oldest.filter(|_| from_small) {
                 if entries.mark(id) > PROMOTE_ABOVE {
                     self.small.unlink(id, entries);
                     self.main.push(id, Segment::Main, 0, entries);

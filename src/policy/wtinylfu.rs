@@ -695,9 +695,8 @@ impl WTinyLfu {
 
     /// Shows one request to the tuner, which may resize the window.
     fn tune(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<WTinyLfuState>) {
-        if let Some(tuner) = self.tuner.as_deref_mut()
-            && let Some(fraction) = tuner.record(hash, weight)
-        {
+        let tuner = self.tuner.as_deref_mut();
+        if let Some(fraction) = tuner.and_then(|tuner| tuner.record(hash, weight)) {
             self.resize(fraction);
             self.rebalance(entries);
         }
@@ -873,8 +872,9 @@ impl EvictionPolicy for WTinyLfu {
     fn admit(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<WTinyLfuState>) -> bool {
         self.record(hash, weight, entries);
         if u64::from(weight) > self.window_max
-            && let Some(victim) = self.main_victim()
-            && !self.admits(hash, entries.hash(victim))
+            && self
+                .main_victim()
+                .is_some_and(|victim| !self.admits(hash, entries.hash(victim)))
         {
             return false;
         }
@@ -931,9 +931,8 @@ impl EvictionPolicy for WTinyLfu {
         let incoming = Some(u64::from(incoming))
             .filter(|&w| w <= self.window_max)
             .unwrap_or(0);
-        if self.window.weight + incoming > self.window_max
-            && let Some(candidate) = self.window.tail
-        {
+        let full = self.window.weight + incoming > self.window_max;
+        if let Some(candidate) = self.window.tail.filter(|_| full) {
             let Some(victim) = self.main_victim() else {
                 return Some(candidate);
             };
@@ -1314,7 +1313,7 @@ mod tests {
                 return false;
             }
             self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let admitted = mix64(self.rng).is_multiple_of(128);
+            let admitted = mix64(self.rng) % 128 == 0;
             self.random_admissions += u64::from(admitted);
             admitted
         }
@@ -1329,9 +1328,7 @@ mod tests {
 
         fn admit(&mut self, key: u8, weight: u64) -> bool {
             self.record(key);
-            if weight > self.window_max
-                && let Some(v) = self.main_victim()
-                && !self.admits(key, v)
+            if weight > self.window_max && self.main_victim().is_some_and(|v| !self.admits(key, v))
             {
                 return false;
             }
@@ -1341,9 +1338,8 @@ mod tests {
 
         fn victim(&mut self) -> Option<u8> {
             let incoming = self.incoming.filter(|&w| w <= self.window_max).unwrap_or(0);
-            if self.weight_of(&self.window) + incoming > self.window_max
-                && let Some(&candidate) = self.window.back()
-            {
+            let full = self.weight_of(&self.window) + incoming > self.window_max;
+            if let Some(&candidate) = self.window.back().filter(|_| full) {
                 let Some(victim) = self.main_victim() else {
                     return Some(candidate);
                 };
@@ -1747,7 +1743,7 @@ mod tests {
         // Each key used twice, 50 requests apart: the tuner gives the window everything.
         let mut i = 0u64;
         while sim.policy().current_window_fraction() < 1.0 {
-            let k = if i.is_multiple_of(2) {
+            let k = if i % 2 == 0 {
                 i / 2
             } else {
                 (i / 2).saturating_sub(50)

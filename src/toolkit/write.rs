@@ -823,11 +823,11 @@ where
     pub async fn shutdown_timeout(&self, limit: Duration) -> Result<(), Vec<(K, V)>> {
         self.close();
         let flusher = self.flusher.lock().take();
-        if let Some(mut f) = flusher
-            && tokio::time::timeout(limit, &mut f).await.is_err()
-        {
-            f.abort();
-            let _ = f.await;
+        if let Some(mut f) = flusher {
+            if tokio::time::timeout(limit, &mut f).await.is_err() {
+                f.abort();
+                let _ = f.await;
+            }
         }
         self.leftovers()
     }

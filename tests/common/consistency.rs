@@ -583,7 +583,7 @@ impl World {
     }
 
     fn deleted(&self, version: u64) -> bool {
-        self.combo.deletes() && version.is_multiple_of(DELETE_EVERY)
+        self.combo.deletes() && version % DELETE_EVERY == 0
     }
 
     /// Whether a loader call fails (injected).

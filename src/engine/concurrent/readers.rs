@@ -383,7 +383,7 @@ impl ReadGuard<'_> {
         self.stripe.ring[pos as usize % RING].store(id.encoded(), Ordering::Relaxed);
         let next = pos.wrapping_add(1);
         self.stripe.pos.store(next, Ordering::Release);
-        (next as usize).is_multiple_of(RING)
+        (next as usize) % RING == 0
     }
 }
 

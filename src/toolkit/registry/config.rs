@@ -262,9 +262,7 @@ impl CacheConfig {
                 return err(field, "must be at least 1, got 0".to_string());
             }
         }
-        if let Some(n) = self.samples
-            && !(1..=1024).contains(&n)
-        {
+        if let Some(n) = self.samples.filter(|n| !(1..=1024).contains(n)) {
             return err("samples", format!("must be between 1 and 1024, got {n}"));
         }
         let shares = [
@@ -273,32 +271,24 @@ impl CacheConfig {
             ("sketch_start", self.sketch_start),
         ];
         for (field, share) in shares {
-            if let Some(f) = share
-                && !(0.0..=1.0).contains(&f)
-            {
+            if let Some(f) = share.filter(|f| !(0.0..=1.0).contains(f)) {
                 return err(field, format!("must be between 0.0 and 1.0, got {f}"));
             }
         }
         let max = WTinyLfu::MAX_ADMISSION_MARGIN;
-        if let Some(m) = self.admission_margin
-            && m > max
-        {
+        if let Some(m) = self.admission_margin.filter(|&m| m > max) {
             return err(
                 "admission_margin",
                 format!("must be between 0 and {max}, got {m}"),
             );
         }
-        if let Some(f) = self.small_fraction
-            && !(f > 0.0 && f < 1.0)
-        {
+        if let Some(f) = self.small_fraction.filter(|&f| !(f > 0.0 && f < 1.0)) {
             return err(
                 "small_fraction",
                 format!("must be strictly between 0.0 and 1.0, got {f}"),
             );
         }
-        if let Some(r) = self.ghost_ratio
-            && !(0.0..=16.0).contains(&r)
-        {
+        if let Some(r) = self.ghost_ratio.filter(|r| !(0.0..=16.0).contains(r)) {
             return err(
                 "ghost_ratio",
                 format!("must be between 0.0 and 16.0, got {r}"),
