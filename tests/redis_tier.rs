@@ -834,3 +834,43 @@ async fn per_entry_ttl_predicate_invalidation_iteration_and_borrowed_keys() {
     .await;
     assert_eq!(b.l1().get("t2:a"), Some(20));
 }
+
+/// A TTL the L1's `expire_after` chooses for a value is its Redis lifetime too, for a loaded
+/// value and a put one; values it leaves alone get the L2 TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_l1s_expire_after_sets_the_redis_expiry() {
+    let server = RedisServer::start();
+    let l1: AsideCache<u64, String> = AsideCache::builder()
+        .max_capacity(100)
+        .time_to_live(Duration::from_secs(60))
+        .expire_after(|_, v: &String| v.starts_with("volatile").then_some(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let tier = TieredCache::builder(l1, server.url())
+        .key_prefix("ea:")
+        .l2_ttl(Duration::from_secs(300))
+        .op_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let mut raw = server.raw().await;
+    let pttl = async |raw: &mut redis::aio::MultiplexedConnection, key: &str| -> i64 {
+        redis::cmd("PTTL").arg(key).query_async(raw).await.unwrap()
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    tier.get_or_load(1, counted(&calls, "volatile stock level"))
+        .await
+        .unwrap();
+    tier.get_or_load(2, counted(&calls, "product name"))
+        .await
+        .unwrap();
+    tier.put(3, "volatile price".to_string()).await;
+    let (p1, p2, p3) = (
+        pttl(&mut raw, "ea:1").await,
+        pttl(&mut raw, "ea:2").await,
+        pttl(&mut raw, "ea:3").await,
+    );
+    assert!((1..=5_000).contains(&p1), "loaded, chosen: PTTL {p1}");
+    assert!(p2 > 5_000, "loaded, default: PTTL {p2}");
+    assert!((1..=5_000).contains(&p3), "put, chosen: PTTL {p3}");
+}

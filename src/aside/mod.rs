@@ -887,3 +887,13 @@ where
         self.inner.cache.validate()
     }
 }
+
+impl<K, V, P: EvictionPolicy> AsideCache<K, V, P> {
+    /// The time to live `expire_after` chooses for `value` (user code: call it outside every
+    /// lock), `None` without one or when it keeps the default. The Redis tier gives its copy
+    /// the same lifetime.
+    #[cfg(feature = "redis")]
+    pub(crate) fn chosen_ttl(&self, key: &K, value: &V) -> Option<Duration> {
+        self.inner.expire_after.as_ref().and_then(|f| f(key, value))
+    }
+}

@@ -201,6 +201,11 @@ fn glob_escape(prefix: &str) -> String {
     out
 }
 
+/// A duration in whole milliseconds for Redis's `PX`, at least 1.
+fn ttl_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 impl<K, V, P> Inner<K, V, P>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -258,8 +263,17 @@ where
     }
 
     /// The L1's loader: Redis, the distributed lock, the user's loader.
+    /// The Redis expiry of `value` for `key`, in ms: the L1's `expire_after` choice when it
+    /// makes one (the copy in Redis lives as long as the entry's own TTL), else the L2 TTL.
+    fn l2_ttl_for(&self, key: &K, value: &V) -> u64 {
+        self.l1
+            .chosen_ttl(key, value)
+            .map_or_else(|| self.l2_ttl_ms(), ttl_ms)
+    }
+
     async fn fetch_or_load<E, F, Fut>(
         self: Arc<Self>,
+        key: K,
         encoded: String,
         loader: F,
     ) -> Result<Option<V>, E>
@@ -318,7 +332,7 @@ where
         let result = loader().await;
         match &result {
             Ok(Some(v)) => match self.codec.encode(v) {
-                Ok(bytes) => match guard.install(&rkey, &bytes, self.l2_ttl_ms()).await {
+                Ok(bytes) => match guard.install(&rkey, &bytes, self.l2_ttl_for(&key, v)).await {
                     Ok(true) => Counters::bump(&self.counters.l2_writes),
                     Ok(false) => Counters::bump(&self.counters.lock_lost),
                     // Not retried: the next miss writes again. The guard's drop releases the
@@ -445,9 +459,10 @@ where
     {
         let encoded = self.inner.keys.encode(&key);
         let inner = Arc::clone(&self.inner);
+        let owned = key.clone();
         self.inner
             .l1
-            .get_or_load(key, move || inner.fetch_or_load(encoded, loader))
+            .get_or_load(key, move || inner.fetch_or_load(owned, encoded, loader))
             .await
     }
 
@@ -496,8 +511,9 @@ where
     }
 
     /// Write-through after writing the source of truth: stores `value` in the L1 at once, then
-    /// in Redis (with the L2 TTL, deleting any lock on the key so a load in flight cannot
-    /// overwrite it) and publishes an invalidation so that other instances drop their copy.
+    /// in Redis (with the L2 TTL, or the lifetime the L1's
+    /// [`expire_after`](crate::AsideBuilder::expire_after) chooses for it, deleting any lock on
+    /// the key so a load in flight cannot overwrite it) and publishes an invalidation so that other instances drop their copy.
     /// If Redis is unavailable, the deletion of the Redis copy and the message are queued and
     /// replayed when Redis answers again (see [Degradation](self#degradation)).
     ///
@@ -539,6 +555,8 @@ where
         let inner = &self.inner;
         let encoded = inner.keys.encode(&key);
         let bytes = inner.codec.encode(&value);
+        // Before the value moves into the L1: `expire_after` may choose its lifetime.
+        let redis_ttl = ttl.map_or_else(|| inner.l2_ttl_for(&key, &value), ttl_ms);
         match ttl {
             Some(ttl) => inner.l1.put_with_ttl(key, value, ttl),
             None => inner.l1.put(key, value),
@@ -549,10 +567,7 @@ where
             Counters::bump(&inner.counters.codec_errors);
             return self.delete_everywhere(rkey, message).await;
         };
-        let ttl = ttl.map_or_else(
-            || inner.l2_ttl_ms(),
-            |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1),
-        );
+        let ttl = redis_ttl;
         let channel = &inner.settings.channel;
         let written = inner
             .l2
