@@ -83,7 +83,13 @@ impl Breaker {
             BreakerState::Open if now.saturating_sub(s.opened_at) >= self.open_for => {
                 s.state = BreakerState::HalfOpen;
                 s.probe_in_flight = true;
-                true
+                drop(s);
+                transition(BreakerState::Open, BreakerState::HalfOpen);
+                return Some(Permit {
+                    breaker: self,
+                    probe: true,
+                    reported: false,
+                });
             }
             BreakerState::Open => return None,
             BreakerState::HalfOpen if s.probe_in_flight => return None,
@@ -117,6 +123,8 @@ impl Breaker {
             s.consecutive_failures = 0;
             if probe && s.state == BreakerState::HalfOpen {
                 s.state = BreakerState::Closed;
+                drop(s);
+                transition(BreakerState::HalfOpen, BreakerState::Closed);
             }
             return;
         }
@@ -127,11 +135,27 @@ impl Breaker {
             BreakerState::Open => false,
         };
         if open {
+            let from = s.state;
             s.state = BreakerState::Open;
             s.opened_at = now;
             s.times_opened += 1;
+            let failures = s.consecutive_failures;
+            drop(s);
+            transition(from, BreakerState::Open);
+            let _ = failures;
+            #[cfg(feature = "tracing")]
+            tracing::warn!(target: "aside::tier", failures, "Redis circuit breaker opened");
         }
     }
+}
+
+/// A `tracing` event for a state change of the breaker (feature `tracing`; target
+/// `aside::tier`, `INFO`, fields `from` and `to`), emitted after the breaker's lock is
+/// released: a subscriber is user code.
+fn transition(from: BreakerState, to: BreakerState) {
+    let _ = (from, to);
+    #[cfg(feature = "tracing")]
+    tracing::info!(target: "aside::tier", from = ?from, to = ?to, "Redis circuit breaker");
 }
 
 impl Permit<'_> {
@@ -215,5 +239,62 @@ mod tests {
         assert_eq!(b.state(), BreakerState::HalfOpen);
         b.try_acquire().expect("the slot is free again").success();
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    /// Under the `tracing` feature every transition is an `INFO` event with `from` and `to`,
+    /// and opening also a `WARN` event with the failure count.
+    #[cfg(feature = "tracing")]
+    #[test]
+    fn transitions_are_tracing_events() {
+        use std::sync::Mutex;
+        use tracing::field::{Field, Visit};
+
+        #[derive(Default)]
+        struct Events(Mutex<Vec<String>>);
+        struct Line<'a>(&'a mut String);
+        impl Visit for Line<'_> {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        impl tracing::Subscriber for Events {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, event: &tracing::Event<'_>) {
+                let mut line =
+                    format!("{} {}", event.metadata().level(), event.metadata().target());
+                event.record(&mut Line(&mut line));
+                self.0.lock().unwrap().push(line);
+            }
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+
+        let events = Arc::new(Events::default());
+        let clock = MockClock::new();
+        let b = breaker(&clock);
+        tracing::subscriber::with_default(Arc::clone(&events), || {
+            for _ in 0..3 {
+                b.try_acquire().unwrap().failure();
+            }
+            clock.advance(Duration::from_secs(1));
+            b.try_acquire().unwrap().success();
+        });
+        let seen = events.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                "INFO aside::tier message=Redis circuit breaker from=Closed to=Open",
+                "WARN aside::tier message=Redis circuit breaker opened failures=3",
+                "INFO aside::tier message=Redis circuit breaker from=Open to=HalfOpen",
+                "INFO aside::tier message=Redis circuit breaker from=HalfOpen to=Closed",
+            ]
+        );
     }
 }

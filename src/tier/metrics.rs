@@ -125,6 +125,26 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// `n` writes to Redis given up (`writes_dropped`), with a `WARN` event under the
+    /// `tracing` feature (target `aside::tier`, fields `dropped` and `what`).
+    pub(crate) fn writes_dropped(&self, n: u64, what: &'static str) {
+        Self::add(&self.writes_dropped, n);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(target: "aside::tier", dropped = n, what, "Redis writes dropped");
+        let _ = what;
+    }
+
+    /// The invalidation queue overflowed into a prefix-wide clear (`invalidation_overflows`),
+    /// with a `WARN` event under the `tracing` feature (target `aside::tier`).
+    pub(crate) fn invalidation_overflow(&self) {
+        Self::bump(&self.invalidation_overflows);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "aside::tier",
+            "invalidation queue full: replaced by one prefix-wide clear"
+        );
+    }
+
     pub(crate) fn snapshot(&self) -> TierMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TierMetrics {

@@ -287,7 +287,12 @@ where
             return self.load_degraded(loader).await;
         }
         match self.l2_get(&rkey).await {
-            Fetched::Hit(v) => return Ok(Some(v)),
+            Fetched::Hit(v) => {
+                // Inside the front door's `aside.load` span: this load was an L2 hit.
+                #[cfg(feature = "tracing")]
+                tracing::debug!(target: "aside::tier", "L2 hit");
+                return Ok(Some(v));
+            }
             Fetched::Miss => Counters::bump(&self.counters.l2_misses),
             Fetched::Down => return self.load_degraded(loader).await,
         }
@@ -337,7 +342,7 @@ where
                     Ok(false) => Counters::bump(&self.counters.lock_lost),
                     // Not retried: the next miss writes again. The guard's drop releases the
                     // lock.
-                    Err(_) => Counters::bump(&self.counters.writes_dropped),
+                    Err(_) => self.counters.writes_dropped(1, "loaded value"),
                 },
                 Err(_) => {
                     Counters::bump(&self.counters.codec_errors);

@@ -249,13 +249,13 @@ impl Replay {
     /// when `write_retry_window` is zero).
     pub(crate) fn failed_key(&self, rkey: String, message: String) {
         if self.retry_window.is_zero() {
-            return Counters::bump(&self.counters.writes_dropped);
+            return self.counters.writes_dropped(1, "invalidation");
         }
         let (budget, instance) = (self.budget, self.instance);
         let all = || Message::new(instance, Scope::All).encode();
         let pushed = self.with_queue(|q| q.push_key(rkey, message, budget, all));
         if pushed == Pushed::Overflowed {
-            Counters::bump(&self.counters.invalidation_overflows);
+            self.counters.invalidation_overflow();
         }
         self.wake.notify_one();
     }
@@ -263,7 +263,7 @@ impl Replay {
     /// A prefix-wide clear + `message` did not reach Redis: queue it.
     pub(crate) fn failed_all(&self, message: String) {
         if self.retry_window.is_zero() {
-            return Counters::bump(&self.counters.writes_dropped);
+            return self.counters.writes_dropped(1, "clear");
         }
         self.with_queue(|q| q.push_all(message));
         self.wake.notify_one();
@@ -321,7 +321,8 @@ impl Replay {
             };
             if give_up {
                 let dropped = self.with_queue(|q| q.complete(&batch)) as u64;
-                Counters::add(&self.counters.writes_dropped, dropped);
+                self.counters
+                    .writes_dropped(dropped, "queued invalidations");
                 replies_since = None;
                 continue;
             }
