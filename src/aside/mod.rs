@@ -52,6 +52,48 @@
 //! ## Reentrancy
 //! A loader that calls the front door for the key it is loading gets
 //! [`LoadError::Reentrant`] at once instead of deadlocking; other keys work.
+//!
+//! ## What a loader may borrow
+//! - A **blocking** loader (`get_or_load_blocking` and its twins) may borrow anything from the
+//!   caller: it runs to completion on the caller's thread before the call returns.
+//! - An **async** loader is a closure that returns a future. The closure may borrow from the
+//!   caller (it runs before the call returns, to build the future). The future must be
+//!   `Send + 'static`: a load may outlive its caller. An early refresh in the background
+//!   mode ([`RefreshMode::Background`]) runs on a spawned task after the caller got the
+//!   current value, and a load past the fail-safe soft timeout goes on in the background
+//!   after the caller got the stale value. Own what the future needs (clone an `Arc`, move
+//!   an owned query), as in the example below; the batch loaders and `warm` take the same
+//!   kind of loader.
+//!
+//! ```
+//! # #[cfg(feature = "async")]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use aside::AsideCache;
+//!
+//! struct Request<'a> {
+//!     tenant: &'a str,
+//! }
+//!
+//! let names: AsideCache<u64, String> = AsideCache::builder().build().unwrap();
+//! let request = Request { tenant: "acme" };
+//! let req = &request;
+//! let name = names
+//!     .get_or_load(42, || {
+//!         // Borrowed here, while the closure runs; owned by the future.
+//!         let query = format!("SELECT name FROM {}.users WHERE id = 42", req.tenant);
+//!         async move { Ok::<_, std::io::Error>(Some(format!("row for {query}"))) }
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert!(name.unwrap().contains("acme.users"));
+//!
+//! // A blocking loader may borrow the request itself.
+//! let name = names
+//!     .get_or_load_blocking(7, || Ok::<_, std::io::Error>(Some(req.tenant.to_string())))
+//!     .unwrap();
+//! assert_eq!(name.as_deref(), Some("acme"));
+//! # });
+//! ```
 
 mod builder;
 mod error;
