@@ -492,13 +492,12 @@ where
         Q: ToOwned<Owned = K> + ?Sized,
     {
         let key: K = key.to_owned();
-        let key = &key;
-        let rkey = self.inner.value_key(&self.inner.keys.encode(key));
+        let rkey = self.inner.value_key(&self.inner.keys.encode(&key));
         let inner = Arc::clone(&self.inner);
         let found = self
             .inner
             .l1
-            .try_get_with(key.clone(), move || async move {
+            .try_get_with(key, move || async move {
                 if inner.replay.is_pending(&rkey) {
                     return Err(NotInL2);
                 }
@@ -560,8 +559,10 @@ where
         let inner = &self.inner;
         let encoded = inner.keys.encode(&key);
         let bytes = inner.codec.encode(&value);
-        // Before the value moves into the L1: `expire_after` may choose its lifetime.
-        let redis_ttl = ttl.map_or_else(|| inner.l2_ttl_for(&key, &value), ttl_ms);
+        // The entry's lifetime in both tiers: the caller's, else what `expire_after` chooses
+        // (asked once, before the value moves into the L1), else each tier's default.
+        let ttl = ttl.or_else(|| inner.l1.chosen_ttl(&key, &value));
+        let redis_ttl = ttl.map_or_else(|| inner.l2_ttl_ms(), ttl_ms);
         match ttl {
             Some(ttl) => inner.l1.put_with_ttl(key, value, ttl),
             None => inner.l1.put(key, value),
@@ -572,7 +573,6 @@ where
             Counters::bump(&inner.counters.codec_errors);
             return self.delete_everywhere(rkey, message).await;
         };
-        let ttl = redis_ttl;
         let channel = &inner.settings.channel;
         let written = inner
             .l2
@@ -585,7 +585,7 @@ where
                         .arg(rkey)
                         .arg(bytes)
                         .arg("PX")
-                        .arg(ttl)
+                        .arg(redis_ttl)
                         .ignore()
                         .cmd("DEL")
                         .arg(format!("lock:{rkey}"))
