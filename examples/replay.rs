@@ -21,6 +21,9 @@
 //!   is a new draw; `aside`'s caches get seeds `0x5EED`, `0x5EED + 1`, ... The exact LRU, OPT,
 //!   `aside_lru_1sh` and `moka_lru` (both exact LRUs) run once. The CSV's `runs` and `sd_pct`
 //!   columns give the count and the standard deviation of the runs' hit%.
+//! - `--only NAME[,NAME..]`: only these single-threaded contenders (exact names, as in the
+//!   columns); the LRU and reference checks run only when `exact_lru`, `aside_lru_1sh` and
+//!   `opt` are among them.
 //!
 //! With `ASIDE_BENCH_OUT=DIR` set, every hit ratio is also written to `DIR/replay.csv` (one
 //! record per trace, mode, capacity and contender; see `benches/common/out.rs`).
@@ -345,10 +348,12 @@ struct Args {
     quick: bool,
     threads: Option<usize>,
     runs: usize,
+    /// The single-threaded contenders to run (all when empty).
+    only: Vec<String>,
 }
 
 fn usage() -> &'static str {
-    "usage: replay [--traces DIR] [--trace NAME[,NAME..]] [--quick] [--threads N] [--runs N]"
+    "usage: replay [--traces DIR] [--trace NAME[,NAME..]] [--quick] [--threads N] [--runs N] [--only NAME[,NAME..]]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -356,6 +361,7 @@ fn parse_args() -> Result<Args, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"));
     let (mut names, mut quick, mut threads, mut runs) = (Vec::new(), false, None, 1);
+    let mut only = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().ok_or(format!("{flag} needs a value"));
@@ -368,6 +374,14 @@ fn parse_args() -> Result<Args, String> {
                     .map(str::to_lowercase),
             ),
             "--quick" => quick = true,
+            "--only" => {
+                for name in value("--only")?.split(',').filter(|s| !s.is_empty()) {
+                    if !SINGLE.contains(&name) {
+                        return Err(format!("--only: unknown contender `{name}`"));
+                    }
+                    only.push(name.to_string());
+                }
+            }
             "--threads" => {
                 let n: usize = value("--threads")?
                     .parse()
@@ -395,6 +409,7 @@ fn parse_args() -> Result<Args, String> {
         quick,
         threads,
         runs,
+        only,
     })
 }
 
@@ -882,6 +897,7 @@ fn replay_trace(
     path: &Path,
     threads: Option<usize>,
     runs: usize,
+    single: &[&str],
     tally: &mut Tally,
     csv: &mut out::Csv,
 ) {
@@ -911,13 +927,13 @@ fn replay_trace(
         );
     }
     println!();
-    println!("{}", header(SINGLE));
+    println!("{}", header(single));
     let mut checks = Vec::new();
-    let mut spent = vec![std::time::Duration::ZERO; SINGLE.len()];
+    let mut spent = vec![std::time::Duration::ZERO; single.len()];
     for &(capacity, ref_lru, ref_opt) in spec.points {
         let mut row = format!("| {capacity:>8} |");
         let mut hits = HashMap::new();
-        for (i, &name) in SINGLE.iter().enumerate() {
+        for (i, &name) in single.iter().enumerate() {
             let t = Instant::now();
             let n = if seeded(name) { runs } else { 1 };
             let each: Vec<f64> = (0..n as u64)
@@ -955,11 +971,14 @@ fn replay_trace(
     }
     println!();
     let mut line = String::from("   time per contender (all capacities):");
-    for (name, t) in SINGLE.iter().zip(&spent) {
+    for (name, t) in single.iter().zip(&spent) {
         let _ = write!(line, " {name} {t:.1?};");
     }
     println!("{line}");
-    for (capacity, hits, ref_lru, ref_opt) in checks {
+    let checked = ["exact_lru", "aside_lru_1sh", "aside_lru", "opt"]
+        .iter()
+        .all(|name| single.contains(name));
+    for (capacity, hits, ref_lru, ref_opt) in checks.into_iter().filter(|_| checked) {
         let n = keys.len();
         let (exact, one, sharded) = (hits["exact_lru"], hits["aside_lru_1sh"], hits["aside_lru"]);
         let verdict = if one == exact { "PASS" } else { "FAIL" };
@@ -1087,6 +1106,11 @@ fn main() -> ExitCode {
          moka_tinylfu = moka default as its users run it (lazy maintenance; the headline), moka_tinylfu_eager = the same with run_pending_tasks() after every insert, moka_lru = EvictionPolicy::lru() (eager); exact_lru = `lru` crate; opt = Belady MIN."
     );
     println!();
+    let single: Vec<&str> = SINGLE
+        .iter()
+        .copied()
+        .filter(|name| args.only.is_empty() || args.only.iter().any(|o| o == name))
+        .collect();
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut csv = out::Csv::new("replay", CSV_COLUMNS);
@@ -1096,7 +1120,15 @@ fn main() -> ExitCode {
             println!("## {}: {} not found, skipped\n", spec.name, path.display());
             continue;
         }
-        replay_trace(spec, &path, args.threads, args.runs, &mut tally, &mut csv);
+        replay_trace(
+            spec,
+            &path,
+            args.threads,
+            args.runs,
+            &single,
+            &mut tally,
+            &mut csv,
+        );
     }
     let written = csv.write();
     if let Err(e) = &written {
