@@ -1,6 +1,8 @@
 //! Every contender in one process, side by side: each built-in `aside` policy, moka,
 //! quick_cache and a `Mutex<lru::LruCache>`, on the same key streams, in interleaved rounds
 //! (A B C ... A B C ...), with medians and the ratios to quick_cache and to moka printed.
+//! `aside_default_exact` is the default policy with `with_exact_hits(true)` (every hit
+//! replayed in order), to show what marking hot entries' hits saves.
 //!
 //! Setup, per size N (10k, 100k, 1M keys; 10M with `ASIDE_BENCH_LONG=1`): every contender is
 //! built for 2N entries and filled with the N keys in order, so every `get` hits. Each thread
@@ -65,8 +67,9 @@ fn env_on(var: &str) -> bool {
 }
 
 /// The contenders, in the order the tables show them: the default policy first.
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     "aside_default",
+    "aside_default_exact",
     "aside_lru",
     "aside_fifo",
     "aside_s3fifo",
@@ -102,6 +105,9 @@ impl Any {
     fn build(name: &str, capacity: u64) -> Self {
         match name {
             "aside_default" => Self::Default(aside(capacity, WTinyLfu::new())),
+            "aside_default_exact" => {
+                Self::Default(aside(capacity, WTinyLfu::new().with_exact_hits(true)))
+            }
             "aside_lru" => Self::Lru(aside(capacity, Lru::new())),
             "aside_fifo" => Self::Fifo(aside(capacity, Fifo::new())),
             "aside_s3fifo" => Self::S3Fifo(aside(capacity, S3Fifo::new())),

@@ -23,7 +23,7 @@
 //!   columns give the count and the standard deviation of the runs' hit%.
 //! - `--only NAME[,NAME..]`: only these single-threaded contenders (exact names, as in the
 //!   columns); the LRU and reference checks run only when `exact_lru`, `aside_lru_1sh` and
-//!   `opt` are among them.
+//!   `opt` are among them. With `--threads`, the shared pass runs the named contenders it has.
 //!
 //! With `ASIDE_BENCH_OUT=DIR` set, every hit ratio is also written to `DIR/replay.csv` (one
 //! record per trace, mode, capacity and contender; see `benches/common/out.rs`).
@@ -46,6 +46,9 @@
 //! simulation. `aside_wtinylfu_w1` is `WTinyLfu::with_window_fraction(0.01)`, Caffeine's static
 //! 1% window; `aside_wtinylfu_w0` is `with_window_fraction(0.0)`: TinyLFU admission in front of
 //! a segmented LRU with no window, the configuration for loop- and scan-heavy workloads.
+//! `aside_wtinylfu_exact` is the default with `with_exact_hits(true)`: every hit replayed in
+//! order, where the default marks hits on protected entries and folds them in at the
+//! segment's tail.
 //!
 //! The exact LRU is the `lru` crate; OPT is Belady's MIN (every miss is admitted, the cached
 //! key used farthest in the future is evicted), computed from precomputed next-use indices with
@@ -672,6 +675,7 @@ const SINGLE: &[&str] = &[
     "aside_wtinylfu_lru",
     "aside_wtinylfu_m0",
     "aside_s3fifo",
+    "aside_wtinylfu_exact",
     "moka_tinylfu",
     "moka_tinylfu_eager",
     "moka_lru",
@@ -718,6 +722,9 @@ fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
             None,
         ),
         "aside_s3fifo" => aside_hits(keys, capacity, S3Fifo::new(), None),
+        "aside_wtinylfu_exact" => {
+            aside_hits(keys, capacity, WTinyLfu::new().with_exact_hits(true), None)
+        }
         "moka_tinylfu" => moka_hits(keys, capacity, false, false),
         "moka_tinylfu_eager" => moka_hits(keys, capacity, false, true),
         "moka_lru" => moka_hits(keys, capacity, true, true),
@@ -796,6 +803,7 @@ const SHARED: &[&str] = &[
     "aside_fifo",
     "aside_ttl",
     "aside_wtinylfu",
+    "aside_wtinylfu_exact",
     "aside_s3fifo",
     "moka_tinylfu",
     "moka_lru",
@@ -815,6 +823,11 @@ fn run_shared(name: &str, keys: &[u64], capacity: usize, threads: usize) -> u64 
         "aside_wtinylfu" => {
             replay_shared(keys, threads, &aside_cache(capacity, WTinyLfu::new(), None))
         }
+        "aside_wtinylfu_exact" => replay_shared(
+            keys,
+            threads,
+            &aside_cache(capacity, WTinyLfu::new().with_exact_hits(true), None),
+        ),
         "aside_s3fifo" => replay_shared(keys, threads, &aside_cache(capacity, S3Fifo::new(), None)),
         "moka_tinylfu" => replay_shared(
             keys,
@@ -1030,10 +1043,16 @@ fn replay_trace(
         println!();
         println!("{threads} threads, round-robin split, one shared cache:");
         println!();
-        println!("{}", header(SHARED));
+        // `--only` narrows this pass too, to the named contenders it has.
+        let shared: Vec<&str> = SHARED
+            .iter()
+            .copied()
+            .filter(|name| single.len() == SINGLE.len() || single.contains(name))
+            .collect();
+        println!("{}", header(&shared));
         for &(capacity, _, _) in spec.points {
             let mut row = format!("| {capacity:>8} |");
-            for &name in SHARED {
+            for &name in &shared {
                 let h = run_shared(name, &keys, capacity, threads);
                 csv.row(&[
                     &spec.name,

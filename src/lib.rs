@@ -74,7 +74,8 @@
 //! probes its shard's table inside a read section that writes only its own thread's counters,
 //! and records a hit for the policy in a lossy ring of its own, replayed in batches under the
 //! shard's lock by whoever holds it (or, for policies that only count hits, such as S3-FIFO,
-//! raises a counter in the entry itself: [`policy::HitAccess`]). Writes take their shard's mutex; a writer that removes an
+//! and for the default policy's hot entries, raises a counter in the entry itself:
+//! [`policy::HitAccess`]). Writes take their shard's mutex; a writer that removes an
 //! entry waits until no lookup can still be reading it, then hands it back. No user code runs
 //! under a shard lock except the key's `Eq` and the value's `Clone` (in `iter` and `retain`'s
 //! snapshots): hashing, weighers, loaders, listeners and the drop of evicted values all happen

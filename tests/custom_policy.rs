@@ -1,6 +1,7 @@
 //! Eviction policies written outside the crate, using only `aside::policy`'s public items:
 //! an MRU list (buffered exclusive hits), a CLOCK / second-chance queue (shared hits on an
-//! atomic reference bit) and a FIFO behind a doorkeeper admission filter.
+//! atomic reference bit, then on the entry's mark), a policy that records an entry's hits
+//! until it marks the entry (`MarkOrRecord`) and a FIFO behind a doorkeeper admission filter.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
@@ -507,6 +508,106 @@ fn marked_clock_decides_alike_in_a_simulation() {
     }
     assert!(sim.contains(1) && !sim.contains(2));
     sim.validate().unwrap();
+}
+
+// ----- Recorded until marked: `HitAccess::MarkOrRecord` -----
+
+/// An entry's hits are recorded and replayed until the policy marks the entry (on its first
+/// replayed hit); from then on a reader only raises the mark, up to 4. The victim is the
+/// entry with the lowest mark, oldest first; each `victim` call logs the marks in queue order.
+#[derive(Clone, Default)]
+struct RecordedUntilMarked {
+    queue: VecDeque<EntryId>,
+    replayed: Arc<AtomicUsize>,
+    marks_seen: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl EvictionPolicy for RecordedUntilMarked {
+    type State = ();
+    const HIT: HitAccess = HitAccess::MarkOrRecord(4);
+
+    fn on_insert(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        self.queue.push_back(id);
+    }
+
+    /// A recorded hit (mark 0) marks the entry; on a marked entry, what a reader does.
+    fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<()>) {
+        match entries.mark(id) {
+            0 => {
+                self.replayed.fetch_add(1, Ordering::Relaxed);
+                entries.set_mark(id, 1);
+            }
+            m => entries.set_mark(id, (m + 1).min(4)),
+        }
+    }
+
+    /// Not a hit: the updates below only make the cache replay its rings.
+    fn on_update(&mut self, _: EntryId, _: u32, _: &mut impl Entries<()>) {}
+
+    fn on_remove(&mut self, id: EntryId, _: &mut impl Entries<()>) {
+        let at = self.queue.iter().position(|&e| e == id).expect("queued");
+        self.queue.remove(at);
+    }
+
+    fn victim(&mut self, _: u32, entries: &mut impl Entries<()>) -> Option<EntryId> {
+        let marks = self.queue.iter().map(|&id| entries.mark(id)).collect();
+        self.marks_seen.lock().unwrap().push(marks);
+        self.queue
+            .iter()
+            .copied()
+            .min_by_key(|&id| entries.mark(id))
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
+
+#[test]
+fn mark_or_record_replays_unmarked_hits_and_only_marks_marked_ones() {
+    let policy = RecordedUntilMarked::default();
+    let (replayed, seen) = (Arc::clone(&policy.replayed), Arc::clone(&policy.marks_seen));
+    let log = Log::default();
+    let cache = Cache::builder()
+        .max_capacity(3)
+        .shards(1)
+        .policy(policy)
+        .eviction_listener(listener(&log))
+        .build()
+        .unwrap();
+    for k in 1..=3 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.get(&1), Some(1)); // unmarked: recorded
+    cache.insert(1, 1); // a write replays it: 1 is marked
+    assert_eq!(replayed.load(Ordering::Relaxed), 1);
+    for _ in 0..10 {
+        assert_eq!(cache.get(&1), Some(1)); // marked: the reader raises the mark, up to 4
+    }
+    assert_eq!(cache.get(&2), Some(2)); // unmarked: recorded
+    cache.insert(3, 3); // replays 2's hit; 1's hits were never recorded
+    assert_eq!(replayed.load(Ordering::Relaxed), 2);
+    cache.insert(4, 4); // needs room: 3 has the lowest mark
+    assert_eq!(seen.lock().unwrap().as_slice(), &[vec![4, 1, 0]]);
+    let replaced = RemovalCause::Replaced;
+    assert_eq!(
+        take(&log),
+        vec![(1, replaced), (3, replaced), (3, RemovalCause::Capacity)]
+    );
+    // A peek raises nothing.
+    assert_eq!(cache.peek(&4), Some(4));
+    cache.insert(5, 5);
+    assert_eq!(seen.lock().unwrap()[1], vec![4, 1, 0]);
+    assert_eq!(take(&log), vec![(4, RemovalCause::Capacity)]);
+    cache.validate().unwrap();
+
+    // A `Simulation` calls `on_access` for every hit: the same marks.
+    let mut sim = aside::policy::Simulation::new(RecordedUntilMarked::default(), 3, 0);
+    for h in [1, 2, 3, 1, 1, 1, 1, 1, 2, 4] {
+        sim.access(h, 1);
+    }
+    assert!(sim.contains(1) && sim.contains(2) && !sim.contains(3) && sim.contains(4));
+    assert_eq!(sim.policy().replayed.load(Ordering::Relaxed), 2);
 }
 
 // ----- Admission: a doorkeeper in front of FIFO -----

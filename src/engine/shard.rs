@@ -125,13 +125,17 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
             }
         }
         let id = node.id();
-        if access {
-            if let HitAccess::Mark(max) = P::HIT {
-                node.raise_mark(max);
-            }
-        }
-        let drain =
-            (access && P::HIT == HitAccess::Exclusive && reader.record(id)) || reader.migrating();
+        let recorded = access
+            && match P::HIT {
+                HitAccess::Mark(max) => {
+                    node.raise_mark(max);
+                    false
+                }
+                HitAccess::MarkOrRecord(max) => !node.raise_mark_if_marked(max),
+                HitAccess::Exclusive => true,
+                HitAccess::Ignore | HitAccess::Shared => false,
+            };
+        let drain = (recorded && reader.record(id)) || reader.migrating();
         let value = f(&node.value);
         drop(reader);
         if access && P::HIT == HitAccess::Shared {
@@ -366,7 +370,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// migration. Every writing method starts with it.
     pub(crate) fn drain(&mut self, store: &Store<K, V>) {
         store.migrate_step(&mut self.writer);
-        if P::HIT != HitAccess::Exclusive {
+        if !matches!(P::HIT, HitAccess::Exclusive | HitAccess::MarkOrRecord(_)) {
             return;
         }
         let mut cursors = std::mem::take(&mut self.cursors);

@@ -14,7 +14,7 @@
 //! | [`Fifo`] | `fifo.rs` | nothing | oldest insert | 8 bytes |
 //! | [`S3Fifo`] | `s3fifo.rs` | a mark raised in the entry, no lock, no record | small queue's oldest unless hit twice, else main queue by CLOCK | 12 bytes, plus the ghost |
 //! | [`SampledTtl`] | `ttl.rs` | nothing | soonest deadline of a random sample | 0 bytes |
-//! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1) | window LRU or probation LRU, whichever a frequency sketch rates lower; window share tuned by [`Simulation`] | 12 bytes, plus 16 to 32 in the sketch, plus about 25 KB per shard for the tuner |
+//! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1); a mark in the entry for hot protected entries | window LRU or probation LRU, whichever a frequency sketch rates lower; window share tuned by [`Simulation`] | 12 bytes, plus 16 to 32 in the sketch, plus about 25 KB per shard for the tuner |
 //! | [`AnyPolicy`] | `any.rs` | buffered, then as the policy it holds | as the policy it holds, chosen at run time | 16 bytes |
 
 use std::fmt;
@@ -136,6 +136,19 @@ pub enum HitAccess {
     /// hits are `Exclusive`) call it instead. Marks set by concurrent readers while the writer
     /// resets them may be lost, as a lossy buffer's records are; a single thread loses none.
     Mark(u8),
+    /// Per entry, `Mark` or `Exclusive`, as the policy chooses through the entry's
+    /// [mark](Entries::mark): a hit on an entry whose mark is not 0 raises it by one, up to the
+    /// given maximum, as `Mark` does; a hit on an entry whose mark is 0 is recorded and
+    /// replayed through [`on_access`](EvictionPolicy::on_access), as `Exclusive` does. A
+    /// policy whose order must follow some hits exactly and not others marks the others'
+    /// entries: W-TinyLFU records hits in its window and probation segments, where a hit
+    /// moves or promotes the entry, and marks its hot protected entries, whose hits it folds
+    /// in when they reach the segment's tail.
+    ///
+    /// The policy's `on_access` must do both: raise a nonzero mark as a reader would, and
+    /// handle a recorded hit otherwise. A replayed hit may find the entry marked since (the
+    /// policy marked it while replaying an earlier hit); it then counts as a marked hit.
+    MarkOrRecord(u8),
 }
 
 /// What a shard tells its policy when the policy is set up for it.
@@ -287,8 +300,11 @@ pub trait EvictionPolicy: Clone + Send + Sync + 'static {
     /// A new entry was stored; its state is `State::default()`.
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>);
 
-    /// A hit, replayed with exclusive access to the policy (only when [`HIT`](Self::HIT) is
-    /// [`HitAccess::Exclusive`]). The entry may have been replaced since the hit, never removed.
+    /// A hit, replayed with exclusive access to the policy (when [`HIT`](Self::HIT) is
+    /// [`HitAccess::Exclusive`], or [`HitAccess::MarkOrRecord`] and the entry was unmarked).
+    /// The entry may have been replaced since the hit, never removed. A [`Simulation`] and an
+    /// [`AnyPolicy`] call it for every hit, whatever `HIT` says, so a `Mark` or `MarkOrRecord`
+    /// policy must also do here what a reader does itself.
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<Self::State>) {
         let _ = (id, entries);
     }

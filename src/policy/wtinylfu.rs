@@ -216,13 +216,23 @@ impl Queue {
 ///   [`with_window_fraction`](Self::with_window_fraction) fixes the share instead (Caffeine's
 ///   static default is
 ///   [`DEFAULT_WINDOW_FRACTION`](Self::DEFAULT_WINDOW_FRACTION), 1%).
-/// - **Hits** are buffered ([`HitAccess::Exclusive`]) and replayed in batches: each counts in
-///   the sketch and moves the entry to the head of its segment; a hit in probation promotes it
-///   to protected, whose overflow is demoted back to probation's head. An update counts as a
-///   hit. Every newcomer counts once too (a miss is followed by an insert in cache-aside use).
-///   A hit on an entry whose four counters are all saturated (15) since the last halving
-///   leaves the sketch alone, since the increment would change nothing: the state remembers
-///   it, so hot keys cost no sketch access (their decisions are the same).
+/// - **Hits** are recorded and replayed in batches, or marked in the entry
+///   ([`HitAccess::MarkOrRecord`]). A replayed hit counts in the sketch and moves the entry to
+///   the head of its segment; a hit in probation promotes it to protected, whose overflow is
+///   demoted back to probation's head. An update counts as a hit. Every newcomer counts once
+///   too (a miss is followed by an insert in cache-aside use). A hit on an entry whose four
+///   counters are all saturated (15) since the last halving leaves the sketch alone, since the
+///   increment would change nothing: the state remembers it.
+/// - **Hot entries' hits are marked**: once a replayed hit finds a protected entry saturated
+///   in the sketch, the entry is marked, and from then on a reader's hit only raises the
+///   entry's mark (no record, no lock, nothing replayed, no store once the mark is full). The
+///   policy folds the marked hits in when the entry reaches the protected segment's tail: it
+///   goes back to the head instead of being demoted (a second chance, as in CLOCK) and its
+///   hits count in the sketch then. A demoted entry is unmarked. Keys the adaptive window's
+///   simulations sample are never marked, so the simulations see all their requests. Hot
+///   entries are the ones whose exact position matters least (they are far from eviction) and
+///   that take most hits, so this keeps the decisions close to exact replay and most hits off
+///   the shard's lock; [`with_exact_hits(true)`](Self::with_exact_hits) replays every hit.
 /// - **Admission**: the candidate (window LRU) wins if its estimated frequency exceeds the
 ///   victim's by more than the admission margin, 1 by default
 ///   ([`with_admission_margin`](Self::with_admission_margin); Caffeine and moka: 0, ties to
@@ -309,6 +319,9 @@ pub struct WTinyLfu {
     counting: bool,
     /// Whether a resize left a segment over its size, to be moved over the next operations.
     transferring: bool,
+    /// Hits on protected entries raise the entry's mark instead of being replayed (see
+    /// [`WTinyLfu::with_exact_hits`]).
+    marked_hits: bool,
 }
 
 impl WTinyLfu {
@@ -397,7 +410,53 @@ impl WTinyLfu {
             admission_margin: Self::DEFAULT_ADMISSION_MARGIN,
             counting: true,
             transferring: false,
+            marked_hits: true,
         }
+    }
+
+    /// This policy with every hit replayed in order (`true`, Caffeine's behaviour) or, the
+    /// default (`false`), with hits on *protected* entries marked in the entry instead.
+    ///
+    /// By default a reader that hits a *hot* protected entry (one the sketch rated at its
+    /// maximum on an earlier hit) only raises a counter in the entry
+    /// ([`HitAccess::MarkOrRecord`]): no record, no replay, no store at all once the counter
+    /// is full. The policy folds those hits in when the entry reaches the protected segment's
+    /// tail: the entry goes back to the head (a second chance, as in CLOCK) and its hits count
+    /// in the sketch then, up to 15. Hits on other entries (window, probation, protected
+    /// entries not yet hot) and on the keys the adaptive window's simulations sample are
+    /// replayed in order either way.
+    ///
+    /// The trade: with exact hits the protected segment is an exact LRU list, and every hit
+    /// costs a relink of the entry's neighbours under the shard's lock: most of the cost of a
+    /// hit on a hot key, and work that does not scale across threads. Marked hits order the
+    /// hot part of the protected segment approximately (CLOCK), so some decisions differ;
+    /// `docs/benchmarks.md` compares both, in throughput and in hit ratio.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aside::policy::WTinyLfu;
+    /// assert!(!WTinyLfu::new().exact_hits());
+    /// assert!(WTinyLfu::new().with_exact_hits(true).exact_hits());
+    /// ```
+    #[must_use]
+    pub fn with_exact_hits(self, on: bool) -> Self {
+        Self {
+            marked_hits: !on,
+            ..self
+        }
+    }
+
+    /// Whether every hit is replayed in order (see [`with_exact_hits`](Self::with_exact_hits)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(!aside::policy::WTinyLfu::new().exact_hits());
+    /// ```
+    #[must_use]
+    pub fn exact_hits(&self) -> bool {
+        !self.marked_hits
     }
 
     /// A W-TinyLFU policy whose window takes a fixed `fraction` of each shard's capacity
@@ -730,6 +789,10 @@ impl WTinyLfu {
         let weight = entries.weight(id);
         self.queue(to).push_front(id, weight, to, entries);
         node_mut(entries, id).saturated_in = n.saturated_in;
+        if n.segment == Segment::Protected {
+            // Demoted: its hits are recorded again.
+            entries.set_mark(id, 0);
+        }
     }
 
     /// A hit, or an update (`reweighed`: the entry's segment already counts its new weight):
@@ -755,11 +818,19 @@ impl WTinyLfu {
         // segments' total weight, which decides when the sketch starts counting. An entry
         // whose counters are saturated in this generation skips the sketch: the increment
         // would change nothing.
-        if n.saturated_in != self.sketch.generation()
-            && (self.counting || self.start_counting())
-            && self.count(hash, entries)
-        {
+        let saturated = n.saturated_in == self.sketch.generation()
+            || ((self.counting || self.start_counting()) && self.count(hash, entries));
+        if saturated && n.saturated_in != self.sketch.generation() {
             node_mut(entries, id).saturated_in = self.sketch.generation();
+        }
+        // A protected entry the sketch rates at its maximum is hot: its hits are marked from
+        // now on (see `WTinyLfu::with_exact_hits`).
+        if saturated
+            && node(entries, id).segment == Segment::Protected
+            && entries.mark(id) == 0
+            && self.marks_hits(hash)
+        {
+            entries.set_mark(id, PROTECTED_MARK);
         }
     }
 
@@ -771,7 +842,12 @@ impl WTinyLfu {
         let mut budget = TRANSFER_LIMIT;
         while self.window.weight > self.window_max && budget > 0 {
             let tail = self.window.tail.expect("an overweight window is not empty");
-            self.move_to(tail, Segment::Probation, entries);
+            let to = if self.take_marks(tail, entries) {
+                Segment::Window
+            } else {
+                Segment::Probation
+            };
+            self.move_to(tail, to, entries);
             budget -= 1;
         }
         while self.protected.weight > self.protected_max && budget > 0 {
@@ -779,16 +855,84 @@ impl WTinyLfu {
                 .protected
                 .tail
                 .expect("an overweight segment is not empty");
-            self.move_to(tail, Segment::Probation, entries);
+            let to = if self.take_marks(tail, entries) {
+                Segment::Protected
+            } else {
+                Segment::Probation
+            };
+            self.move_to(tail, to, entries);
             budget -= 1;
         }
         self.transferring =
             self.window.weight > self.window_max || self.protected.weight > self.protected_max;
     }
 
-    /// The main space's eviction victim: probation's LRU entry, else protected's.
-    fn main_victim(&self) -> Option<EntryId> {
-        self.probation.tail.or(self.protected.tail)
+    /// The main space's eviction victim: probation's LRU entry, else protected's, passing over
+    /// (and folding in) entries with marked hits: a marked probation entry is promoted as a
+    /// recorded hit would have promoted it, a marked protected one goes back to the head.
+    fn main_victim(&mut self, entries: &mut impl Entries<WTinyLfuState>) -> Option<EntryId> {
+        while let Some(tail) = self.probation.tail {
+            if !self.take_marks(tail, entries) {
+                return Some(tail);
+            }
+            let to = if u64::from(entries.weight(tail)) <= self.protected_max {
+                Segment::Protected
+            } else {
+                Segment::Probation
+            };
+            self.move_to(tail, to, entries);
+            self.rebalance(entries);
+        }
+        while let Some(tail) = self.protected.tail {
+            if !self.take_marks(tail, entries) {
+                return Some(tail);
+            }
+            self.move_to(tail, Segment::Protected, entries);
+        }
+        None
+    }
+
+    /// The window's LRU entry, passing over (to the head) entries with marked hits.
+    fn window_candidate(&mut self, entries: &mut impl Entries<WTinyLfuState>) -> Option<EntryId> {
+        while let Some(tail) = self.window.tail {
+            if !self.take_marks(tail, entries) {
+                return Some(tail);
+            }
+            self.move_to(tail, Segment::Window, entries);
+        }
+        None
+    }
+
+    /// Whether hits on a protected entry with hash `hash` are marked instead of recorded:
+    /// unless hits are exact or the tuner samples the key (the tuner must see every request
+    /// for a sampled key).
+    fn marks_hits(&self, hash: u32) -> bool {
+        self.marked_hits && !self.tuner.as_ref().is_some_and(|t| t.is_sampled(hash))
+    }
+
+    /// Takes the hits readers marked on `id` instead of recording them: its mark less
+    /// [`PROTECTED_MARK`]. Counts them in the sketch, resets the mark to its segment's base,
+    /// and returns whether there were any.
+    fn take_marks(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) -> bool {
+        let mark = entries.mark(id);
+        if mark <= PROTECTED_MARK {
+            return false;
+        }
+        let base = if node(entries, id).segment == Segment::Protected {
+            PROTECTED_MARK
+        } else {
+            0
+        };
+        entries.set_mark(id, base);
+        if self.counting || self.start_counting() {
+            let hash = entries.hash(id);
+            for _ in PROTECTED_MARK..mark {
+                if self.count(hash, entries) {
+                    break;
+                }
+            }
+        }
+        true
     }
 
     /// splitmix64.
@@ -838,6 +982,13 @@ impl Default for WTinyLfu {
     }
 }
 
+/// The mark of a protected entry whose hits readers mark instead of recording, before any
+/// such hit; each hit adds one, up to [`MARK_CAP`].
+const PROTECTED_MARK: u8 = 1;
+
+/// The largest mark: the base and 15 hits (the sketch's counters stop at 15).
+const MARK_CAP: u8 = PROTECTED_MARK + 15;
+
 /// With the flood guard on, a losing candidate at least this frequent is still admitted with
 /// probability 1/128 (Caffeine's `ADMIT_HASHDOS_THRESHOLD`).
 const WARM_CANDIDATE: u8 = 6;
@@ -853,7 +1004,7 @@ const INITIAL_SKETCH_WORDS: u64 = 1024;
 
 impl EvictionPolicy for WTinyLfu {
     type State = WTinyLfuState;
-    const HIT: HitAccess = HitAccess::Exclusive;
+    const HIT: HitAccess = HitAccess::MarkOrRecord(MARK_CAP);
 
     fn configure(&mut self, shard: &ShardContext) {
         self.capacity = shard.capacity;
@@ -873,7 +1024,7 @@ impl EvictionPolicy for WTinyLfu {
         self.record(hash, weight, entries);
         if u64::from(weight) > self.window_max
             && self
-                .main_victim()
+                .main_victim(entries)
                 .is_some_and(|victim| !self.admits(hash, entries.hash(victim)))
         {
             return false;
@@ -902,6 +1053,12 @@ impl EvictionPolicy for WTinyLfu {
     }
 
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
+        // What a reader does itself for a marked entry, and the recorded hit otherwise.
+        let mark = entries.mark(id);
+        if mark != 0 {
+            entries.set_mark(id, mark.max(PROTECTED_MARK).saturating_add(1).min(MARK_CAP));
+            return;
+        }
         self.touch(id, false, entries);
     }
 
@@ -932,8 +1089,13 @@ impl EvictionPolicy for WTinyLfu {
             .filter(|&w| w <= self.window_max)
             .unwrap_or(0);
         let full = self.window.weight + incoming > self.window_max;
-        if let Some(candidate) = self.window.tail.filter(|_| full) {
-            let Some(victim) = self.main_victim() else {
+        let candidate = if full {
+            self.window_candidate(entries)
+        } else {
+            None
+        };
+        if let Some(candidate) = candidate {
+            let Some(victim) = self.main_victim(entries) else {
                 return Some(candidate);
             };
             if self.admits(entries.hash(candidate), entries.hash(victim)) {
@@ -942,7 +1104,10 @@ impl EvictionPolicy for WTinyLfu {
             }
             return Some(candidate);
         }
-        self.main_victim().or(self.window.tail)
+        match self.main_victim(entries) {
+            Some(victim) => Some(victim),
+            None => self.window_candidate(entries),
+        }
     }
 
     /// Protected, then probation, then the window, each from its most recently used entry:
@@ -1085,6 +1250,7 @@ mod tests {
         key: u8,
         weight: u32,
         state: WTinyLfuState,
+        mark: u8,
     }
 
     /// A slab of test entries that reuses freed slots last-freed-first, as the shard's does.
@@ -1110,6 +1276,7 @@ mod tests {
                 key,
                 weight,
                 state: WTinyLfuState::default(),
+                mark: 0,
             });
             let i = match self.free.pop() {
                 Some(i) => {
@@ -1170,11 +1337,11 @@ mod tests {
                 .filter(|&i| self.slots[i].is_some())
                 .map(|i| EntryId::new(i as u32))
         }
-        fn mark(&self, _: EntryId) -> u8 {
-            unreachable!("W-TinyLFU keeps no mark")
+        fn mark(&self, id: EntryId) -> u8 {
+            self.slot(id).mark
         }
-        fn set_mark(&mut self, _: EntryId, _: u8) {
-            unreachable!("W-TinyLFU keeps no mark")
+        fn set_mark(&mut self, id: EntryId, mark: u8) {
+            self.slots[id.index()].as_mut().expect("a live slot").mark = mark;
         }
     }
 
@@ -1207,6 +1374,15 @@ mod tests {
         counting: bool,
         /// Uses a candidate needs beyond a counted victim's.
         margin: u8,
+        /// Whether hits on protected keys are marked (`pending`) instead of replayed.
+        clock: bool,
+        /// Per key in protected: hits marked and not yet folded in (with `clock`).
+        pending: [u8; KEYS as usize],
+        /// The protected keys whose hits are marked: those the sketch rated at 15 on a hit
+        /// there (with `clock`).
+        marked: [bool; KEYS as usize],
+        /// Hits that only raised a mark.
+        marked_hits: u64,
     }
 
     impl Model {
@@ -1233,6 +1409,10 @@ mod tests {
                 start_percent: variant.start_percent,
                 counting: variant.start_percent == 0,
                 margin: variant.margin,
+                clock: variant.clock,
+                pending: [0; KEYS as usize],
+                marked: [false; KEYS as usize],
+                marked_hits: 0,
             };
             m.ensure(capacity.min(1024) as usize);
             m
@@ -1322,13 +1502,36 @@ mod tests {
             q.iter().map(|&k| self.weights[k as usize]).sum()
         }
 
-        fn main_victim(&self) -> Option<u8> {
-            self.probation.back().or(self.protected.back()).copied()
+        /// Folds `key`'s marked hits into the sketch; whether it had any.
+        fn fold(&mut self, key: u8) -> bool {
+            let pending = std::mem::take(&mut self.pending[key as usize]);
+            for _ in 0..pending {
+                self.record(key);
+            }
+            pending > 0
+        }
+
+        /// Probation's LRU key, else protected's after second chances for keys with marked
+        /// hits.
+        fn main_victim(&mut self) -> Option<u8> {
+            if let Some(&k) = self.probation.back() {
+                return Some(k);
+            }
+            // Folded while still linked: the sketch's start counts the segments' weight.
+            while let Some(&k) = self.protected.back() {
+                if !self.fold(k) {
+                    return Some(k);
+                }
+                self.protected.rotate_right(1);
+            }
+            None
         }
 
         fn admit(&mut self, key: u8, weight: u64) -> bool {
             self.record(key);
-            if weight > self.window_max && self.main_victim().is_some_and(|v| !self.admits(key, v))
+            if weight > self.window_max
+                && let Some(v) = self.main_victim()
+                && !self.admits(key, v)
             {
                 return false;
             }
@@ -1350,7 +1553,10 @@ mod tests {
                 }
                 return Some(candidate);
             }
-            self.main_victim().or(self.window.back().copied())
+            match self.main_victim() {
+                Some(victim) => Some(victim),
+                None => self.window.back().copied(),
+            }
         }
 
         fn segment(&mut self, key: u8) -> &mut VecDeque<u8> {
@@ -1371,8 +1577,14 @@ mod tests {
                 self.probation.push_front(k);
             }
             while self.weight_of(&self.protected) > self.protected_max {
-                let k = self.protected.pop_back().unwrap();
-                self.probation.push_front(k);
+                let k = *self.protected.back().unwrap();
+                if self.fold(k) {
+                    self.protected.rotate_right(1);
+                } else {
+                    self.protected.pop_back();
+                    self.probation.push_front(k);
+                    self.marked[k as usize] = false;
+                }
             }
         }
 
@@ -1391,7 +1603,17 @@ mod tests {
         }
 
         fn access(&mut self, key: u8) {
-            self.record(key);
+            if self.marked[key as usize] {
+                self.marked_hits += 1;
+                let pending = &mut self.pending[key as usize];
+                *pending = (*pending + 1).min(15);
+                return;
+            }
+            self.touch(key);
+        }
+
+        /// A replayed hit, or an update.
+        fn touch(&mut self, key: u8) {
             let weight = self.weights[key as usize];
             if self.window.contains(&key) {
                 self.unlink(key);
@@ -1404,16 +1626,23 @@ mod tests {
                 self.probation.push_front(key);
             }
             self.rebalance();
+            // Last, as the policy counts it: the rebalance may fold marked hits in first.
+            self.record(key);
+            if self.clock && self.protected.contains(&key) && self.frequency(key) == 15 {
+                self.marked[key as usize] = true;
+            }
         }
 
         fn update(&mut self, key: u8, weight: u64) {
             self.weights[key as usize] = weight;
-            self.access(key);
+            self.touch(key);
         }
 
         fn remove(&mut self, key: u8) {
             self.unlink(key);
             self.weights[key as usize] = 0;
+            self.pending[key as usize] = 0;
+            self.marked[key as usize] = false;
         }
 
         fn clear(&mut self) {
@@ -1421,6 +1650,8 @@ mod tests {
             self.probation.clear();
             self.protected.clear();
             self.weights = [0; KEYS as usize];
+            self.pending = [0; KEYS as usize];
+            self.marked = [false; KEYS as usize];
             self.incoming = None;
         }
     }
@@ -1443,6 +1674,8 @@ mod tests {
         protected_percent: u64,
         start_percent: u64,
         margin: u8,
+        /// Marked hits on protected entries (the default) or every hit replayed.
+        clock: bool,
     }
 
     impl Default for Variant {
@@ -1452,6 +1685,7 @@ mod tests {
                 protected_percent: 80,
                 start_percent: 20,
                 margin: 1,
+                clock: true,
             }
         }
     }
@@ -1462,13 +1696,15 @@ mod tests {
             prop::sample::select(vec![80u64, 80, 0, 30, 100]),
             prop::sample::select(vec![20u64, 20, 0, 50, 100]),
             prop::sample::select(vec![1u8, 1, 0, 2]),
+            prop::sample::select(vec![true, true, false]),
         )
             .prop_map(
-                |(guard, protected_percent, start_percent, margin)| Variant {
+                |(guard, protected_percent, start_percent, margin, clock)| Variant {
                     guard,
                     protected_percent,
                     start_percent,
                     margin,
+                    clock,
                 },
             )
     }
@@ -1500,7 +1736,8 @@ mod tests {
                 .and_then(|p| p.with_sketch_start(variant.start_percent as f64 / 100.0))
                 .and_then(|p| p.with_admission_margin(variant.margin))
                 .unwrap()
-                .with_flood_guard(variant.guard);
+                .with_flood_guard(variant.guard)
+                .with_exact_hits(!variant.clock);
             policy.configure(&ShardContext {
                 index: 0,
                 capacity,
@@ -1606,6 +1843,20 @@ mod tests {
                     return Err(format!("{name} is {got:?}, model {want:?}"));
                 }
             }
+            for id in self.slots.ids() {
+                let slot = self.slots.slot(id);
+                let want = if m.marked[slot.key as usize] {
+                    PROTECTED_MARK + m.pending[slot.key as usize]
+                } else {
+                    0
+                };
+                if slot.mark != want {
+                    return Err(format!(
+                        "mark of {} is {}, model {want}",
+                        slot.key, slot.mark
+                    ));
+                }
+            }
             for k in 0..KEYS {
                 let (got, want) = (p.sketch.frequency(key_hash(k)), m.frequency(k));
                 if got != want {
@@ -1694,12 +1945,13 @@ mod tests {
         }
 
         fn long_runs(guard: bool) -> (u64, u64) {
-            let (mut halvings, mut coin) = (0, 0);
+            let (mut halvings, mut coin, mut marked) = (0, 0, 0);
             let lru_main = Variant {
                 guard,
                 protected_percent: 0,
                 start_percent: 50,
                 margin: 0,
+                clock: true,
             };
             let plain = Variant {
                 guard,
@@ -1728,7 +1980,9 @@ mod tests {
                 h.run(&ops).unwrap();
                 halvings += h.model.halvings;
                 coin += h.model.random_admissions;
+                marked += h.model.marked_hits;
             }
+            assert!(marked > 1000, "only {marked} hits were marked");
             (halvings, coin)
         }
     }
@@ -1873,7 +2127,12 @@ mod tests {
     /// `validate` checks that every marked entry is still estimated at 15).
     #[test]
     fn saturated_entries_skip_the_sketch_until_the_generation_changes() {
-        let mut h = Harness::new(10, 0, 3);
+        // Every hit replayed: protected entries' hits are not marked.
+        let exact = Variant {
+            clock: false,
+            ..Variant::default()
+        };
+        let mut h = Harness::with(10, 0, 3, exact);
         let saturated_in = |h: &Harness, key: u8| {
             let id = h.slots.find(key).unwrap();
             node(&h.slots, id).saturated_in

@@ -98,6 +98,21 @@ impl<K, V> Node<K, V> {
         }
     }
 
+    /// A hit's raise of the mark as [`raise_mark`](Self::raise_mark) does, but only if the
+    /// mark is not 0; returns whether it was not ([`HitAccess::MarkOrRecord`]: a hit on an
+    /// unmarked entry is recorded instead).
+    ///
+    /// [`HitAccess::MarkOrRecord`]: crate::policy::HitAccess::MarkOrRecord
+    #[inline]
+    pub(crate) fn raise_mark_if_marked(&self, max: u8) -> bool {
+        let tag = self.tag.load(Ordering::Relaxed);
+        let mark = (tag >> ID_BITS) as u8;
+        if mark != 0 && mark < max {
+            self.tag.store(tag + (1 << ID_BITS), Ordering::Relaxed);
+        }
+        mark != 0
+    }
+
     #[inline]
     pub(crate) fn deadline_bits(&self) -> u64 {
         self.deadline.load(Ordering::Relaxed)

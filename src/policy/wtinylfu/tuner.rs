@@ -135,7 +135,8 @@ impl Tuner {
                     .and_then(|p| p.with_protected_fraction(self.protected_fraction))
                     .and_then(|p| p.with_sketch_start(self.sketch_start))
                     .and_then(|p| p.with_admission_margin(self.admission_margin))
-                    .expect("valid candidate settings");
+                    .expect("valid candidate settings")
+                    .with_exact_hits(true);
                 Simulation::new(policy, sim_capacity, self.seed)
             })
             .collect();
@@ -183,7 +184,7 @@ impl Tuner {
 
     /// Whether the key with hash `hash` is in the sample.
     #[inline]
-    fn is_sampled(&self, hash: u32) -> bool {
+    pub(super) fn is_sampled(&self, hash: u32) -> bool {
         (hash ^ self.salt).wrapping_mul(0x9E37_79B1) <= self.threshold
     }
 
