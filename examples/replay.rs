@@ -14,8 +14,11 @@
 //! - `--trace NAME`: only the traces whose short name (`OLTP`, `web07`, `loop`, ...) or file
 //!   name contains `NAME` (case-insensitive); repeat it or separate names with commas.
 //! - `--quick`: only the small traces (the LIRS ones, OLTP, web07, corda).
-//! - `--threads N`: also replay each trace split round-robin over `N` threads against one
-//!   shared cache, for the concurrent contenders.
+//! - `--threads N`: also replay each trace with `N` threads against one shared cache, for
+//!   the concurrent contenders: the threads take the requests in trace order from a shared
+//!   cursor, one at a time, so the cache sees the trace's order up to the `N` requests in
+//!   flight (a fixed round-robin split let one thread run thousands of requests ahead of the
+//!   other, which reordered the trace and, on the small traces, decided the hit ratio).
 //! - `--runs N`: replay every contender whose result depends on a seed `N` times and report the
 //!   mean (single-threaded). moka and quick_cache hash with random keys, so each run of theirs
 //!   is a new draw; `aside`'s caches get seeds `0x5EED`, `0x5EED + 1`, ... The exact LRU, OPT,
@@ -778,15 +781,17 @@ impl Shared for quick_cache::sync::Cache<u64, ()> {
 
 /// Thread `t` of `threads` replays requests `t, t + threads, ...`, all against `cache`.
 fn replay_shared(keys: &[u64], threads: usize, cache: &dyn Shared) -> u64 {
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
+            .map(|_| {
+                let next = &next;
                 s.spawn(move || {
-                    keys.iter()
-                        .skip(t)
-                        .step_by(threads)
-                        .map(|&k| u64::from(cache.access(k)))
-                        .sum::<u64>()
+                    let mut hits = 0;
+                    while let Some(&k) = keys.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        hits += u64::from(cache.access(k));
+                    }
+                    hits
                 })
             })
             .collect();
@@ -1041,7 +1046,9 @@ fn replay_trace(
     if let Some(threads) = threads {
         let started = Instant::now();
         println!();
-        println!("{threads} threads, round-robin split, one shared cache:");
+        println!(
+            "{threads} threads, requests taken in order from a shared cursor, one shared cache:"
+        );
         println!();
         // `--only` narrows this pass too, to the named contenders it has.
         let shared: Vec<&str> = SHARED

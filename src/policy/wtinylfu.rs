@@ -1069,6 +1069,13 @@ impl EvictionPolicy for WTinyLfu {
         entries: &mut impl Entries<WTinyLfuState>,
     ) {
         let weight = entries.weight(id);
+        let mark = entries.mark(id);
+        if weight == old_weight && mark != 0 {
+            // A marked entry's update counts as its hits do, as a raised mark: no move, and
+            // no visit to its state.
+            entries.set_mark(id, mark.saturating_add(1).min(MARK_CAP));
+            return;
+        }
         let queue = self.queue(node(entries, id).segment);
         queue.weight = queue.weight - u64::from(old_weight) + u64::from(weight);
         self.touch(id, true, entries);
@@ -1634,6 +1641,12 @@ mod tests {
         }
 
         fn update(&mut self, key: u8, weight: u64) {
+            if self.marked[key as usize] && self.weights[key as usize] == weight {
+                self.marked_hits += 1;
+                let pending = &mut self.pending[key as usize];
+                *pending = (*pending + 1).min(15);
+                return;
+            }
             self.weights[key as usize] = weight;
             self.touch(key);
         }
