@@ -36,6 +36,7 @@ window_fraction = 0.2
 protected_fraction = 0.5
 sketch_start = 0.5
 admission_margin = 0
+exact_hits = true
 
 [caches.session]
 policy = "TTL"
@@ -85,6 +86,7 @@ fn parses_every_field() {
     assert_eq!(u.protected_fraction, Some(0.5));
     assert_eq!(u.sketch_start, Some(0.5));
     assert_eq!(u.admission_margin, Some(0));
+    assert_eq!(u.exact_hits, Some(true));
     match u.policy() {
         AnyPolicy::WTinyLfu(p) => assert_eq!(
             (
@@ -92,9 +94,10 @@ fn parses_every_field() {
                 p.is_adaptive(),
                 p.protected_fraction(),
                 p.sketch_start(),
-                p.admission_margin()
+                p.admission_margin(),
+                p.exact_hits()
             ),
-            (0.2, false, 0.5, 0.5, 0)
+            (0.2, false, 0.5, 0.5, 0, true)
         ),
         other => panic!("{other:?}"),
     }
@@ -582,6 +585,16 @@ fn every_error_names_the_cache_and_the_field() {
             "applies to policy \"wtinylfu\" only, not \"lfu\"",
         ),
         (
+            "max_entries = 10\npolicy = \"lru\"\nexact_hits = true",
+            "exact_hits",
+            "applies to policy \"wtinylfu\" only, not \"lru\"",
+        ),
+        (
+            "max_entries = 10\nexact_hits = 1",
+            "exact_hits",
+            "invalid type",
+        ),
+        (
             "max_entries = 10\npolicy = \"s3fifo\"\nsmall_fraction = 1.0",
             "small_fraction",
             "strictly between 0.0 and 1.0, got 1",
@@ -731,7 +744,7 @@ fn json_goes_through_the_same_validation() {
                 "refresh_after": 0.8, "refresh_mode": "caller", "lease": "500ms",
                 "on_lease_expiry": "load_independently", "load_timeout": "2s",
                 "window_fraction": 0.2, "protected_fraction": 0.5, "sketch_start": 0.5,
-                "admission_margin": 0
+                "admission_margin": 0, "exact_hits": true
             },
             "session": {
                 "policy": "TTL", "max_entries": 5000, "sliding_ttl": "30m",

@@ -88,6 +88,7 @@ type PolicyName = &'static str;
 /// | `protected_fraction` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_protected_fraction`] |
 /// | `sketch_start` | number in [0, 1], policy `"wtinylfu"` | [`WTinyLfu::with_sketch_start`] |
 /// | `admission_margin` | integer in 0..=14, policy `"wtinylfu"` | [`WTinyLfu::with_admission_margin`] |
+/// | `exact_hits` | boolean, policy `"wtinylfu"` | [`WTinyLfu::with_exact_hits`] |
 /// | `small_fraction` | number in (0, 1), policy `"s3fifo"` | [`S3Fifo::small_fraction`] |
 /// | `ghost_ratio` | number in [0, 16], policy `"s3fifo"` | [`S3Fifo::ghost_ratio`] |
 ///
@@ -192,6 +193,9 @@ pub struct CacheConfig {
     /// How many uses more than the victim's a [`WTinyLfu`] candidate needs.
     #[serde(deserialize_with = "count", skip_serializing_if = "Option::is_none")]
     pub admission_margin: Option<u8>,
+    /// `Some(true)`: every [`WTinyLfu`] hit replayed in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_hits: Option<bool>,
     /// [`S3Fifo`]'s small-queue fraction.
     #[serde(deserialize_with = "number", skip_serializing_if = "Option::is_none")]
     pub small_fraction: Option<f64>,
@@ -229,6 +233,7 @@ impl Default for CacheConfig {
             protected_fraction: None,
             sketch_start: None,
             admission_margin: None,
+            exact_hits: None,
             small_fraction: None,
             ghost_ratio: None,
         }
@@ -346,6 +351,7 @@ impl CacheConfig {
                 self.admission_margin.is_some(),
                 "wtinylfu",
             ),
+            ("exact_hits", self.exact_hits.is_some(), "wtinylfu"),
             ("small_fraction", self.small_fraction.is_some(), "s3fifo"),
             ("ghost_ratio", self.ghost_ratio.is_some(), "s3fifo"),
         ];
@@ -396,6 +402,9 @@ impl CacheConfig {
                 }
                 if let Some(m) = self.admission_margin {
                     w = w.with_admission_margin(m).unwrap_or_default();
+                }
+                if let Some(exact) = self.exact_hits {
+                    w = w.with_exact_hits(exact);
                 }
                 **p = w;
             }
