@@ -35,10 +35,7 @@
 //! record removes its fragment from the table only if the table points at that very record,
 //! so older duplicates and consumed records fall out silently. Every operation is O(1).
 
-use std::collections::VecDeque;
-
-use hashbrown::HashTable;
-
+use super::ghost::Ghost;
 use super::{Entries, EntryId, EvictionPolicy, HitAccess};
 
 /// Counters saturate here (2 bits).
@@ -409,115 +406,6 @@ impl Queue {
     }
 }
 
-/// The table hash of a fragment: fragments are already uniform, one multiplication spreads
-/// them over the high bits that hashbrown's control bytes use.
-fn ghost_hash(fragment: u32) -> u64 {
-    u64::from(fragment).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// A bounded FIFO of the hash fragments of entries evicted from S, with O(1) membership.
-///
-/// Records are numbered by a wrapping sequence number; `ring[i]` has number `first + i`. The
-/// table maps each remembered fragment to the number of its latest record. Consuming a
-/// fragment (a newcomer found it) removes it from the table and leaves its records in the
-/// ring; popping a record removes its fragment from the table only if the table points at
-/// that very record, so older duplicates and consumed records fall out silently.
-#[derive(Debug, Clone, Default)]
-struct Ghost {
-    ring: VecDeque<u32>,
-    first: u32,
-    latest: HashTable<(u32, u32)>,
-    /// The bound applied at the last push.
-    limit: usize,
-}
-
-impl Ghost {
-    fn push(&mut self, fragment: u32, limit: usize) {
-        self.limit = limit;
-        let seq = self.first.wrapping_add(self.ring.len() as u32);
-        self.ring.push_back(fragment);
-        match self
-            .latest
-            .find_mut(ghost_hash(fragment), |&(f, _)| f == fragment)
-        {
-            Some(record) => record.1 = seq,
-            None => {
-                self.latest
-                    .insert_unique(ghost_hash(fragment), (fragment, seq), |&(f, _)| {
-                        ghost_hash(f)
-                    });
-            }
-        }
-        while self.ring.len() > limit {
-            self.pop();
-        }
-    }
-
-    fn pop(&mut self) {
-        let Some(fragment) = self.ring.pop_front() else {
-            return;
-        };
-        let seq = self.first;
-        self.first = self.first.wrapping_add(1);
-        if let Ok(found) = self
-            .latest
-            .find_entry(ghost_hash(fragment), |&r| r == (fragment, seq))
-        {
-            found.remove();
-        }
-    }
-
-    /// Whether `fragment` is remembered; if so, forgets it.
-    fn take(&mut self, fragment: u32) -> bool {
-        self.latest
-            .find_entry(ghost_hash(fragment), |&(f, _)| f == fragment)
-            .map(|found| found.remove())
-            .is_ok()
-    }
-
-    #[cfg(test)]
-    fn contains(&self, fragment: u32) -> bool {
-        self.latest
-            .find(ghost_hash(fragment), |&(f, _)| f == fragment)
-            .is_some()
-    }
-
-    fn clear(&mut self) {
-        *self = Self::default();
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        if self.ring.len() > self.limit {
-            return Err(format!(
-                "ghost holds {} records, bound {}",
-                self.ring.len(),
-                self.limit
-            ));
-        }
-        if self.latest.len() > self.ring.len() {
-            return Err(format!(
-                "ghost table has {} fragments for {} records",
-                self.latest.len(),
-                self.ring.len()
-            ));
-        }
-        let mut last = std::collections::HashMap::new();
-        for (i, &f) in self.ring.iter().enumerate() {
-            last.insert(f, i);
-        }
-        for &(f, seq) in &self.latest {
-            let at = seq.wrapping_sub(self.first) as usize;
-            if last.get(&f) != Some(&at) {
-                return Err(format!(
-                    "ghost table points {f:#x} at record {at}, its latest is {:?}",
-                    last.get(&f)
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 impl EvictionPolicy for S3Fifo {
     type State = S3FifoState;
     const HIT: HitAccess = HitAccess::Mark(FREQ_MAX);
@@ -885,8 +773,8 @@ mod tests {
                 h
             );
         }
-        prop_assert!(p.ghost.ring.len() <= p.ghost.limit);
-        prop_assert_eq!(p.ghost.ring.len(), m.ghost.len(), "ghost window");
+        prop_assert!(p.ghost.len() <= p.ghost.limit());
+        prop_assert_eq!(p.ghost.len(), m.ghost.len(), "ghost window");
         Ok(())
     }
 
@@ -1007,6 +895,6 @@ mod tests {
             insert(&mut p, &mut e, h);
         }
         assert_eq!(p.order(&e).1, [ids[0]]);
-        assert_eq!(p.ghost.ring.len(), 9);
+        assert_eq!(p.ghost.len(), 9);
     }
 }

@@ -36,6 +36,7 @@ mod tuner;
 
 use self::sketch::{Sketch, mix64};
 use self::tuner::Tuner;
+use super::ghost::Ghost;
 use super::{Entries, EntryId, EvictionPolicy, HitAccess, ShardContext};
 use crate::ConfigError;
 
@@ -207,12 +208,21 @@ impl Queue {
 /// - **Adaptive window** ([`new`](Self::new), the default): the best share depends on the
 ///   workload (none for loops and scans, all of it for short-reuse patterns where LRU is
 ///   optimal), so each shard replays a hash-sampled slice of its requests (all of them up to
-///   128 entries) through four small [`Simulation`](super::Simulation)s of this policy with
-///   fixed windows of 0, 1%, 25% and 100%, and switches to the share whose recent hits lead the
-///   current one's by more than 0.1% plus 1% per unit of share moved. It starts at 1%. Cost: about
-///   25 KB per shard, and 4 simulated requests per sampled request (1% of the keys in a shard of
-///   12,500 entries). On the replayed traces it closes part of the gap to Belady's optimum
-///   that any fixed share leaves (`docs/benchmarks.md` has the figures).
+///   128 entries) through eight small [`Simulation`](super::Simulation)s of this policy: fixed
+///   windows of 0, 1%, 25% and 100%, each without and with the *ghost* below, and switches to
+///   the choice whose recent hits lead the current one's by more than 0.1% plus 1% per unit of
+///   share moved. It starts at 1% without the ghost. Cost: about 50 KB per shard, and 8
+///   simulated requests per sampled request (1% of the keys in a shard of 12,500 entries). On
+///   the replayed traces it closes part of the gap to Belady's optimum that any fixed choice
+///   leaves (`docs/benchmarks.md` has the figures).
+/// - **Ghost** (chosen by the tuner, never on with a fixed window): a candidate that loses its
+///   admission contest is remembered by its hash fragment, as many as the shard holds entries,
+///   oldest forgotten first, and if it comes back as a candidate while remembered it is
+///   admitted without a contest. This is the recency that S3-FIFO's and ARC's ghosts keep: a
+///   key turned away once and asked again soon is worth a place even before the sketch rates
+///   it above the victim. Loops and scans, where every key comes back, are where it hurts,
+///   and there the simulations turn it off. Cost while on: 14 to 29 bytes per entry of the
+///   shard (a 4-byte ring slot and a hash-table slot per remembered fragment).
 ///   [`with_window_fraction`](Self::with_window_fraction) fixes the share instead (Caffeine's
 ///   static default is
 ///   [`DEFAULT_WINDOW_FRACTION`](Self::DEFAULT_WINDOW_FRACTION), 1%).
@@ -322,6 +332,12 @@ pub struct WTinyLfu {
     /// Hits on protected entries raise the entry's mark instead of being replayed (see
     /// [`WTinyLfu::with_exact_hits`]).
     marked_hits: bool,
+    /// Whether a candidate that lost its admission contest is remembered, and admitted at
+    /// its next contest if it comes back first (chosen by the tuner; see `tuner.rs`).
+    ghosting: bool,
+    /// The candidates that lost their contest, while `ghosting`: as many as the shard's
+    /// entries at most.
+    ghost: Ghost,
 }
 
 impl WTinyLfu {
@@ -411,6 +427,17 @@ impl WTinyLfu {
             counting: true,
             transferring: false,
             marked_hits: true,
+            ghosting: false,
+            ghost: Ghost::default(),
+        }
+    }
+
+    /// This policy with the ghost of turned-away candidates on or off (for the tuner's
+    /// simulations and the tests; an adaptive policy lets its tuner decide).
+    pub(super) fn with_ghost(self, on: bool) -> Self {
+        Self {
+            ghosting: on,
+            ..self
         }
     }
 
@@ -755,7 +782,11 @@ impl WTinyLfu {
     /// Shows one request to the tuner, which may resize the window.
     fn tune(&mut self, hash: u32, weight: u32, entries: &mut impl Entries<WTinyLfuState>) {
         let tuner = self.tuner.as_deref_mut();
-        if let Some(fraction) = tuner.and_then(|tuner| tuner.record(hash, weight)) {
+        if let Some((fraction, ghosting)) = tuner.and_then(|tuner| tuner.record(hash, weight)) {
+            self.ghosting = ghosting;
+            if !ghosting {
+                self.ghost.clear();
+            }
             self.resize(fraction);
             self.rebalance(entries);
         }
@@ -1105,9 +1136,15 @@ impl EvictionPolicy for WTinyLfu {
             let Some(victim) = self.main_victim(entries) else {
                 return Some(candidate);
             };
-            if self.admits(entries.hash(candidate), entries.hash(victim)) {
+            let hash = entries.hash(candidate);
+            // A candidate turned away before and back first wins: recency the sketch may
+            // not show yet (S3-FIFO's and ARC's ghost).
+            if (self.ghosting && self.ghost.take(hash)) || self.admits(hash, entries.hash(victim)) {
                 self.move_to(candidate, Segment::Probation, entries);
                 return Some(victim);
+            }
+            if self.ghosting {
+                self.ghost.push(hash, entries.len().max(1));
             }
             return Some(candidate);
         }
@@ -1134,7 +1171,8 @@ impl EvictionPolicy for WTinyLfu {
         self.protected = Queue::default();
         self.admitted = false;
         self.transferring = false;
-        // The sketch and the tuner stay: they describe the request stream, not the entries.
+        // The sketch, the ghost and the tuner stay: they describe the request stream, not
+        // the entries.
     }
 
     fn validate(&self, entries: &impl Entries<WTinyLfuState>) -> Result<(), String> {
@@ -1223,8 +1261,19 @@ impl EvictionPolicy for WTinyLfu {
                 self.protected.weight, self.protected_max
             ));
         }
+        self.ghost.validate()?;
+        if !self.ghosting && self.ghost.len() > 0 {
+            return Err(format!("ghost of {} records while off", self.ghost.len()));
+        }
         if let Some(tuner) = &self.tuner {
             tuner.validate()?;
+            if self.ghosting != tuner.current_ghost() {
+                return Err(format!(
+                    "ghost {} while the tuner says {}",
+                    self.ghosting,
+                    tuner.current_ghost()
+                ));
+            }
             if self.window_max != part_of(self.capacity, tuner.current()) {
                 return Err(format!(
                     "window of {} is not the tuner's choice {}",
@@ -1390,6 +1439,14 @@ mod tests {
         marked: [bool; KEYS as usize],
         /// Hits that only raised a mark.
         marked_hits: u64,
+        /// Whether turned-away candidates are remembered, and the ghost: records in FIFO
+        /// order, numbered from `ghost_first`, and each remembered key's latest record.
+        ghosting: bool,
+        ghost: VecDeque<u8>,
+        ghost_first: u64,
+        ghost_latest: std::collections::HashMap<u8, u64>,
+        /// Candidates admitted because the ghost remembered them.
+        ghost_admissions: u64,
     }
 
     impl Model {
@@ -1420,6 +1477,11 @@ mod tests {
                 pending: [0; KEYS as usize],
                 marked: [false; KEYS as usize],
                 marked_hits: 0,
+                ghosting: variant.ghost,
+                ghost: VecDeque::new(),
+                ghost_first: 0,
+                ghost_latest: std::collections::HashMap::new(),
+                ghost_admissions: 0,
             };
             m.ensure(capacity.min(1024) as usize);
             m
@@ -1553,10 +1615,27 @@ mod tests {
                 let Some(victim) = self.main_victim() else {
                     return Some(candidate);
                 };
-                if self.admits(candidate, victim) {
+                let remembered = self.ghosting && self.ghost_latest.remove(&candidate).is_some();
+                self.ghost_admissions += u64::from(remembered);
+                if remembered || self.admits(candidate, victim) {
                     self.window.pop_back();
                     self.probation.push_front(candidate);
                     return Some(victim);
+                }
+                if self.ghosting {
+                    // As many records as the segments hold entries.
+                    let limit =
+                        (self.window.len() + self.probation.len() + self.protected.len()).max(1);
+                    let seq = self.ghost_first + self.ghost.len() as u64;
+                    self.ghost.push_back(candidate);
+                    self.ghost_latest.insert(candidate, seq);
+                    while self.ghost.len() > limit {
+                        let old = self.ghost.pop_front().unwrap();
+                        if self.ghost_latest.get(&old) == Some(&self.ghost_first) {
+                            self.ghost_latest.remove(&old);
+                        }
+                        self.ghost_first += 1;
+                    }
                 }
                 return Some(candidate);
             }
@@ -1689,6 +1768,8 @@ mod tests {
         margin: u8,
         /// Marked hits on protected entries (the default) or every hit replayed.
         clock: bool,
+        /// The ghost of turned-away candidates (which the adaptive window's tuner turns on).
+        ghost: bool,
     }
 
     impl Default for Variant {
@@ -1699,6 +1780,7 @@ mod tests {
                 start_percent: 20,
                 margin: 1,
                 clock: true,
+                ghost: false,
             }
         }
     }
@@ -1710,14 +1792,16 @@ mod tests {
             prop::sample::select(vec![20u64, 20, 0, 50, 100]),
             prop::sample::select(vec![1u8, 1, 0, 2]),
             prop::sample::select(vec![true, true, false]),
+            any::<bool>(),
         )
             .prop_map(
-                |(guard, protected_percent, start_percent, margin, clock)| Variant {
+                |(guard, protected_percent, start_percent, margin, clock, ghost)| Variant {
                     guard,
                     protected_percent,
                     start_percent,
                     margin,
                     clock,
+                    ghost,
                 },
             )
     }
@@ -1750,7 +1834,8 @@ mod tests {
                 .and_then(|p| p.with_admission_margin(variant.margin))
                 .unwrap()
                 .with_flood_guard(variant.guard)
-                .with_exact_hits(!variant.clock);
+                .with_exact_hits(!variant.clock)
+                .with_ghost(variant.ghost);
             policy.configure(&ShardContext {
                 index: 0,
                 capacity,
@@ -1958,17 +2043,22 @@ mod tests {
         }
 
         fn long_runs(guard: bool) -> (u64, u64) {
-            let (mut halvings, mut coin, mut marked) = (0, 0, 0);
+            let (mut halvings, mut coin, mut marked, mut ghost_admissions) = (0, 0, 0, 0);
             let lru_main = Variant {
                 guard,
                 protected_percent: 0,
                 start_percent: 50,
                 margin: 0,
                 clock: true,
+                ghost: false,
             };
             let plain = Variant {
                 guard,
                 ..Variant::default()
+            };
+            let ghosted = Variant {
+                ghost: true,
+                ..plain
             };
             for (capacity, percent, max_weight, variant) in [
                 (8, 1, 1, plain),
@@ -1977,6 +2067,8 @@ mod tests {
                 (5, 0, 1, plain),
                 (10, 0, 1, lru_main),
                 (30, 1, 6, lru_main),
+                (12, 1, 1, ghosted),
+                (30, 20, 6, ghosted),
             ] {
                 let mut rng = SmallRng::seed_from_u64(capacity);
                 let mut h = Harness::with(capacity, percent, 42, variant);
@@ -1994,7 +2086,12 @@ mod tests {
                 halvings += h.model.halvings;
                 coin += h.model.random_admissions;
                 marked += h.model.marked_hits;
+                ghost_admissions += h.model.ghost_admissions;
             }
+            assert!(
+                ghost_admissions > 100,
+                "only {ghost_admissions} ghost admissions"
+            );
             assert!(marked > 1000, "only {marked} hits were marked");
             (halvings, coin)
         }
