@@ -124,14 +124,21 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
                 }
             }
         }
-        let id = node.id();
+        let tag = node.tag();
+        let id = tag.id();
         let recorded = access
             && match P::HIT {
                 HitAccess::Mark(max) => {
-                    node.raise_mark(max);
+                    node.raise_mark(tag, max);
                     false
                 }
-                HitAccess::MarkOrRecord(max) => !node.raise_mark_if_marked(max),
+                HitAccess::MarkOrRecord(max) => {
+                    let marked = tag.mark() != 0;
+                    if marked {
+                        node.raise_mark(tag, max);
+                    }
+                    !marked
+                }
                 HitAccess::Exclusive => true,
                 HitAccess::Ignore | HitAccess::Shared => false,
             };

@@ -849,11 +849,14 @@ impl WTinyLfu {
         // segments' total weight, which decides when the sketch starts counting. An entry
         // whose counters are saturated in this generation skips the sketch: the increment
         // would change nothing.
-        let saturated = n.saturated_in == self.sketch.generation()
-            || ((self.counting || self.start_counting()) && self.count(hash, entries));
-        if saturated && n.saturated_in != self.sketch.generation() {
+        let saturated = if n.saturated_in == self.sketch.generation() {
+            true
+        } else if (self.counting || self.start_counting()) && self.count(hash, entries) {
             node_mut(entries, id).saturated_in = self.sketch.generation();
-        }
+            true
+        } else {
+            false
+        };
         // A protected entry the sketch rates at its maximum is hot: its hits are marked from
         // now on (see `WTinyLfu::with_exact_hits`).
         if saturated
@@ -1017,6 +1020,17 @@ impl Default for WTinyLfu {
 /// such hit; each hit adds one, up to [`MARK_CAP`].
 const PROTECTED_MARK: u8 = 1;
 
+/// What a reader does on a hit ([`HitAccess::MarkOrRecord`]): a marked entry's mark goes up
+/// by one, up to [`MARK_CAP`]. Returns whether the entry was marked (an unmarked entry's hit
+/// is the policy's to replay).
+fn raise_if_marked(id: EntryId, entries: &mut impl Entries<WTinyLfuState>) -> bool {
+    let mark = entries.mark(id);
+    if mark != 0 {
+        entries.set_mark(id, mark.saturating_add(1).min(MARK_CAP));
+    }
+    mark != 0
+}
+
 /// The largest mark: the base and 15 hits (the sketch's counters stop at 15).
 const MARK_CAP: u8 = PROTECTED_MARK + 15;
 
@@ -1085,12 +1099,9 @@ impl EvictionPolicy for WTinyLfu {
 
     fn on_access(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
         // What a reader does itself for a marked entry, and the recorded hit otherwise.
-        let mark = entries.mark(id);
-        if mark != 0 {
-            entries.set_mark(id, mark.max(PROTECTED_MARK).saturating_add(1).min(MARK_CAP));
-            return;
+        if !raise_if_marked(id, entries) {
+            self.touch(id, false, entries);
         }
-        self.touch(id, false, entries);
     }
 
     fn on_update(
@@ -1100,11 +1111,9 @@ impl EvictionPolicy for WTinyLfu {
         entries: &mut impl Entries<WTinyLfuState>,
     ) {
         let weight = entries.weight(id);
-        let mark = entries.mark(id);
-        if weight == old_weight && mark != 0 {
-            // A marked entry's update counts as its hits do, as a raised mark: no move, and
-            // no visit to its state.
-            entries.set_mark(id, mark.saturating_add(1).min(MARK_CAP));
+        // A marked entry's update counts as its hits do, as a raised mark: no move, and no
+        // visit to its state.
+        if weight == old_weight && raise_if_marked(id, entries) {
             return;
         }
         let queue = self.queue(node(entries, id).segment);

@@ -54,6 +54,24 @@ pub(crate) struct Node<K, V> {
 /// The bits of [`Node::tag`] that hold the id.
 const ID_BITS: u32 = 24;
 
+/// A node's id word as one load saw it: the entry id in the low [`ID_BITS`], the mark above.
+#[derive(Clone, Copy)]
+pub(crate) struct Tag(u32);
+
+impl Tag {
+    /// The entry's id in the shard's slab.
+    #[inline]
+    pub(crate) fn id(self) -> EntryId {
+        EntryId::new(self.0 & ((1 << ID_BITS) - 1))
+    }
+
+    /// The entry's policy mark.
+    #[inline]
+    pub(crate) fn mark(self) -> u8 {
+        (self.0 >> ID_BITS) as u8
+    }
+}
+
 impl<K, V> Node<K, V> {
     pub(crate) fn new(key: K, value: V, hash: u32, id: EntryId, deadline: u64) -> Self {
         debug_assert!(id.raw() < 1 << ID_BITS, "{id:?} past the node index range");
@@ -66,16 +84,23 @@ impl<K, V> Node<K, V> {
         }
     }
 
+    /// One load of the id word: the entry's id and its mark at that moment (a hit needs both
+    /// and reads them once).
+    #[inline]
+    pub(crate) fn tag(&self) -> Tag {
+        Tag(self.tag.load(Ordering::Relaxed))
+    }
+
     /// The entry's id in the shard's slab.
     #[inline]
     pub(crate) fn id(&self) -> EntryId {
-        EntryId::new(self.tag.load(Ordering::Relaxed) & ((1 << ID_BITS) - 1))
+        self.tag().id()
     }
 
     /// The entry's policy mark.
     #[inline]
     pub(crate) fn mark(&self) -> u8 {
-        (self.tag.load(Ordering::Relaxed) >> ID_BITS) as u8
+        self.tag().mark()
     }
 
     /// Sets the mark (the shard's writer, under its lock; a reader's concurrent raise may be
@@ -88,29 +113,14 @@ impl<K, V> Node<K, V> {
             .store(id | (u32::from(mark) << ID_BITS), Ordering::Relaxed);
     }
 
-    /// A hit's raise of the mark, by one up to `max`: a load, and a plain store only below
-    /// `max` (two readers raising at once may count once, as a lossy buffer would).
+    /// A hit's raise of the mark from `seen`, the tag this reader loaded, by one up to `max`:
+    /// a plain store only below `max` (two readers raising at once may count once, as a lossy
+    /// buffer would).
     #[inline]
-    pub(crate) fn raise_mark(&self, max: u8) {
-        let tag = self.tag.load(Ordering::Relaxed);
-        if ((tag >> ID_BITS) as u8) < max {
-            self.tag.store(tag + (1 << ID_BITS), Ordering::Relaxed);
+    pub(crate) fn raise_mark(&self, seen: Tag, max: u8) {
+        if seen.mark() < max {
+            self.tag.store(seen.0 + (1 << ID_BITS), Ordering::Relaxed);
         }
-    }
-
-    /// A hit's raise of the mark as [`raise_mark`](Self::raise_mark) does, but only if the
-    /// mark is not 0; returns whether it was not ([`HitAccess::MarkOrRecord`]: a hit on an
-    /// unmarked entry is recorded instead).
-    ///
-    /// [`HitAccess::MarkOrRecord`]: crate::policy::HitAccess::MarkOrRecord
-    #[inline]
-    pub(crate) fn raise_mark_if_marked(&self, max: u8) -> bool {
-        let tag = self.tag.load(Ordering::Relaxed);
-        let mark = (tag >> ID_BITS) as u8;
-        if mark != 0 && mark < max {
-            self.tag.store(tag + (1 << ID_BITS), Ordering::Relaxed);
-        }
-        mark != 0
     }
 
     #[inline]
