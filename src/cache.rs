@@ -162,6 +162,7 @@ impl<K, V, P: EvictionPolicy, S> Cache<K, V, P, S> {
                     parts.expiration,
                     max_entries,
                     stripes,
+                    parts.weigher.is_none(),
                 ))
             })
             .collect();

@@ -64,13 +64,15 @@ pub(crate) struct ShardSlot<K, V, P: EvictionPolicy> {
 
 impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
     /// A shard; `max_entries` bounds its slab's and arena's growth (its capacity when entries
-    /// weigh 1); `stripes` is its reader stripe count.
+    /// weigh 1); `stripes` is its reader stripe count; `unit_weights` says that every entry
+    /// weighs 1 (the cache has no weigher).
     pub(crate) fn new(
         policy: P,
         ctx: ShardContext,
         expiration: Expiration,
         max_entries: usize,
         stripes: usize,
+        unit_weights: bool,
     ) -> Self {
         // One node more than the entries: a write at capacity allocates the new node before
         // the one it replaces or evicts is reclaimed.
@@ -78,7 +80,14 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         Self {
             store,
             expiration,
-            write: Mutex::new(Shard::new(policy, ctx, expiration, max_entries, writer)),
+            write: Mutex::new(Shard::new(
+                policy,
+                ctx,
+                expiration,
+                max_entries,
+                writer,
+                unit_weights,
+            )),
         }
     }
 
@@ -212,6 +221,9 @@ pub(crate) struct Shard<K, V, P: EvictionPolicy> {
     writes_since_sweep: u32,
     /// Bumped by every insert and value replacement; lets `retain` detect concurrent writes.
     generation: u64,
+    /// Every entry weighs 1 (no weigher): a replacement knows the old weight without loading
+    /// the entry's record, which is often a cache miss.
+    unit_weights: bool,
 }
 
 /// Replays one recorded hit. A ring may hold an id whose entry is gone (a record stored while
@@ -234,6 +246,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         expiration: Expiration,
         max_entries: usize,
         writer: Writer<K, V>,
+        unit_weights: bool,
     ) -> Self {
         policy.configure(&ctx);
         Self {
@@ -251,6 +264,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             rng: SmallRng::seed_from_u64(ctx.seed),
             writes_since_sweep: 0,
             generation: 0,
+            unit_weights,
         }
     }
 
@@ -435,7 +449,9 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
                 if only_if_absent {
                     return Inserted::Present(node.value.clone());
                 }
-                self.replace(store, id, index, current, key, value, weight, deadline, now);
+                self.replace(
+                    store, fragment, id, index, current, key, value, weight, deadline, now,
+                );
                 return Inserted::Stored;
             }
             self.remove_id(store, id, RemovalCause::Expired);
@@ -448,6 +464,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     fn replace(
         &mut self,
         store: &Store<K, V>,
+        fragment: u32,
         id: EntryId,
         old_node: u32,
         current: Deadline,
@@ -457,17 +474,23 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         deadline: Deadline,
         now: u64,
     ) {
-        let meta = self.slab.at(id);
-        let (fragment, old_weight) = (meta.hash, meta.weight());
+        // With unit weights the record is rewritten whole, never loaded.
+        let old_weight = if self.unit_weights {
+            debug_assert_eq!(self.slab.at(id).weight(), 1);
+            debug_assert_eq!(weight, 1);
+            1
+        } else {
+            self.slab.at(id).weight()
+        };
+        debug_assert_eq!(self.slab.at(id).hash, fragment);
         let was_volatile = !current.is_never();
         let node = Node::new(key, value, fragment, id, deadline.raw());
         // The mark belongs to the entry, not to its value.
         node.set_mark(store.get(&self.writer, old_node).mark());
         let new_node = store.replace(&mut self.writer, old_node, node);
         self.causes.push(RemovalCause::Replaced);
-        let meta = self.slab.at_mut(id);
-        meta.node = new_node;
-        meta.set_weight(weight);
+        self.slab
+            .overwrite(id, Meta::new(new_node, fragment, weight));
         self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
         self.volatile =
             self.volatile - usize::from(was_volatile) + usize::from(!deadline.is_never());

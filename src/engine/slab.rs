@@ -41,11 +41,6 @@ impl Meta {
     pub(crate) fn weight(&self) -> u32 {
         self.weight_plus_one.get() - 1
     }
-
-    #[inline]
-    pub(crate) fn set_weight(&mut self, weight: u32) {
-        self.weight_plus_one = weight_nz(weight);
-    }
 }
 
 #[inline]
@@ -176,6 +171,19 @@ impl<T> Slab<T> {
     #[inline]
     pub(crate) fn at_mut(&mut self, id: EntryId) -> &mut T {
         self.get_mut(id).expect("vacant slab slot")
+    }
+
+    /// Replaces the live entry `id` with `value` without reading it (a store to a line that
+    /// is not cached does not wait for it, a load does).
+    ///
+    /// # Panics
+    ///
+    /// If `id` is out of range; in debug builds also if it is vacant.
+    #[inline]
+    pub(crate) fn overwrite(&mut self, id: EntryId, value: T) {
+        let slot = &mut self.slots[id.index()];
+        debug_assert!(slot.is_some(), "overwriting a vacant slab slot");
+        *slot = Some(value);
     }
 
     /// Every live entry with its id.
@@ -346,9 +354,17 @@ mod tests {
 
     #[test]
     fn weight_round_trips_and_clamps() {
-        let mut e = Meta::new(1, 2, 0);
-        assert_eq!(e.weight(), 0);
-        e.set_weight(u32::MAX);
-        assert_eq!(e.weight(), MAX_WEIGHT);
+        assert_eq!(Meta::new(1, 2, 0).weight(), 0);
+        assert_eq!(Meta::new(1, 2, 7).weight(), 7);
+        assert_eq!(Meta::new(1, 2, u32::MAX).weight(), MAX_WEIGHT);
+    }
+
+    #[test]
+    fn overwrite_replaces_a_live_entry_in_place() {
+        let mut s = Slab::new();
+        let a = s.insert(1);
+        let b = s.insert(2);
+        s.overwrite(a, 10);
+        assert_eq!((s.get(a), s.get(b), s.len()), (Some(&10), Some(&2), 2));
     }
 }
