@@ -233,16 +233,17 @@ impl Queue {
 ///   too (a miss is followed by an insert in cache-aside use). A hit on an entry whose four
 ///   counters are all saturated (15) since the last halving leaves the sketch alone, since the
 ///   increment would change nothing: the state remembers it.
-/// - **Hot entries' hits are marked**: once a replayed hit finds a protected entry saturated
-///   in the sketch, the entry is marked, and from then on a reader's hit only raises the
-///   entry's mark (no record, no lock, nothing replayed, no store once the mark is full). The
-///   policy folds the marked hits in when the entry reaches the protected segment's tail: it
-///   goes back to the head instead of being demoted (a second chance, as in CLOCK) and its
-///   hits count in the sketch then. A demoted entry is unmarked. Keys the adaptive window's
-///   simulations sample are never marked, so the simulations see all their requests. Hot
-///   entries are the ones whose exact position matters least (they are far from eviction) and
-///   that take most hits, so this keeps the decisions close to exact replay and most hits off
-///   the shard's lock; [`with_exact_hits(true)`](Self::with_exact_hits) replays every hit.
+/// - **Hot entries' hits are marked**: once a replayed hit finds a protected entry rated
+///   highly in the sketch (8 of 15), the entry is marked, and from then on a reader's hit only
+///   raises the entry's mark (no record, no lock, nothing replayed, no store once the mark is
+///   full). The policy folds the marked hits in when the entry reaches the protected
+///   segment's tail: it goes back to the head instead of being demoted (a second chance, as in
+///   CLOCK) and its hits count in the sketch then. A demoted entry is unmarked. Keys the
+///   adaptive window's simulations sample are never marked, so the simulations see all their
+///   requests. Hot entries are the ones whose exact position matters least (they are far from
+///   eviction) and that take most hits, so this keeps the decisions close to exact replay and
+///   most hits off the shard's lock; [`with_exact_hits(true)`](Self::with_exact_hits) replays
+///   every hit.
 /// - **Admission**: the candidate (window LRU) wins if its estimated frequency exceeds the
 ///   victim's by more than the admission margin, 1 by default
 ///   ([`with_admission_margin`](Self::with_admission_margin); Caffeine and moka: 0, ties to
@@ -756,13 +757,19 @@ impl WTinyLfu {
     }
 
     /// Increments the counters of `hash`; returns whether they are all saturated now (see
-    /// `Node::saturated_in`).
+    /// `Node::saturated_in`). Used where the estimate itself does not matter.
     fn count(&mut self, hash: u32, entries: &mut impl Entries<WTinyLfuState>) -> bool {
-        let saturated = self.sketch.increment(hash);
+        self.rate(hash, entries) == 15
+    }
+
+    /// Increments the counters of `hash`; returns its estimate after the increment (and after
+    /// the halving it may have set off).
+    fn rate(&mut self, hash: u32, entries: &mut impl Entries<WTinyLfuState>) -> u8 {
+        let rated = self.sketch.increment(hash);
         if self.sketch.take_wrapped() {
             self.forget_saturation(entries);
         }
-        saturated
+        rated
     }
 
     /// Clears every entry's `saturated_in`: the sketch's generation number wrapped around, so
@@ -849,17 +856,20 @@ impl WTinyLfu {
         // segments' total weight, which decides when the sketch starts counting. An entry
         // whose counters are saturated in this generation skips the sketch: the increment
         // would change nothing.
-        let saturated = if n.saturated_in == self.sketch.generation() {
-            true
-        } else if (self.counting || self.start_counting()) && self.count(hash, entries) {
-            node_mut(entries, id).saturated_in = self.sketch.generation();
-            true
+        let rated = if n.saturated_in == self.sketch.generation() {
+            15
+        } else if self.counting || self.start_counting() {
+            let rated = self.rate(hash, entries);
+            if rated == 15 {
+                node_mut(entries, id).saturated_in = self.sketch.generation();
+            }
+            rated
         } else {
-            false
+            0
         };
-        // A protected entry the sketch rates at its maximum is hot: its hits are marked from
-        // now on (see `WTinyLfu::with_exact_hits`).
-        if saturated
+        // A protected entry the sketch rates at `HOT_RATING` or more is hot: its hits are
+        // marked from now on (see `WTinyLfu::with_exact_hits`).
+        if rated >= HOT_RATING
             && node(entries, id).segment == Segment::Protected
             && entries.mark(id) == 0
             && self.marks_hits(hash)
@@ -1019,6 +1029,15 @@ impl Default for WTinyLfu {
 /// The mark of a protected entry whose hits readers mark instead of recording, before any
 /// such hit; each hit adds one, up to [`MARK_CAP`].
 const PROTECTED_MARK: u8 = 1;
+
+/// The sketch's estimate (of at most 15) from which a replayed hit marks a protected entry.
+/// An entry rated this high has been used at least this often since the sketch's last
+/// halving: it takes many hits and sits far from eviction, where the order of its hits
+/// matters least. A lower rating marks entries after fewer replayed hits, so hits get cheap
+/// sooner; too low a rating marks entries whose recency still decides their eviction. The
+/// value was chosen on one half of the shared traces and checked on the other
+/// (`docs/benchmarks.md`, *Marking hot entries earlier*).
+const HOT_RATING: u8 = 8;
 
 /// What a reader does on a hit ([`HitAccess::MarkOrRecord`]): a marked entry's mark goes up
 /// by one, up to [`MARK_CAP`]. Returns whether the entry was marked (an unmarked entry's hit
@@ -1724,7 +1743,7 @@ mod tests {
             self.rebalance();
             // Last, as the policy counts it: the rebalance may fold marked hits in first.
             self.record(key);
-            if self.clock && self.protected.contains(&key) && self.frequency(key) == 15 {
+            if self.clock && self.protected.contains(&key) && self.frequency(key) >= HOT_RATING {
                 self.marked[key as usize] = true;
             }
         }

@@ -180,17 +180,18 @@ impl Sketch {
         min as u8
     }
 
-    /// Counts one more use of `hash`. Returns whether its counters are all saturated now:
-    /// then, until the [`generation`](Self::generation) changes, another increment of `hash`
-    /// would change nothing, and the caller may skip it.
-    pub(super) fn increment(&mut self, hash: u32) -> bool {
+    /// Counts one more use of `hash`. Returns its estimate after the increment (and after the
+    /// halving it may have set off). At 15 its counters are all saturated: then, until the
+    /// [`generation`](Self::generation) changes, another increment of `hash` would change
+    /// nothing, and the caller may skip it.
+    pub(super) fn increment(&mut self, hash: u32) -> u8 {
         if self.table.is_empty() {
-            return false;
+            return 0;
         }
         let (block, counters) = self.locate(hash);
         let words = &mut self.table[block].0;
         let mut added = false;
-        let mut saturated = true;
+        let mut est = 15;
         for i in 0..DEPTH {
             let h = counters >> (8 * i);
             let word = &mut words[2 * i + (h & 1) as usize];
@@ -200,16 +201,16 @@ impl Sketch {
                 *word += 1 << shift;
                 added = true;
             }
-            saturated &= count >= 14;
+            est = est.min((count + 1).min(15));
         }
         if added {
             self.additions += 1;
             if self.additions >= self.sample {
                 self.halve();
-                return false;
+                return self.frequency(hash);
             }
         }
-        saturated
+        est as u8
     }
 
     /// Increments counted since the last halving (the model tests compare it).
@@ -269,8 +270,9 @@ mod tests {
             (4, 160),
             "32 words, halving at 10 × 16"
         );
-        for _ in 0..20 {
-            s.increment(1);
+        for n in 1..=20u8 {
+            // The estimate after the increment (no other hash shares all four counters).
+            assert_eq!(s.increment(1), n.min(15));
         }
         assert_eq!(s.frequency(1), 15, "4-bit counters saturate");
         assert_eq!(s.additions, 15, "saturated increments are not counted");
@@ -278,9 +280,10 @@ mod tests {
         let mut h = 2;
         loop {
             let before = s.additions;
-            s.increment(h);
+            let rated = s.increment(h);
             h += 1;
             if s.additions < before {
+                assert_eq!(rated, s.frequency(h - 1), "rated after the halving");
                 break;
             }
         }
