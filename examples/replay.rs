@@ -19,6 +19,9 @@
 //!   cursor, one at a time, so the cache sees the trace's order up to the `N` requests in
 //!   flight (a fixed round-robin split let one thread run thousands of requests ahead of the
 //!   other, which reordered the trace and, on the small traces, decided the hit ratio).
+//!   The result depends on how much the threads overlap: run it on an idle machine, and
+//!   compare with a run pinned to one core (`taskset -c 0`), where the threads alternate in
+//!   time slices and the cache sees the trace's exact order through all threads' stripes.
 //! - `--runs N`: replay every contender whose result depends on a seed `N` times and report the
 //!   mean (single-threaded). moka and quick_cache hash with random keys, so each run of theirs
 //!   is a new draw; `aside`'s caches get seeds `0x5EED`, `0x5EED + 1`, ... The exact LRU, OPT,
