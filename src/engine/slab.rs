@@ -59,7 +59,10 @@ pub(crate) fn push_within<T>(v: &mut Vec<T>, value: T, limit: usize) {
     v.push(value);
 }
 
-/// A vector of optional entries with a free stack of vacant indices.
+/// A vector of optional entries with a free stack of vacant indices. The shard keeps its
+/// [`Meta`] records in one; [`Simulation`](crate::policy::Simulation) keeps its simulated
+/// entries in another.
+#[derive(Clone)]
 pub(crate) struct Slab<T> {
     slots: Vec<Option<T>>,
     free: Vec<u32>,

@@ -3,84 +3,61 @@
 //! A policy cannot tell a shard from a simulation: both hand it the same [`Entries`] view. That
 //! makes a simulation useful in two places: to evaluate a policy on a recorded access stream
 //! (what hit ratio would it get at this capacity?), and inside a policy, to compare settings
-//! on a sample of the live stream (W-TinyLFU's window tuner runs four of them). Built from
-//! public items only, like the policies.
+//! on a sample of the live stream (W-TinyLFU's window tuner runs eight of them). Its entries
+//! live in the engine's slab (`engine::slab::Slab`), the one the shards keep their records
+//! in, with the same free stack (the last freed slot is reused first).
 
 use std::fmt;
 
 use hashbrown::HashTable;
 
 use super::{Entries, EntryId, EvictionPolicy, ShardContext};
+use crate::engine::slab::Slab;
 
-/// One slot of the simulated slab: a key hash, its weight and the policy's state.
+/// One simulated entry: a key hash, its weight, its mark and the policy's state. The shard's
+/// slab keeps the same facts apart (the record, the node's mark, the dense state array); a
+/// simulation has no readers to serve, so one slab of these is enough.
 #[derive(Clone)]
-struct Slot<S> {
+struct Simulated<S> {
     hash: u32,
     weight: u32,
-    live: bool,
     mark: u8,
     state: S,
 }
 
-/// The simulated entries: a slab of slots with a free list, in the shard's id scheme.
-#[derive(Clone)]
-struct Slots<S> {
-    slots: Vec<Slot<S>>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-impl<S> Slots<S> {
-    fn slot(&self, id: EntryId) -> &Slot<S> {
-        &self.slots[id.index()]
-    }
-}
-
-impl<S> Entries<S> for Slots<S> {
+impl<S> Entries<S> for Slab<Simulated<S>> {
     fn state(&self, id: EntryId) -> &S {
-        &self.slot(id).state
+        &self.at(id).state
     }
     fn state_mut(&mut self, id: EntryId) -> &mut S {
-        &mut self.slots[id.index()].state
+        &mut self.at_mut(id).state
     }
     fn hash(&self, id: EntryId) -> u32 {
-        self.slot(id).hash
+        self.at(id).hash
     }
     fn weight(&self, id: EntryId) -> u32 {
-        self.slot(id).weight
+        self.at(id).weight
     }
     fn expires_at(&self, _: EntryId) -> Option<u64> {
         None
     }
     fn len(&self) -> usize {
-        self.len
+        Slab::len(self)
     }
     fn contains(&self, id: EntryId) -> bool {
-        self.slots.get(id.index()).is_some_and(|s| s.live)
+        Slab::contains(self, id)
     }
     fn random(&self, random: u64) -> Option<EntryId> {
-        if self.len == 0 {
-            return None;
-        }
-        let n = self.slots.len();
-        let start = (random % n as u64) as usize;
-        (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| self.slots[i].live)
-            .map(|i| EntryId::new(i as u32))
+        Slab::random(self, random)
     }
     fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.live)
-            .map(|(i, _)| EntryId::new(i as u32))
+        self.iter().map(|(id, _)| id)
     }
     fn mark(&self, id: EntryId) -> u8 {
-        self.slot(id).mark
+        self.at(id).mark
     }
     fn set_mark(&mut self, id: EntryId, mark: u8) {
-        self.slots[id.index()].mark = mark;
+        self.at_mut(id).mark = mark;
     }
 }
 
@@ -117,7 +94,7 @@ fn table_hash(hash: u32) -> u64 {
 #[derive(Clone)]
 pub struct Simulation<P: EvictionPolicy> {
     policy: P,
-    entries: Slots<P::State>,
+    entries: Slab<Simulated<P::State>>,
     table: HashTable<u32>,
     capacity: u64,
     weight: u64,
@@ -145,11 +122,7 @@ impl<P: EvictionPolicy> Simulation<P> {
         });
         Self {
             policy,
-            entries: Slots {
-                slots: Vec::new(),
-                free: Vec::new(),
-                len: 0,
-            },
+            entries: Slab::with_limit(usize::try_from(capacity).unwrap_or(usize::MAX)),
             table: HashTable::new(),
             capacity,
             weight: 0,
@@ -199,43 +172,30 @@ impl<P: EvictionPolicy> Simulation<P> {
             }
             self.remove_id(victim);
         }
-        let slot = Slot {
+        let id = self.entries.insert(Simulated {
             hash,
             weight,
-            live: true,
             mark: 0,
             state: P::State::default(),
-        };
-        let i = match self.entries.free.pop() {
-            Some(i) => {
-                self.entries.slots[i as usize] = slot;
-                i
-            }
-            None => {
-                self.entries.slots.push(slot);
-                (self.entries.slots.len() - 1) as u32
-            }
-        };
-        let slots = &self.entries.slots;
-        self.table
-            .insert_unique(table_hash(hash), i, |&j| table_hash(slots[j as usize].hash));
-        self.entries.len += 1;
+        });
+        let entries = &self.entries;
+        self.table.insert_unique(table_hash(hash), id.raw(), |&j| {
+            table_hash(entries.at(EntryId::new(j)).hash)
+        });
         self.weight += w;
-        self.policy.on_insert(EntryId::new(i), &mut self.entries);
+        self.policy.on_insert(id, &mut self.entries);
     }
 
     fn remove_id(&mut self, id: EntryId) {
         self.policy.on_remove(id, &mut self.entries);
-        let hash = self.entries.slot(id).hash;
-        if let Ok(found) = self.table.find_entry(table_hash(hash), |&i| i == id.raw()) {
+        let removed = self.entries.remove(id);
+        if let Ok(found) = self
+            .table
+            .find_entry(table_hash(removed.hash), |&i| i == id.raw())
+        {
             found.remove();
         }
-        let slot = &mut self.entries.slots[id.index()];
-        slot.live = false;
-        slot.state = P::State::default();
-        self.weight -= u64::from(slot.weight);
-        self.entries.len -= 1;
-        self.entries.free.push(id.raw());
+        self.weight -= u64::from(removed.weight);
     }
 
     /// Whether the key with hash `hash` is stored. Not a request: the policy is not told.
@@ -257,7 +217,7 @@ impl<P: EvictionPolicy> Simulation<P> {
     fn slot_of(&self, hash: u32) -> Option<u32> {
         self.table
             .find(table_hash(hash), |&i| {
-                self.entries.slots[i as usize].hash == hash
+                self.entries.at(EntryId::new(i)).hash == hash
             })
             .copied()
     }
@@ -277,9 +237,7 @@ impl<P: EvictionPolicy> Simulation<P> {
     /// ```
     pub fn clear(&mut self) {
         self.policy.clear();
-        self.entries.slots.clear();
-        self.entries.free.clear();
-        self.entries.len = 0;
+        self.entries.drain().for_each(drop);
         self.table.clear();
         self.weight = 0;
     }
@@ -324,7 +282,7 @@ impl<P: EvictionPolicy> Simulation<P> {
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len
+        self.entries.len()
     }
 
     /// Whether no key is stored.
@@ -336,7 +294,7 @@ impl<P: EvictionPolicy> Simulation<P> {
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.len == 0
+        self.entries.len() == 0
     }
 
     /// The stored keys' total weight.
@@ -399,14 +357,13 @@ impl<P: EvictionPolicy> Simulation<P> {
 
     /// [`validate`](Self::validate) for the crate's own checks, which compose descriptions.
     pub(crate) fn check(&self) -> Result<(), String> {
-        let live: Vec<&Slot<P::State>> = self.entries.slots.iter().filter(|s| s.live).collect();
-        let weight: u64 = live.iter().map(|s| u64::from(s.weight)).sum();
-        if live.len() != self.entries.len || self.table.len() != self.entries.len {
+        let len = self.entries.len();
+        let live = self.entries.iter().count();
+        let weight: u64 = self.entries.iter().map(|(_, e)| u64::from(e.weight)).sum();
+        if live != len || self.table.len() != len {
             return Err(format!(
-                "{} live slots, {} in the table, len {}",
-                live.len(),
+                "{live} live slots, {} in the table, len {len}",
                 self.table.len(),
-                self.entries.len
             ));
         }
         if weight != self.weight || self.weight > self.capacity {
@@ -415,10 +372,10 @@ impl<P: EvictionPolicy> Simulation<P> {
                 self.weight, self.capacity
             ));
         }
-        if live.iter().any(|s| !self.contains(s.hash)) {
+        if self.entries.iter().any(|(_, e)| !self.contains(e.hash)) {
             return Err("a live slot is missing from the table".into());
         }
-        if self.entries.free.len() + self.entries.len != self.entries.slots.len() {
+        if self.entries.vacant() + len != self.entries.slots() {
             return Err("free list and live slots do not cover the slab".into());
         }
         self.policy.validate(&self.entries)
@@ -429,7 +386,7 @@ impl<P: EvictionPolicy> fmt::Debug for Simulation<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Simulation")
             .field("capacity", &self.capacity)
-            .field("len", &self.entries.len)
+            .field("len", &self.entries.len())
             .field("weight", &self.weight)
             .field("hits", &self.hits)
             .field("requests", &self.requests)
