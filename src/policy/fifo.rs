@@ -68,6 +68,6 @@ impl EvictionPolicy for Fifo {
     }
 
     fn validate(&self, entries: &impl Entries<Links>) -> Result<(), String> {
-        self.list.validate(entries)
+        self.list.validate_all(entries)
     }
 }

@@ -1,114 +1,163 @@
-//! An intrusive doubly linked list threaded through slab indices, shared by [`Lru`](super::Lru)
-//! and [`Fifo`](super::Fifo).
+//! The one intrusive doubly linked list of the crate's policies, threaded through slab
+//! indices: [`Lru`](super::Lru) and [`Fifo`](super::Fifo) keep one, [`S3Fifo`](super::S3Fifo)
+//! two (small and main), [`WTinyLfu`](super::WTinyLfu) three (window, probation, protected).
 //!
-//! Each entry's policy state is a [`Links`] (two `u32`s: 8 bytes); the list itself is a head
-//! and a tail. Every operation is O(1) and needs no `unsafe`.
+//! The list itself is a head, a tail and a length; the links live in each entry's policy
+//! state, which says how through [`Linked`]: [`Links`] (two optional ids: 8 bytes) is the whole
+//! state of `Lru` and `Fifo`, while S3-FIFO and W-TinyLFU keep theirs next to the entry's
+//! segment. Every operation is O(1) (but the walks) and needs no `unsafe`.
 
 use super::{Entries, EntryId};
 
-const NIL: u32 = u32::MAX;
-
-/// Per-entry state of a list-based policy: the previous and next entry in the list.
+/// A policy state that links its entry into a [`List`]: the entry's neighbours toward the
+/// head (`prev`) and toward the tail (`next`). `me` is the entry whose state this is, for
+/// states that mark a list's end by linking an entry to itself.
 ///
-/// Opaque: only the policy that owns the list reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Links {
-    prev: u32,
-    next: u32,
+/// A state given to [`List::push_front`] must already hold a node (its links are then set);
+/// [`List::unlink`] leaves the state's links stale for the policy to clear or reuse.
+pub(crate) trait Linked {
+    fn prev(&self, me: EntryId) -> Option<EntryId>;
+    fn next(&self, me: EntryId) -> Option<EntryId>;
+    fn set_prev(&mut self, me: EntryId, prev: Option<EntryId>);
+    fn set_next(&mut self, me: EntryId, next: Option<EntryId>);
 }
 
-impl Default for Links {
-    fn default() -> Self {
-        Self {
-            prev: NIL,
-            next: NIL,
-        }
+/// Per-entry state of a list-based policy: the previous and next entry in the list. 8 bytes
+/// (an id's niche makes `Option<EntryId>` 4).
+///
+/// Opaque: only the policy that owns the list reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Links {
+    prev: Option<EntryId>,
+    next: Option<EntryId>,
+}
+
+impl Linked for Links {
+    #[inline]
+    fn prev(&self, _: EntryId) -> Option<EntryId> {
+        self.prev
+    }
+    #[inline]
+    fn next(&self, _: EntryId) -> Option<EntryId> {
+        self.next
+    }
+    #[inline]
+    fn set_prev(&mut self, _: EntryId, prev: Option<EntryId>) {
+        self.prev = prev;
+    }
+    #[inline]
+    fn set_next(&mut self, _: EntryId, next: Option<EntryId>) {
+        self.next = next;
     }
 }
 
-fn id(raw: u32) -> Option<EntryId> {
-    (raw != NIL).then_some(EntryId::new(raw))
-}
-
-/// Head is the most recently pushed entry, tail the oldest.
-#[derive(Debug, Clone, Copy)]
+/// Head is the most recently pushed (or moved) entry, tail the oldest.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct List {
-    head: u32,
-    tail: u32,
+    head: Option<EntryId>,
+    tail: Option<EntryId>,
     len: usize,
 }
 
-impl Default for List {
-    fn default() -> Self {
-        Self {
-            head: NIL,
-            tail: NIL,
-            len: 0,
-        }
-    }
-}
-
 impl List {
+    #[inline]
     pub(crate) fn tail(&self) -> Option<EntryId> {
-        id(self.tail)
+        self.tail
     }
 
-    pub(crate) fn push_front(&mut self, e: EntryId, entries: &mut impl Entries<Links>) {
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Links `e`, whose state holds a node in no list, at the head.
+    #[inline]
+    pub(crate) fn push_front<S: Linked>(&mut self, e: EntryId, entries: &mut impl Entries<S>) {
         let old_head = self.head;
-        *entries.state_mut(e) = Links {
-            prev: NIL,
-            next: old_head,
-        };
-        match id(old_head) {
-            Some(h) => entries.state_mut(h).prev = e.raw(),
-            None => self.tail = e.raw(),
+        let state = entries.state_mut(e);
+        state.set_prev(e, None);
+        state.set_next(e, old_head);
+        match old_head {
+            Some(h) => entries.state_mut(h).set_prev(h, Some(e)),
+            None => self.tail = Some(e),
         }
-        self.head = e.raw();
+        self.head = Some(e);
         self.len += 1;
     }
 
-    pub(crate) fn unlink(&mut self, e: EntryId, entries: &mut impl Entries<Links>) {
-        let Links { prev, next } = *entries.state(e);
-        match id(prev) {
-            Some(p) => entries.state_mut(p).next = next,
+    /// Takes `e` out of the list; its own links are left stale.
+    #[inline]
+    pub(crate) fn unlink<S: Linked>(&mut self, e: EntryId, entries: &mut impl Entries<S>) {
+        let state = entries.state(e);
+        let (prev, next) = (state.prev(e), state.next(e));
+        match prev {
+            Some(p) => entries.state_mut(p).set_next(p, next),
             None => self.head = next,
         }
-        match id(next) {
-            Some(n) => entries.state_mut(n).prev = prev,
+        match next {
+            Some(n) => entries.state_mut(n).set_prev(n, prev),
             None => self.tail = prev,
         }
-        *entries.state_mut(e) = Links::default();
         self.len -= 1;
     }
 
-    pub(crate) fn move_to_front(&mut self, e: EntryId, entries: &mut impl Entries<Links>) {
-        if self.head != e.raw() {
-            self.unlink(e, entries);
-            self.push_front(e, entries);
+    /// Moves `e`, which this list holds, to the head: [`unlink`](Self::unlink) then
+    /// [`push_front`](Self::push_front) without the length updates that cancel out. Nothing to
+    /// do at the head already.
+    #[inline]
+    pub(crate) fn move_to_front<S: Linked>(&mut self, e: EntryId, entries: &mut impl Entries<S>) {
+        let Some(head) = self.head.filter(|&head| head != e) else {
+            return;
+        };
+        let state = entries.state(e);
+        // Not the head, so it has a predecessor.
+        let (prev, next) = (state.prev(e), state.next(e));
+        let prev = prev.expect("an entry behind the head has a predecessor");
+        entries.state_mut(prev).set_next(prev, next);
+        match next {
+            Some(n) => entries.state_mut(n).set_prev(n, Some(prev)),
+            None => self.tail = Some(prev),
         }
+        let state = entries.state_mut(e);
+        state.set_prev(e, None);
+        state.set_next(e, Some(head));
+        entries.state_mut(head).set_prev(head, Some(e));
+        self.head = Some(e);
     }
 
-    /// Appends up to `limit` entries to `out`, from the head (most recently pushed) on.
-    pub(crate) fn take_from_head(
+    /// The entries from the head (most recently pushed) to the tail.
+    pub(crate) fn iter<'a, S: Linked>(
         &self,
-        entries: &impl Entries<Links>,
+        entries: &'a impl Entries<S>,
+    ) -> impl Iterator<Item = EntryId> + 'a {
+        std::iter::successors(self.head, move |&e| entries.state(e).next(e)).take(self.len)
+    }
+
+    /// The entries from the tail (the oldest) to the head.
+    #[cfg(test)]
+    pub(crate) fn iter_from_tail<'a, S: Linked>(
+        &self,
+        entries: &'a impl Entries<S>,
+    ) -> impl Iterator<Item = EntryId> + 'a {
+        std::iter::successors(self.tail, move |&e| entries.state(e).prev(e)).take(self.len)
+    }
+
+    /// Appends up to `limit` entries to `out`, from the head on.
+    pub(crate) fn take_from_head<S: Linked>(
+        &self,
+        entries: &impl Entries<S>,
         limit: usize,
         out: &mut Vec<EntryId>,
     ) {
-        let mut cur = id(self.head);
-        for _ in 0..limit {
-            let Some(e) = cur else { break };
-            out.push(e);
-            cur = id(entries.state(e).next);
-        }
+        out.extend(self.iter(entries).take(limit));
     }
 
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
 
-    /// Walks the list both ways and checks it links exactly the live entries.
-    pub(crate) fn validate(&self, entries: &impl Entries<Links>) -> Result<(), String> {
+    /// [`validate`](Self::validate) for a list that links every live entry (`Lru`, `Fifo`).
+    pub(crate) fn validate_all<S: Linked>(&self, entries: &impl Entries<S>) -> Result<(), String> {
         if self.len != entries.len() {
             return Err(format!(
                 "list holds {} entries, shard {}",
@@ -116,29 +165,46 @@ impl List {
                 entries.len()
             ));
         }
-        let mut prev = NIL;
+        self.validate(entries, |_| Ok(()))
+    }
+
+    /// Walks the list from the head and checks every link, that it links only live entries,
+    /// the tail and the length; `each` checks each entry besides (its segment, say).
+    pub(crate) fn validate<S: Linked>(
+        &self,
+        entries: &impl Entries<S>,
+        mut each: impl FnMut(EntryId) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut prev = None;
         let mut cur = self.head;
         let mut n = 0;
-        while let Some(e) = id(cur) {
+        while let Some(e) = cur {
             if !entries.contains(e) {
                 return Err(format!("list links vacant slot {e:?}"));
             }
-            let links = entries.state(e);
-            if links.prev != prev {
-                return Err(format!("{e:?}.prev is {} not {prev}", links.prev));
+            let state = entries.state(e);
+            if state.prev(e) != prev {
+                return Err(format!(
+                    "{e:?}.prev is {:?}, the walk came from {prev:?}",
+                    state.prev(e)
+                ));
             }
             n += 1;
             if n > self.len {
-                return Err("list has a cycle".into());
+                return Err(format!("list is longer than its length {}", self.len));
             }
+            each(e)?;
             prev = cur;
-            cur = links.next;
+            cur = state.next(e);
         }
         if prev != self.tail {
-            return Err(format!("tail is {} but the walk ends at {prev}", self.tail));
+            return Err(format!(
+                "tail is {:?} but the walk ends at {prev:?}",
+                self.tail
+            ));
         }
         if n != self.len {
-            return Err(format!("walked {n} entries, expected {}", self.len));
+            return Err(format!("walked {n} entries, length {}", self.len));
         }
         Ok(())
     }

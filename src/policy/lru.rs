@@ -73,6 +73,6 @@ impl EvictionPolicy for Lru {
     }
 
     fn validate(&self, entries: &impl Entries<Links>) -> Result<(), String> {
-        self.list.validate(entries)
+        self.list.validate_all(entries)
     }
 }

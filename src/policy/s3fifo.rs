@@ -36,6 +36,7 @@
 //! so older duplicates and consumed records fall out silently. Every operation is O(1).
 
 use super::ghost::Ghost;
+use super::list::{Linked, List};
 use super::{Entries, EntryId, EvictionPolicy, HitAccess};
 
 /// Counters saturate here (2 bits).
@@ -248,23 +249,47 @@ fn node(entries: &impl Entries<S3FifoState>, id: EntryId) -> Node {
         .expect("S3-FIFO: the entry is in no queue")
 }
 
-fn node_mut(entries: &mut impl Entries<S3FifoState>, id: EntryId) -> &mut Node {
-    entries
-        .state_mut(id)
-        .0
-        .as_mut()
-        .expect("S3-FIFO: the entry is in no queue")
+impl Linked for S3FifoState {
+    #[inline]
+    fn prev(&self, me: EntryId) -> Option<EntryId> {
+        let newer = self.0.expect("S3-FIFO: the entry is in no queue").newer;
+        (newer != me).then_some(newer)
+    }
+    #[inline]
+    fn next(&self, me: EntryId) -> Option<EntryId> {
+        let older = self.0.expect("S3-FIFO: the entry is in no queue").older;
+        (older != me).then_some(older)
+    }
+    #[inline]
+    fn set_prev(&mut self, me: EntryId, prev: Option<EntryId>) {
+        self.0
+            .as_mut()
+            .expect("S3-FIFO: the entry is in no queue")
+            .newer = prev.unwrap_or(me);
+    }
+    #[inline]
+    fn set_next(&mut self, me: EntryId, next: Option<EntryId>) {
+        self.0
+            .as_mut()
+            .expect("S3-FIFO: the entry is in no queue")
+            .older = next.unwrap_or(me);
+    }
 }
 
-/// A FIFO queue threaded through the entries' states: push at the newest end, unlink anywhere.
+/// A FIFO queue threaded through the entries' states: the list's head is the newest entry,
+/// its tail the oldest; push at the newest end, unlink anywhere.
 #[derive(Debug, Clone, Copy, Default)]
-struct Queue {
-    newest: Option<EntryId>,
-    oldest: Option<EntryId>,
-    len: usize,
-}
+struct Queue(List);
 
 impl Queue {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn oldest(&self) -> Option<EntryId> {
+        self.0.tail()
+    }
+
     fn push(
         &mut self,
         id: EntryId,
@@ -273,136 +298,65 @@ impl Queue {
         entries: &mut impl Entries<S3FifoState>,
     ) {
         entries.set_mark(id, freq);
-        let older = match self.newest {
-            Some(n) => {
-                node_mut(entries, n).newer = id;
-                n
-            }
-            None => {
-                self.oldest = Some(id);
-                id
-            }
-        };
         entries.state_mut(id).0 = Some(Node {
             newer: id,
-            older,
+            older: id,
             segment,
         });
-        self.newest = Some(id);
-        self.len += 1;
+        self.0.push_front(id, entries);
     }
 
     /// Takes `id` out of this queue (its state becomes empty) and returns its node.
     fn unlink(&mut self, id: EntryId, entries: &mut impl Entries<S3FifoState>) -> Node {
-        let node = entries
+        self.0.unlink(id, entries);
+        entries
             .state_mut(id)
             .0
             .take()
-            .expect("S3-FIFO: the entry is in no queue");
-        let newer = (node.newer != id).then_some(node.newer);
-        let older = (node.older != id).then_some(node.older);
-        match newer {
-            Some(n) => node_mut(entries, n).older = older.unwrap_or(n),
-            None => self.newest = older,
-        }
-        match older {
-            Some(o) => node_mut(entries, o).newer = newer.unwrap_or(o),
-            None => self.oldest = newer,
-        }
-        self.len -= 1;
-        node
+            .expect("S3-FIFO: the entry is in no queue")
     }
 
-    /// Walks from the oldest end and checks every link, the segment tags and the length;
-    /// records each entry in `seen`.
+    /// Walks the queue and checks every link, the segment tags and the length; records each
+    /// entry in `seen`.
     fn validate(
         &self,
         segment: Segment,
         entries: &impl Entries<S3FifoState>,
         seen: &mut std::collections::HashSet<EntryId>,
     ) -> Result<(), String> {
-        let mut n = 0;
-        let mut newer_expected = None;
-        let mut cur = self.oldest;
-        let mut last = None;
-        while let Some(id) = cur {
-            if !entries.contains(id) {
-                return Err(format!("{segment:?} links vacant slot {id:?}"));
-            }
-            if !seen.insert(id) {
-                return Err(format!("{id:?} is linked twice"));
-            }
-            let Some(node) = entries.state(id).0 else {
-                return Err(format!("{id:?} is linked in {segment:?} but has no node"));
-            };
-            if node.segment != segment {
-                return Err(format!(
-                    "{id:?} is linked in {segment:?} but tagged {:?}",
-                    node.segment
-                ));
-            }
-            if entries.mark(id) > FREQ_MAX {
-                return Err(format!(
-                    "{id:?} has counter {} > {FREQ_MAX}",
-                    entries.mark(id)
-                ));
-            }
-            // The walk goes oldest to newest: this entry's `older` is the previous one.
-            let older = (node.older != id).then_some(node.older);
-            if older != newer_expected {
-                return Err(format!(
-                    "{id:?}.older is {older:?}, the walk came from {newer_expected:?}"
-                ));
-            }
-            n += 1;
-            if n > self.len {
-                return Err(format!(
-                    "{segment:?} is longer than its length {}",
-                    self.len
-                ));
-            }
-            newer_expected = Some(id);
-            last = Some(id);
-            cur = (node.newer != id).then_some(node.newer);
-        }
-        if last != self.newest {
-            return Err(format!(
-                "{segment:?}'s newest is {:?}, the walk ends at {last:?}",
-                self.newest
-            ));
-        }
-        if n != self.len {
-            return Err(format!(
-                "{segment:?} walked {n} entries, length {}",
-                self.len
-            ));
-        }
-        Ok(())
+        self.0
+            .validate(entries, |id| {
+                if !seen.insert(id) {
+                    return Err(format!("{id:?} is linked twice"));
+                }
+                let Some(node) = entries.state(id).0 else {
+                    return Err(format!("{id:?} is linked but has no node"));
+                };
+                if node.segment != segment {
+                    return Err(format!("{id:?} is linked but tagged {:?}", node.segment));
+                }
+                if entries.mark(id) > FREQ_MAX {
+                    return Err(format!(
+                        "{id:?} has counter {} > {FREQ_MAX}",
+                        entries.mark(id)
+                    ));
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("{segment:?}: {e}"))
     }
 
     /// Every entry, newest first, stably sorted by counter, highest first.
     fn ranked(&self, entries: &impl Entries<S3FifoState>) -> Vec<EntryId> {
-        let mut out = Vec::with_capacity(self.len);
-        let mut cur = self.newest;
-        while let Some(id) = cur {
-            out.push(id);
-            let n = node(entries, id);
-            cur = (n.older != id).then_some(n.older);
-        }
+        let mut out: Vec<EntryId> = self.0.iter(entries).collect();
         out.sort_by_key(|&id| std::cmp::Reverse(entries.mark(id)));
         out
     }
 
+    /// Every entry, oldest first.
     #[cfg(test)]
     fn ids(&self, entries: &impl Entries<S3FifoState>) -> Vec<EntryId> {
-        let mut out = Vec::new();
-        let mut cur = self.oldest;
-        while let Some(id) = cur {
-            out.push(id);
-            let n = node(entries, id);
-            cur = (n.newer != id).then_some(n.newer);
-        }
-        out
+        self.0.iter_from_tail(entries).collect()
     }
 }
 
@@ -446,8 +400,8 @@ impl EvictionPolicy for S3Fifo {
     fn victim(&mut self, _: u32, entries: &mut impl Entries<S3FifoState>) -> Option<EntryId> {
         let target = self.small_target(entries.len());
         loop {
-            let from_small = self.small.len >= target || self.main.len == 0;
-            if let Some(id) = self.small.oldest.filter(|_| from_small) {
+            let from_small = self.small.len() >= target || self.main.len() == 0;
+            if let Some(id) = self.small.oldest().filter(|_| from_small) {
                 if entries.mark(id) > PROMOTE_ABOVE {
                     self.small.unlink(id, entries);
                     self.main.push(id, Segment::Main, 0, entries);
@@ -456,7 +410,7 @@ impl EvictionPolicy for S3Fifo {
                 self.evicting = Some(id);
                 return Some(id);
             }
-            let id = self.main.oldest?;
+            let id = self.main.oldest()?;
             let freq = entries.mark(id);
             if freq > 0 {
                 self.main.unlink(id, entries);
@@ -491,11 +445,11 @@ impl EvictionPolicy for S3Fifo {
         let mut seen = std::collections::HashSet::new();
         self.small.validate(Segment::Small, entries, &mut seen)?;
         self.main.validate(Segment::Main, entries, &mut seen)?;
-        if self.small.len + self.main.len != entries.len() {
+        if self.small.len() + self.main.len() != entries.len() {
             return Err(format!(
                 "S holds {} and M {} entries, the shard {}",
-                self.small.len,
-                self.main.len,
+                self.small.len(),
+                self.main.len(),
                 entries.len()
             ));
         }
@@ -505,10 +459,11 @@ impl EvictionPolicy for S3Fifo {
             }
         }
         // Nothing reorders S between `victim` and the victim's `on_remove`.
-        if self.evicting.is_some() && self.evicting != self.small.oldest {
+        if self.evicting.is_some() && self.evicting != self.small.oldest() {
             return Err(format!(
                 "pending victim {:?} is not S's oldest {:?}",
-                self.evicting, self.small.oldest
+                self.evicting,
+                self.small.oldest()
             ));
         }
         self.ghost.validate()

@@ -37,6 +37,7 @@ mod tuner;
 use self::sketch::{Sketch, mix64};
 use self::tuner::Tuner;
 use super::ghost::Ghost;
+use super::list::{Linked, List};
 use super::{Entries, EntryId, EvictionPolicy, HitAccess, ShardContext};
 use crate::ConfigError;
 
@@ -99,12 +100,43 @@ fn node_mut(entries: &mut impl Entries<WTinyLfuState>, id: EntryId) -> &mut Node
         .expect("W-TinyLFU: a live entry is in a segment")
 }
 
-/// One segment: an intrusive doubly linked list, head = most recently used, and its weight.
+impl Linked for WTinyLfuState {
+    #[inline]
+    fn prev(&self, me: EntryId) -> Option<EntryId> {
+        let prev = self
+            .0
+            .expect("W-TinyLFU: a live entry is in a segment")
+            .prev;
+        (prev != me).then_some(prev)
+    }
+    #[inline]
+    fn next(&self, me: EntryId) -> Option<EntryId> {
+        let next = self
+            .0
+            .expect("W-TinyLFU: a live entry is in a segment")
+            .next;
+        (next != me).then_some(next)
+    }
+    #[inline]
+    fn set_prev(&mut self, me: EntryId, prev: Option<EntryId>) {
+        self.0
+            .as_mut()
+            .expect("W-TinyLFU: a live entry is in a segment")
+            .prev = prev.unwrap_or(me);
+    }
+    #[inline]
+    fn set_next(&mut self, me: EntryId, next: Option<EntryId>) {
+        self.0
+            .as_mut()
+            .expect("W-TinyLFU: a live entry is in a segment")
+            .next = next.unwrap_or(me);
+    }
+}
+
+/// One segment: a [`List`], head = most recently used, and its weight.
 #[derive(Debug, Clone, Copy, Default)]
 struct Queue {
-    head: Option<EntryId>,
-    tail: Option<EntryId>,
-    len: usize,
+    list: List,
     weight: u64,
 }
 
@@ -116,81 +148,32 @@ impl Queue {
         segment: Segment,
         entries: &mut impl Entries<WTinyLfuState>,
     ) {
-        let next = self.head.unwrap_or(id);
         entries.state_mut(id).0 = Some(Node {
             prev: id,
-            next,
+            next: id,
             saturated_in: 0,
             segment,
         });
-        match self.head {
-            Some(head) => node_mut(entries, head).prev = id,
-            None => self.tail = Some(id),
-        }
-        self.head = Some(id);
-        self.len += 1;
+        self.list.push_front(id, entries);
         self.weight += u64::from(weight);
     }
 
     fn unlink(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) -> Node {
-        let n = node(entries, id);
-        let prev = (n.prev != id).then_some(n.prev);
-        let next = (n.next != id).then_some(n.next);
-        match prev {
-            Some(p) => node_mut(entries, p).next = next.unwrap_or(p),
-            None => self.head = next,
-        }
-        match next {
-            Some(q) => node_mut(entries, q).prev = prev.unwrap_or(q),
-            None => self.tail = prev,
-        }
-        entries.state_mut(id).0 = None;
-        self.len -= 1;
+        self.list.unlink(id, entries);
+        let n = entries
+            .state_mut(id)
+            .0
+            .take()
+            .expect("W-TinyLFU: a live entry is in a segment");
         // The weight it was counted with: `on_update` moves a changed weight in the totals
         // before anything else runs.
         self.weight -= u64::from(entries.weight(id));
         n
     }
 
-    /// Appends up to `limit` entries to `out`, from the head (most recently used) on.
-    fn take_from_head(
-        &self,
-        entries: &impl Entries<WTinyLfuState>,
-        limit: usize,
-        out: &mut Vec<EntryId>,
-    ) {
-        let mut cur = self.head;
-        for _ in 0..limit {
-            let Some(id) = cur else { break };
-            out.push(id);
-            let n = node(entries, id);
-            cur = (n.next != id).then_some(n.next);
-        }
-    }
-
-    /// Moves `id`, whose node is `n`, to the head of this queue, which holds it: the same
-    /// relinking as [`unlink`](Self::unlink) then [`push_front`](Self::push_front), without
-    /// the length and weight updates that cancel out. Nothing to do at the head already.
-    fn move_to_front(&mut self, id: EntryId, n: Node, entries: &mut impl Entries<WTinyLfuState>) {
-        let Some(head) = self.head.filter(|&head| head != id) else {
-            return;
-        };
-        // Not the head, so it has a predecessor.
-        let prev = n.prev;
-        if n.next == id {
-            node_mut(entries, prev).next = prev;
-            self.tail = Some(prev);
-        } else {
-            node_mut(entries, prev).next = n.next;
-            node_mut(entries, n.next).prev = prev;
-        }
-        *node_mut(entries, id) = Node {
-            prev: id,
-            next: head,
-            ..n
-        };
-        node_mut(entries, head).prev = id;
-        self.head = Some(id);
+    #[inline]
+    fn tail(&self) -> Option<EntryId> {
+        self.list.tail()
     }
 }
 
@@ -777,11 +760,9 @@ impl WTinyLfu {
     #[cold]
     fn forget_saturation(&mut self, entries: &mut impl Entries<WTinyLfuState>) {
         for queue in [self.window, self.probation, self.protected] {
-            let mut cur = queue.head;
-            while let Some(id) = cur {
-                let n = node_mut(entries, id);
-                n.saturated_in = 0;
-                cur = (n.next != id).then_some(n.next);
+            let ids: Vec<EntryId> = queue.list.iter(entries).collect();
+            for id in ids {
+                node_mut(entries, id).saturated_in = 0;
             }
         }
     }
@@ -820,7 +801,7 @@ impl WTinyLfu {
     fn move_to(&mut self, id: EntryId, to: Segment, entries: &mut impl Entries<WTinyLfuState>) {
         let n = node(entries, id);
         if n.segment == to {
-            self.queue(to).move_to_front(id, n, entries);
+            self.queue(to).list.move_to_front(id, entries);
             return;
         }
         self.queue(n.segment).unlink(id, entries);
@@ -885,7 +866,10 @@ impl WTinyLfu {
     fn rebalance(&mut self, entries: &mut impl Entries<WTinyLfuState>) {
         let mut budget = TRANSFER_LIMIT;
         while self.window.weight > self.window_max && budget > 0 {
-            let tail = self.window.tail.expect("an overweight window is not empty");
+            let tail = self
+                .window
+                .tail()
+                .expect("an overweight window is not empty");
             let to = if self.take_marks(tail, entries) {
                 Segment::Window
             } else {
@@ -897,7 +881,7 @@ impl WTinyLfu {
         while self.protected.weight > self.protected_max && budget > 0 {
             let tail = self
                 .protected
-                .tail
+                .tail()
                 .expect("an overweight segment is not empty");
             let to = if self.take_marks(tail, entries) {
                 Segment::Protected
@@ -915,7 +899,7 @@ impl WTinyLfu {
     /// (and folding in) entries with marked hits: a marked probation entry is promoted as a
     /// recorded hit would have promoted it, a marked protected one goes back to the head.
     fn main_victim(&mut self, entries: &mut impl Entries<WTinyLfuState>) -> Option<EntryId> {
-        while let Some(tail) = self.probation.tail {
+        while let Some(tail) = self.probation.tail() {
             if !self.take_marks(tail, entries) {
                 return Some(tail);
             }
@@ -927,7 +911,7 @@ impl WTinyLfu {
             self.move_to(tail, to, entries);
             self.rebalance(entries);
         }
-        while let Some(tail) = self.protected.tail {
+        while let Some(tail) = self.protected.tail() {
             if !self.take_marks(tail, entries) {
                 return Some(tail);
             }
@@ -938,7 +922,7 @@ impl WTinyLfu {
 
     /// The window's LRU entry, passing over (to the head) entries with marked hits.
     fn window_candidate(&mut self, entries: &mut impl Entries<WTinyLfuState>) -> Option<EntryId> {
-        while let Some(tail) = self.window.tail {
+        while let Some(tail) = self.window.tail() {
             if !self.take_marks(tail, entries) {
                 return Some(tail);
             }
@@ -1189,7 +1173,7 @@ impl EvictionPolicy for WTinyLfu {
         let start = out.len();
         for queue in [&self.protected, &self.probation, &self.window] {
             let taken = out.len() - start;
-            queue.take_from_head(entries, limit - taken, out);
+            queue.list.take_from_head(entries, limit - taken, out);
         }
     }
 
@@ -1221,51 +1205,39 @@ impl EvictionPolicy for WTinyLfu {
             (Segment::Probation, &self.probation),
             (Segment::Protected, &self.protected),
         ] {
-            let (mut len, mut weight) = (0usize, 0u64);
-            let mut prev: Option<EntryId> = None;
-            let mut cur = queue.head;
-            while let Some(id) = cur {
-                if !entries.contains(id) {
-                    return Err(format!("{segment:?} links vacant slot {id:?}"));
-                }
-                if std::mem::replace(&mut seen[id.index()], true) {
-                    return Err(format!("{id:?} is linked twice ({segment:?})"));
-                }
-                let Some(n) = entries.state(id).0 else {
-                    return Err(format!("{id:?} in {segment:?} has no node"));
-                };
-                if n.segment != segment {
-                    return Err(format!("{id:?} in {segment:?} says {:?}", n.segment));
-                }
-                if n.prev != prev.unwrap_or(id) {
-                    return Err(format!("{id:?}.prev is {:?}, expected {prev:?}", n.prev));
-                }
-                if n.saturated_in == self.sketch.generation()
-                    && self.sketch.frequency(entries.hash(id)) != 15
-                {
-                    return Err(format!(
-                        "{id:?} is marked saturated in generation {} but estimated at {}",
-                        n.saturated_in,
-                        self.sketch.frequency(entries.hash(id))
-                    ));
-                }
-                len += 1;
-                weight += u64::from(entries.weight(id));
-                prev = Some(id);
-                cur = (n.next != id).then_some(n.next);
-            }
-            if prev != queue.tail {
+            let mut weight = 0u64;
+            queue
+                .list
+                .validate(entries, |id| {
+                    if std::mem::replace(&mut seen[id.index()], true) {
+                        return Err(format!("{id:?} is linked twice"));
+                    }
+                    let Some(n) = entries.state(id).0 else {
+                        return Err(format!("{id:?} has no node"));
+                    };
+                    if n.segment != segment {
+                        return Err(format!("{id:?} says {:?}", n.segment));
+                    }
+                    if n.saturated_in == self.sketch.generation()
+                        && self.sketch.frequency(entries.hash(id)) != 15
+                    {
+                        return Err(format!(
+                            "{id:?} is marked saturated in generation {} but estimated at {}",
+                            n.saturated_in,
+                            self.sketch.frequency(entries.hash(id))
+                        ));
+                    }
+                    weight += u64::from(entries.weight(id));
+                    Ok(())
+                })
+                .map_err(|e| format!("{segment:?}: {e}"))?;
+            if weight != queue.weight {
                 return Err(format!(
-                    "{segment:?} tail is {:?}, the walk ends at {prev:?}",
-                    queue.tail
+                    "{segment:?} walked entries of weight {weight}, records {}",
+                    queue.weight
                 ));
             }
-            if (len, weight) != (queue.len, queue.weight) {
-                return Err(format!(
-                    "{segment:?} walked {len} entries of weight {weight}, records {} of {}",
-                    queue.len, queue.weight
-                ));
-            }
+            let len = queue.list.len();
             linked += len;
         }
         if linked != entries.len() {
@@ -1947,14 +1919,11 @@ mod tests {
 
         /// The keys of a segment, head (most recent) first.
         fn keys(&self, queue: &Queue) -> Vec<u8> {
-            let mut keys = Vec::new();
-            let mut cur = queue.head;
-            while let Some(id) = cur {
-                keys.push(self.slots.slot(id).key);
-                let n = node(&self.slots, id);
-                cur = (n.next != id).then_some(n.next);
-            }
-            keys
+            queue
+                .list
+                .iter(&self.slots)
+                .map(|id| self.slots.slot(id).key)
+                .collect()
         }
 
         fn check(&self) -> Result<(), String> {
