@@ -51,6 +51,50 @@ impl Linked for Links {
     }
 }
 
+/// The links of a state that holds more than its place in a list (S3-FIFO's and
+/// W-TinyLFU's nodes, which also carry the entry's segment): a list's end links the entry to
+/// itself, so no sentinel id is needed and `Option` around the node keeps "in no list" free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SelfLinks {
+    prev: EntryId,
+    next: EntryId,
+}
+
+impl SelfLinks {
+    /// The links of `me` before [`List::push_front`] sets them.
+    pub(crate) fn unlinked(me: EntryId) -> Self {
+        Self { prev: me, next: me }
+    }
+}
+
+/// A state whose node holds [`SelfLinks`]; the accessors panic if the entry has no node (it
+/// is in no list).
+pub(crate) trait HasLinks {
+    fn links(&self) -> &SelfLinks;
+    fn links_mut(&mut self) -> &mut SelfLinks;
+}
+
+impl<T: HasLinks> Linked for T {
+    #[inline]
+    fn prev(&self, me: EntryId) -> Option<EntryId> {
+        let prev = self.links().prev;
+        (prev != me).then_some(prev)
+    }
+    #[inline]
+    fn next(&self, me: EntryId) -> Option<EntryId> {
+        let next = self.links().next;
+        (next != me).then_some(next)
+    }
+    #[inline]
+    fn set_prev(&mut self, me: EntryId, prev: Option<EntryId>) {
+        self.links_mut().prev = prev.unwrap_or(me);
+    }
+    #[inline]
+    fn set_next(&mut self, me: EntryId, next: Option<EntryId>) {
+        self.links_mut().next = next.unwrap_or(me);
+    }
+}
+
 /// Head is the most recently pushed (or moved) entry, tail the oldest.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct List {

@@ -36,7 +36,7 @@
 //! so older duplicates and consumed records fall out silently. Every operation is O(1).
 
 use super::ghost::Ghost;
-use super::list::{Linked, List};
+use super::list::{HasLinks, List, SelfLinks};
 use super::{Entries, EntryId, EvictionPolicy, HitAccess};
 
 /// Counters saturate here (2 bits).
@@ -230,15 +230,12 @@ enum Segment {
     Main,
 }
 
-/// An entry's place: its neighbours in its queue. An end of the queue links to the entry
-/// itself (a policy outside the crate has no sentinel `EntryId` to use, and `Option`s would
-/// cost 8 more bytes).
+/// An entry's place: its neighbours in its queue (an end of the queue links to the entry
+/// itself, [`SelfLinks`]) and which queue.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    /// The next newer entry, or the entry itself if it is the newest.
-    newer: EntryId,
-    /// The next older entry, or the entry itself if it is the oldest.
-    older: EntryId,
+    /// Toward the newest end (`prev`, the list's head) and the oldest (`next`).
+    links: SelfLinks,
     segment: Segment,
 }
 
@@ -249,30 +246,22 @@ fn node(entries: &impl Entries<S3FifoState>, id: EntryId) -> Node {
         .expect("S3-FIFO: the entry is in no queue")
 }
 
-impl Linked for S3FifoState {
+impl HasLinks for S3FifoState {
     #[inline]
-    fn prev(&self, me: EntryId) -> Option<EntryId> {
-        let newer = self.0.expect("S3-FIFO: the entry is in no queue").newer;
-        (newer != me).then_some(newer)
+    fn links(&self) -> &SelfLinks {
+        &self
+            .0
+            .as_ref()
+            .expect("S3-FIFO: the entry is in no queue")
+            .links
     }
     #[inline]
-    fn next(&self, me: EntryId) -> Option<EntryId> {
-        let older = self.0.expect("S3-FIFO: the entry is in no queue").older;
-        (older != me).then_some(older)
-    }
-    #[inline]
-    fn set_prev(&mut self, me: EntryId, prev: Option<EntryId>) {
-        self.0
+    fn links_mut(&mut self) -> &mut SelfLinks {
+        &mut self
+            .0
             .as_mut()
             .expect("S3-FIFO: the entry is in no queue")
-            .newer = prev.unwrap_or(me);
-    }
-    #[inline]
-    fn set_next(&mut self, me: EntryId, next: Option<EntryId>) {
-        self.0
-            .as_mut()
-            .expect("S3-FIFO: the entry is in no queue")
-            .older = next.unwrap_or(me);
+            .links
     }
 }
 
@@ -299,8 +288,7 @@ impl Queue {
     ) {
         entries.set_mark(id, freq);
         entries.state_mut(id).0 = Some(Node {
-            newer: id,
-            older: id,
+            links: SelfLinks::unlinked(id),
             segment,
         });
         self.0.push_front(id, entries);

@@ -37,7 +37,7 @@ mod tuner;
 use self::sketch::{Sketch, mix64};
 use self::tuner::Tuner;
 use super::ghost::Ghost;
-use super::list::{Linked, List};
+use super::list::{HasLinks, List, SelfLinks};
 use super::{Entries, EntryId, EvictionPolicy, HitAccess, ShardContext};
 use crate::ConfigError;
 
@@ -52,18 +52,14 @@ enum Segment {
     Protected,
 }
 
-/// The links and bookkeeping of one linked entry.
-///
-/// A list end points at the entry itself (`prev == self` at the head, `next == self` at the
-/// tail) instead of holding an `Option`: outside the crate an [`EntryId`] cannot be made up as
-/// a sentinel. (This was written when `Option<EntryId>` took 8 bytes; ids now have a niche,
-/// so `Option` links would cost the same.) With the segment's spare bit patterns as the niche
-/// for the outer `Option`, a state is 12 bytes. The entry's weight is
-/// not stored: [`Entries::weight`] has it, and `on_update` is told the old one.
+/// The links and bookkeeping of one linked entry: its place in its segment's [`List`] (a list
+/// end links the entry to itself, [`SelfLinks`]), its segment and its saturation. With the
+/// segment's spare bit patterns as the niche for the outer `Option`, a state is 12 bytes. The
+/// entry's weight is not stored: [`Entries::weight`] has it, and `on_update` is told the old
+/// one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
-    prev: EntryId,
-    next: EntryId,
+    links: SelfLinks,
     /// A sketch generation in which the entry's counters were all saturated (0: none). While
     /// it is the sketch's current one, a hit need not touch the sketch: the increment would
     /// change nothing. In what was padding, so the state stays 12 bytes.
@@ -100,36 +96,22 @@ fn node_mut(entries: &mut impl Entries<WTinyLfuState>, id: EntryId) -> &mut Node
         .expect("W-TinyLFU: a live entry is in a segment")
 }
 
-impl Linked for WTinyLfuState {
+impl HasLinks for WTinyLfuState {
     #[inline]
-    fn prev(&self, me: EntryId) -> Option<EntryId> {
-        let prev = self
+    fn links(&self) -> &SelfLinks {
+        &self
             .0
+            .as_ref()
             .expect("W-TinyLFU: a live entry is in a segment")
-            .prev;
-        (prev != me).then_some(prev)
+            .links
     }
     #[inline]
-    fn next(&self, me: EntryId) -> Option<EntryId> {
-        let next = self
+    fn links_mut(&mut self) -> &mut SelfLinks {
+        &mut self
             .0
-            .expect("W-TinyLFU: a live entry is in a segment")
-            .next;
-        (next != me).then_some(next)
-    }
-    #[inline]
-    fn set_prev(&mut self, me: EntryId, prev: Option<EntryId>) {
-        self.0
             .as_mut()
             .expect("W-TinyLFU: a live entry is in a segment")
-            .prev = prev.unwrap_or(me);
-    }
-    #[inline]
-    fn set_next(&mut self, me: EntryId, next: Option<EntryId>) {
-        self.0
-            .as_mut()
-            .expect("W-TinyLFU: a live entry is in a segment")
-            .next = next.unwrap_or(me);
+            .links
     }
 }
 
@@ -149,8 +131,7 @@ impl Queue {
         entries: &mut impl Entries<WTinyLfuState>,
     ) {
         entries.state_mut(id).0 = Some(Node {
-            prev: id,
-            next: id,
+            links: SelfLinks::unlinked(id),
             saturated_in: 0,
             segment,
         });
