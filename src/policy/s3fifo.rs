@@ -465,83 +465,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::engine::slab::Slab;
+    use crate::policy::sim::Simulated;
 
-    /// A tiny shard: a slab of states and hash fragments that reuses freed slots first.
-    #[derive(Default)]
-    struct Slots {
-        slots: Vec<Option<(S3FifoState, u32, u8)>>,
-        free: Vec<u32>,
-        live: usize,
-    }
+    /// A tiny shard: the engine's slab of simulated entries (hash, mark, state), weight 1.
+    type Slots = Slab<Simulated<S3FifoState>>;
 
-    impl Slots {
-        fn insert(&mut self, hash: u32) -> EntryId {
-            self.live += 1;
-            let slot = Some((S3FifoState::default(), hash, 0));
-            match self.free.pop() {
-                Some(i) => {
-                    self.slots[i as usize] = slot;
-                    EntryId::new(i)
-                }
-                None => {
-                    self.slots.push(slot);
-                    EntryId::new(self.slots.len() as u32 - 1)
-                }
-            }
-        }
-
-        fn remove(&mut self, id: EntryId) {
-            assert!(self.slots[id.index()].take().is_some());
-            self.free.push(id.raw());
-            self.live -= 1;
-        }
-
-        fn clear(&mut self) {
-            *self = Self::default();
-        }
-
-        fn live_ids(&self) -> Vec<EntryId> {
-            self.ids().collect()
-        }
-    }
-
-    impl Entries<S3FifoState> for Slots {
-        fn state(&self, id: EntryId) -> &S3FifoState {
-            &self.slots[id.index()].as_ref().expect("live").0
-        }
-        fn state_mut(&mut self, id: EntryId) -> &mut S3FifoState {
-            &mut self.slots[id.index()].as_mut().expect("live").0
-        }
-        fn hash(&self, id: EntryId) -> u32 {
-            self.slots[id.index()].as_ref().expect("live").1
-        }
-        fn weight(&self, _: EntryId) -> u32 {
-            1
-        }
-        fn expires_at(&self, _: EntryId) -> Option<u64> {
-            None
-        }
-        fn len(&self) -> usize {
-            self.live
-        }
-        fn contains(&self, id: EntryId) -> bool {
-            self.slots.get(id.index()).is_some_and(Option::is_some)
-        }
-        fn random(&self, random: u64) -> Option<EntryId> {
-            let ids = self.live_ids();
-            (!ids.is_empty()).then(|| ids[(random % ids.len() as u64) as usize])
-        }
-        fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-            (0..self.slots.len() as u32)
-                .map(EntryId::new)
-                .filter(|&id| self.contains(id))
-        }
-        fn mark(&self, id: EntryId) -> u8 {
-            self.slots[id.index()].as_ref().expect("live").2
-        }
-        fn set_mark(&mut self, id: EntryId, mark: u8) {
-            self.slots[id.index()].as_mut().expect("live").2 = mark;
-        }
+    fn live_ids(entries: &Slots) -> Vec<EntryId> {
+        entries.iter().map(|(id, _)| id).collect()
     }
 
     /// S3-FIFO as the paper's pseudocode reads, on `VecDeque`s (front = oldest) and maps, with
@@ -682,7 +613,7 @@ mod tests {
     }
 
     fn nth(entries: &Slots, n: usize) -> Option<EntryId> {
-        let ids = entries.live_ids();
+        let ids = live_ids(entries);
         (!ids.is_empty()).then(|| ids[n % ids.len()])
     }
 
@@ -732,11 +663,11 @@ mod tests {
         ) {
             let mut p = S3Fifo::new().small_fraction(fraction).ghost_ratio(ratio);
             let mut m = Model::new(fraction, ratio);
-            let mut entries = Slots::default();
+            let mut entries = Slots::new();
             for op in ops {
                 match op {
                     Op::Insert(hash) => {
-                        let id = entries.insert(hash);
+                        let id = entries.insert(Simulated::new(hash, 1));
                         p.on_insert(id, &mut entries);
                         m.insert(id, hash);
                     }
@@ -744,7 +675,7 @@ mod tests {
                         while entries.len() >= cap {
                             evict(&mut p, &mut m, &mut entries)?;
                         }
-                        let id = entries.insert(hash);
+                        let id = entries.insert(Simulated::new(hash, 1));
                         p.on_insert(id, &mut entries);
                         m.insert(id, hash);
                     }
@@ -771,7 +702,7 @@ mod tests {
                     Op::Clear => {
                         p.clear();
                         m.clear();
-                        entries.clear();
+                        entries.drain().for_each(drop);
                     }
                 }
                 check_same(&p, &m, &entries)?;
@@ -798,7 +729,7 @@ mod tests {
             e.remove(v);
             p.validate(e).unwrap();
         }
-        let id = e.insert(hash);
+        let id = e.insert(Simulated::new(hash, 1));
         p.on_insert(id, e);
         p.validate(e).unwrap();
         id
@@ -808,7 +739,7 @@ mod tests {
     #[test]
     fn hand_trace() {
         let mut p = S3Fifo::new();
-        let mut e = Slots::default();
+        let mut e = Slots::new();
         let ids: Vec<EntryId> = (0..10).map(|h| insert(&mut p, &mut e, h)).collect();
         // 0 hit twice (promoted at eviction), 1 hit once (not enough), 2 never.
         p.on_access(ids[0], &mut e);
@@ -824,7 +755,7 @@ mod tests {
         assert_eq!(main, [ids[0]]);
         assert_eq!(small.len(), 8);
         // 1 comes back: the ghost sends it to M, and consumes the record.
-        let back = e.insert(1);
+        let back = e.insert(Simulated::new(1, 1));
         p.on_insert(back, &mut e);
         assert!(!p.ghost.contains(1));
         assert_eq!(p.order(&e).1, [ids[0], back]);

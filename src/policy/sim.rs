@@ -18,11 +18,23 @@ use crate::engine::slab::Slab;
 /// slab keeps the same facts apart (the record, the node's mark, the dense state array); a
 /// simulation has no readers to serve, so one slab of these is enough.
 #[derive(Clone)]
-struct Simulated<S> {
+pub(crate) struct Simulated<S> {
     hash: u32,
     weight: u32,
     mark: u8,
     state: S,
+}
+
+impl<S: Default> Simulated<S> {
+    /// A new entry: unmarked, in the policy's initial state.
+    pub(crate) fn new(hash: u32, weight: u32) -> Self {
+        Self {
+            hash,
+            weight,
+            mark: 0,
+            state: S::default(),
+        }
+    }
 }
 
 impl<S> Entries<S> for Slab<Simulated<S>> {
@@ -172,12 +184,7 @@ impl<P: EvictionPolicy> Simulation<P> {
             }
             self.remove_id(victim);
         }
-        let id = self.entries.insert(Simulated {
-            hash,
-            weight,
-            mark: 0,
-            state: P::State::default(),
-        });
+        let id = self.entries.insert(Simulated::new(hash, weight));
         let entries = &self.entries;
         self.table.insert_unique(table_hash(hash), id.raw(), |&j| {
             table_hash(entries.at(EntryId::new(j)).hash)
