@@ -812,6 +812,7 @@ const SHARED: &[&str] = &[
     "aside_ttl",
     "aside_wtinylfu",
     "aside_wtinylfu_exact",
+    "aside_wtinylfu_w1",
     "aside_s3fifo",
     "moka_tinylfu",
     "moka_lru",
@@ -835,6 +836,15 @@ fn run_shared(name: &str, keys: &[u64], capacity: usize, threads: usize) -> u64 
             keys,
             threads,
             &aside_cache(capacity, WTinyLfu::new().with_exact_hits(true), None),
+        ),
+        "aside_wtinylfu_w1" => replay_shared(
+            keys,
+            threads,
+            &aside_cache(
+                capacity,
+                WTinyLfu::with_window_fraction(0.01).unwrap(),
+                None,
+            ),
         ),
         "aside_s3fifo" => replay_shared(keys, threads, &aside_cache(capacity, S3Fifo::new(), None)),
         "moka_tinylfu" => replay_shared(
