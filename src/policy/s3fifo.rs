@@ -294,6 +294,13 @@ impl Queue {
         self.0.push_front(id, entries);
     }
 
+    /// Moves `id`, which this queue holds, to the newest end with counter `freq`: what
+    /// [`unlink`](Self::unlink) then [`push`](Self::push) would do, relinking in place.
+    fn requeue(&mut self, id: EntryId, freq: u8, entries: &mut impl Entries<S3FifoState>) {
+        entries.set_mark(id, freq);
+        self.0.move_to_front(id, entries);
+    }
+
     /// Takes `id` out of this queue (its state becomes empty) and returns its node.
     fn unlink(&mut self, id: EntryId, entries: &mut impl Entries<S3FifoState>) -> Node {
         self.0.unlink(id, entries);
@@ -401,8 +408,7 @@ impl EvictionPolicy for S3Fifo {
             let id = self.main.oldest()?;
             let freq = entries.mark(id);
             if freq > 0 {
-                self.main.unlink(id, entries);
-                self.main.push(id, Segment::Main, freq - 1, entries);
+                self.main.requeue(id, freq - 1, entries);
                 continue;
             }
             self.evicting = None;

@@ -1218,8 +1218,7 @@ impl EvictionPolicy for WTinyLfu {
                     queue.weight
                 ));
             }
-            let len = queue.list.len();
-            linked += len;
+            linked += queue.list.len();
         }
         if linked != entries.len() {
             return Err(format!(
