@@ -23,6 +23,7 @@ use crate::engine::expiry::{
     Clock, Deadline, Expiration, SWEEP_EVERY_WRITES, SWEEP_REPEAT_PERCENT, SWEEP_ROUNDS_PER_WRITE,
     SWEEP_SAMPLE,
 };
+use crate::engine::protocol::{self, Admission, Residence};
 use crate::engine::slab::{Meta, Slab, View, push_within};
 use crate::metrics::WriteCounters;
 use crate::notify::{RemovalCause, Removed};
@@ -236,6 +237,51 @@ fn replay<K, V, P: EvictionPolicy>(
 ) {
     if view.slab.contains(id) {
         policy.on_access(id, view);
+    }
+}
+
+/// A shard during one write at `now`: the [`Residence`] the admission protocol runs on.
+struct Writing<'a, K, V, P: EvictionPolicy> {
+    shard: &'a mut Shard<K, V, P>,
+    store: &'a Store<K, V>,
+    now: u64,
+}
+
+impl<K, V, P: EvictionPolicy> Residence for Writing<'_, K, V, P> {
+    #[inline]
+    fn weight(&self) -> u64 {
+        self.shard.weight
+    }
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.shard.capacity
+    }
+    #[inline]
+    fn crowded(&self) -> bool {
+        self.shard.slab.len() >= MAX_SHARD_ENTRIES
+    }
+    #[inline]
+    fn admit(&mut self, hash: u32, weight: u32) -> bool {
+        let (policy, mut view) = self.shard.parts(self.store);
+        policy.admit(hash, weight, &mut view)
+    }
+    #[inline]
+    fn victim(&mut self, incoming: u32) -> Option<EntryId> {
+        let (policy, mut view) = self.shard.parts(self.store);
+        policy.victim(incoming, &mut view)
+    }
+    #[inline]
+    fn contains(&self, id: EntryId) -> bool {
+        self.shard.slab.contains(id)
+    }
+    /// An evicted entry that had expired counts as expired, not as a capacity eviction.
+    fn evict(&mut self, id: EntryId) {
+        let cause = if self.shard.deadline(self.store, id).is_expired(self.now) {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Capacity
+        };
+        self.shard.remove_id(self.store, id, cause);
     }
 }
 
@@ -513,21 +559,13 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         now: u64,
         out: &mut Removed<K, V>,
     ) {
-        let too_heavy = u64::from(weight) > self.capacity;
-        if too_heavy
-            || (self.weight + u64::from(weight) > self.capacity && {
-                let (policy, mut view) = self.parts(store);
-                !policy.admit(fragment, weight, &mut view)
-            })
-        {
+        let admission = protocol::make_room(&mut self.residence(store, now), fragment, weight);
+        if admission != Admission::Admitted {
             self.writes.evicted_capacity += 1;
-            self.writes.rejected += u64::from(!too_heavy);
+            self.writes.rejected += u64::from(admission == Admission::Refused);
             out.push(key, value, RemovalCause::Capacity);
             return;
         }
-        // Make room first, as LFU-DA and Redis do: the newcomer is never its own victim, and
-        // it enters with the age its victims set.
-        self.evict_while(store, weight, true, now);
         // The record first, for its id; its node index is set once the node is stored.
         let id = self.slab.insert(Meta::new(0, fragment, weight));
         let node = store.insert(
@@ -553,29 +591,16 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
 
     /// Evicts the policy's victims until the shard fits its capacity.
     fn evict_to_fit(&mut self, store: &Store<K, V>, now: u64) {
-        self.evict_while(store, 0, false, now);
+        protocol::evict_while(&mut self.residence(store, now), 0, false);
     }
 
-    /// Evicts the policy's victims until `incoming` more weight fits and, for a `new_entry`,
-    /// until the shard holds fewer than [`MAX_SHARD_ENTRIES`] entries (only a weigher's light
-    /// entries get there).
-    fn evict_while(&mut self, store: &Store<K, V>, incoming: u32, new_entry: bool, now: u64) {
-        while self.weight + u64::from(incoming) > self.capacity
-            || (new_entry && self.slab.len() >= MAX_SHARD_ENTRIES)
-        {
-            let (policy, mut view) = self.parts(store);
-            let Some(victim) = policy.victim(incoming, &mut view) else {
-                break;
-            };
-            if !self.slab.contains(victim) {
-                break; // a broken policy; `validate` reports the overflow
-            }
-            let cause = if self.deadline(store, victim).is_expired(now) {
-                RemovalCause::Expired
-            } else {
-                RemovalCause::Capacity
-            };
-            self.remove_id(store, victim, cause);
+    /// The shard as the admission protocol sees it, for a write at `now`.
+    #[inline]
+    fn residence<'a>(&'a mut self, store: &'a Store<K, V>, now: u64) -> Writing<'a, K, V, P> {
+        Writing {
+            shard: self,
+            store,
+            now,
         }
     }
 

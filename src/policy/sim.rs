@@ -12,6 +12,7 @@ use std::fmt;
 use hashbrown::HashTable;
 
 use super::{Entries, EntryId, EvictionPolicy, ShardContext};
+use crate::engine::protocol::{self, Admission, Residence};
 use crate::engine::slab::Slab;
 
 /// One simulated entry: a key hash, its weight, its mark and the policy's state. The shard's
@@ -34,6 +35,19 @@ impl<S: Default> Simulated<S> {
             mark: 0,
             state: S::default(),
         }
+    }
+}
+
+#[cfg(test)]
+impl<S> Simulated<S> {
+    /// The key hash.
+    pub(crate) fn hash(&self) -> u32 {
+        self.hash
+    }
+
+    /// Sets the weight; returns the old one.
+    pub(crate) fn set_weight(&mut self, weight: u32) -> u32 {
+        std::mem::replace(&mut self.weight, weight)
     }
 }
 
@@ -81,7 +95,8 @@ fn table_hash(hash: u32) -> u64 {
 /// An [`EvictionPolicy`] run over a stream of 32-bit key hashes, as one cache shard would run
 /// it in cache-aside use: each [`access`](Self::access) is a lookup; a miss inserts the key
 /// (through the policy's [`admit`](EvictionPolicy::admit) when the capacity is full, and
-/// evicting the policy's victims to make room first, exactly as a shard does).
+/// evicting the policy's victims to make room first). A shard and a simulation run the same
+/// code for that protocol, so a policy makes the same decisions in both.
 ///
 /// A simulation stores no keys or values: a key *is* its hash, so two keys with the same 32-bit
 /// hash count as one (1 in 2³² per pair; irrelevant to a hit ratio). There are no deadlines:
@@ -168,28 +183,15 @@ impl<P: EvictionPolicy> Simulation<P> {
     }
 
     fn insert(&mut self, hash: u32, weight: u32) {
-        let w = u64::from(weight);
-        if w > self.capacity
-            || (self.weight + w > self.capacity
-                && !self.policy.admit(hash, weight, &mut self.entries))
-        {
+        if protocol::make_room(self, hash, weight) != Admission::Admitted {
             return;
-        }
-        while self.weight + w > self.capacity {
-            let Some(victim) = self.policy.victim(weight, &mut self.entries) else {
-                break;
-            };
-            if !self.entries.contains(victim) {
-                break; // a broken policy; `validate` reports the overflow
-            }
-            self.remove_id(victim);
         }
         let id = self.entries.insert(Simulated::new(hash, weight));
         let entries = &self.entries;
         self.table.insert_unique(table_hash(hash), id.raw(), |&j| {
             table_hash(entries.at(EntryId::new(j)).hash)
         });
-        self.weight += w;
+        self.weight += u64::from(weight);
         self.policy.on_insert(id, &mut self.entries);
     }
 
@@ -386,6 +388,38 @@ impl<P: EvictionPolicy> Simulation<P> {
             return Err("free list and live slots do not cover the slab".into());
         }
         self.policy.validate(&self.entries)
+    }
+}
+
+/// The shard's admission protocol, over hashes.
+impl<P: EvictionPolicy> Residence for Simulation<P> {
+    #[inline]
+    fn weight(&self) -> u64 {
+        self.weight
+    }
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    #[inline]
+    fn crowded(&self) -> bool {
+        false
+    }
+    #[inline]
+    fn admit(&mut self, hash: u32, weight: u32) -> bool {
+        self.policy.admit(hash, weight, &mut self.entries)
+    }
+    #[inline]
+    fn victim(&mut self, incoming: u32) -> Option<EntryId> {
+        self.policy.victim(incoming, &mut self.entries)
+    }
+    #[inline]
+    fn contains(&self, id: EntryId) -> bool {
+        self.entries.contains(id)
+    }
+    #[inline]
+    fn evict(&mut self, id: EntryId) {
+        self.remove_id(id);
     }
 }
 

@@ -1274,6 +1274,9 @@ mod tests {
 
     use super::sketch::spread;
     use super::*;
+    use crate::engine::protocol::{self, Admission, Residence};
+    use crate::engine::slab::Slab;
+    use crate::policy::sim::Simulated;
 
     const KEYS: u8 = 24;
 
@@ -1282,103 +1285,20 @@ mod tests {
         u32::from(k).wrapping_mul(0x9E37_79B1)
     }
 
-    struct Slot {
-        key: u8,
-        weight: u32,
-        state: WTinyLfuState,
-        mark: u8,
+    /// A tiny shard: the engine's slab of simulated entries (hash, weight, mark, state), which
+    /// reuses freed slots last-freed-first as the shard's does.
+    type Slots = Slab<Simulated<WTinyLfuState>>;
+
+    /// The test key whose hash is `hash`.
+    fn key_of(hash: u32) -> u8 {
+        (0..KEYS)
+            .find(|&k| key_hash(k) == hash)
+            .expect("the hash of a test key")
     }
 
-    /// A slab of test entries that reuses freed slots last-freed-first, as the shard's does.
-    #[derive(Default)]
-    struct Slots {
-        slots: Vec<Option<Slot>>,
-        free: Vec<usize>,
-        len: usize,
-        weight: u64,
-    }
-
-    impl Slots {
-        fn slot(&self, id: EntryId) -> &Slot {
-            self.slots[id.index()].as_ref().expect("a live slot")
-        }
-
-        fn find(&self, key: u8) -> Option<EntryId> {
-            self.ids().find(|&id| self.slot(id).key == key)
-        }
-
-        fn insert(&mut self, key: u8, weight: u32) -> EntryId {
-            let slot = Some(Slot {
-                key,
-                weight,
-                state: WTinyLfuState::default(),
-                mark: 0,
-            });
-            let i = match self.free.pop() {
-                Some(i) => {
-                    self.slots[i] = slot;
-                    i
-                }
-                None => {
-                    self.slots.push(slot);
-                    self.slots.len() - 1
-                }
-            };
-            self.len += 1;
-            self.weight += u64::from(weight);
-            EntryId::new(i as u32)
-        }
-
-        fn remove(&mut self, id: EntryId) -> u8 {
-            let slot = self.slots[id.index()].take().expect("a live slot");
-            self.free.push(id.index());
-            self.len -= 1;
-            self.weight -= u64::from(slot.weight);
-            slot.key
-        }
-
-        fn clear(&mut self) {
-            *self = Self::default();
-        }
-    }
-
-    impl Entries<WTinyLfuState> for Slots {
-        fn state(&self, id: EntryId) -> &WTinyLfuState {
-            &self.slot(id).state
-        }
-        fn state_mut(&mut self, id: EntryId) -> &mut WTinyLfuState {
-            &mut self.slots[id.index()].as_mut().expect("a live slot").state
-        }
-        fn hash(&self, id: EntryId) -> u32 {
-            key_hash(self.slot(id).key)
-        }
-        fn weight(&self, id: EntryId) -> u32 {
-            self.slot(id).weight
-        }
-        fn expires_at(&self, _: EntryId) -> Option<u64> {
-            None
-        }
-        fn len(&self) -> usize {
-            self.len
-        }
-        fn contains(&self, id: EntryId) -> bool {
-            self.slots.get(id.index()).is_some_and(Option::is_some)
-        }
-        fn random(&self, random: u64) -> Option<EntryId> {
-            let n = (random % self.len.max(1) as u64) as usize;
-            self.ids().nth(n)
-        }
-        fn ids(&self) -> impl Iterator<Item = EntryId> + '_ {
-            (0..self.slots.len())
-                .filter(|&i| self.slots[i].is_some())
-                .map(|i| EntryId::new(i as u32))
-        }
-        fn mark(&self, id: EntryId) -> u8 {
-            self.slot(id).mark
-        }
-        fn set_mark(&mut self, id: EntryId, mark: u8) {
-            self.slots[id.index()].as_mut().expect("a live slot").mark = mark;
-        }
+    /// The entry of test key `key`.
+    fn find(slots: &Slots, key: u8) -> Option<EntryId> {
+        slots.ids().find(|&id| slots.hash(id) == key_hash(key))
     }
 
     /// The reference: segments as `VecDeque`s of keys (front = most recent), an unpacked
@@ -1790,8 +1710,53 @@ mod tests {
     struct Harness {
         policy: WTinyLfu,
         slots: Slots,
+        /// The entries' total weight.
+        weight: u64,
         model: Model,
         capacity: u64,
+        /// The first decision of the running step that differed from the model's.
+        diverged: Option<String>,
+    }
+
+    /// The shard's admission protocol, each decision checked against the model's.
+    impl Residence for Harness {
+        fn weight(&self) -> u64 {
+            self.weight
+        }
+        fn capacity(&self) -> u64 {
+            self.capacity
+        }
+        fn crowded(&self) -> bool {
+            false
+        }
+        fn admit(&mut self, hash: u32, weight: u32) -> bool {
+            let got = self.policy.admit(hash, weight, &mut self.slots);
+            let key = key_of(hash);
+            let want = self.model.admit(key, u64::from(weight));
+            if got != want {
+                self.diverge(format!("admit({key}) {got}, model {want}"));
+            }
+            got
+        }
+        fn victim(&mut self, incoming: u32) -> Option<EntryId> {
+            let got = self.policy.victim(incoming, &mut self.slots);
+            let want = self.model.victim();
+            let got_key = got.map(|id| key_of(self.slots.hash(id)));
+            if got_key != want {
+                self.diverge(format!("victim {got_key:?}, model {want:?}"));
+                return None;
+            }
+            if got.is_none() {
+                self.diverge("no victim while over capacity".into());
+            }
+            got
+        }
+        fn contains(&self, id: EntryId) -> bool {
+            self.slots.contains(id)
+        }
+        fn evict(&mut self, id: EntryId) {
+            self.remove(id);
+        }
     }
 
     impl Harness {
@@ -1824,73 +1789,69 @@ mod tests {
             });
             Self {
                 policy,
-                slots: Slots::default(),
+                slots: Slots::new(),
+                weight: 0,
                 model: Model::new(capacity, window_percent, seed, variant),
                 capacity,
+                diverged: None,
             }
         }
 
-        /// The shard's `evict_while`: victims until `incoming` more weight fits.
-        fn evict(&mut self, incoming: u64) -> Result<(), String> {
-            while self.slots.weight + incoming > self.capacity {
-                let got = self.policy.victim(incoming as u32, &mut self.slots);
-                let want = self.model.victim();
-                let got_key = got.map(|id| self.slots.slot(id).key);
-                if got_key != want {
-                    return Err(format!("victim {got_key:?}, model {want:?}"));
-                }
-                let id = got.ok_or("no victim while over capacity")?;
-                self.policy.on_remove(id, &mut self.slots);
-                let key = self.slots.remove(id);
-                self.model.remove(key);
-            }
-            Ok(())
+        /// Records the first divergence of a step.
+        fn diverge(&mut self, error: String) {
+            self.diverged.get_or_insert(error);
+        }
+
+        /// The divergence the protocol met in this step, if any.
+        fn diverged(&mut self) -> Result<(), String> {
+            self.diverged.take().map_or(Ok(()), Err)
+        }
+
+        /// Removes entry `id` from the policy, the slab and the model.
+        fn remove(&mut self, id: EntryId) {
+            self.policy.on_remove(id, &mut self.slots);
+            self.weight -= u64::from(self.slots.weight(id));
+            let key = key_of(self.slots.remove(id).hash());
+            self.model.remove(key);
         }
 
         fn step(&mut self, op: Op) -> Result<(), String> {
             match op {
                 Op::Insert(key, weight) => {
                     let w = u64::from(weight);
-                    if let Some(id) = self.slots.find(key) {
-                        let slot = self.slots.slots[id.index()].as_mut().unwrap();
-                        let old = std::mem::replace(&mut slot.weight, weight);
-                        self.slots.weight = self.slots.weight - u64::from(old) + w;
+                    if let Some(id) = find(&self.slots, key) {
+                        let old = self.slots.at_mut(id).set_weight(weight);
+                        self.weight = self.weight - u64::from(old) + w;
                         self.policy.on_update(id, old, &mut self.slots);
                         self.model.update(key, w);
-                        self.evict(0)?;
-                    } else if w <= self.capacity {
-                        if self.slots.weight + w > self.capacity {
-                            let got = self.policy.admit(key_hash(key), weight, &mut self.slots);
-                            let want = self.model.admit(key, w);
-                            if got != want {
-                                return Err(format!("admit({key}) {got}, model {want}"));
-                            }
-                            if !got {
-                                return self.check();
-                            }
+                        protocol::evict_while(self, 0, false);
+                        self.diverged()?;
+                    } else {
+                        let admission = protocol::make_room(self, key_hash(key), weight);
+                        self.diverged()?;
+                        if admission == Admission::Admitted {
+                            let id = self.slots.insert(Simulated::new(key_hash(key), weight));
+                            self.weight += w;
+                            self.policy.on_insert(id, &mut self.slots);
+                            self.model.insert(key, w, self.slots.len());
                         }
-                        self.evict(w)?;
-                        let id = self.slots.insert(key, weight);
-                        self.policy.on_insert(id, &mut self.slots);
-                        self.model.insert(key, w, self.slots.len);
                     }
                 }
                 Op::Get(key) => {
-                    if let Some(id) = self.slots.find(key) {
+                    if let Some(id) = find(&self.slots, key) {
                         self.policy.on_access(id, &mut self.slots);
                         self.model.access(key);
                     }
                 }
                 Op::Remove(key) => {
-                    if let Some(id) = self.slots.find(key) {
-                        self.policy.on_remove(id, &mut self.slots);
-                        self.slots.remove(id);
-                        self.model.remove(key);
+                    if let Some(id) = find(&self.slots, key) {
+                        self.remove(id);
                     }
                 }
                 Op::Clear => {
                     self.policy.clear();
-                    self.slots.clear();
+                    self.slots.drain().for_each(drop);
+                    self.weight = 0;
                     self.model.clear();
                 }
             }
@@ -1902,7 +1863,7 @@ mod tests {
             queue
                 .list
                 .iter(&self.slots)
-                .map(|id| self.slots.slot(id).key)
+                .map(|id| key_of(self.slots.hash(id)))
                 .collect()
         }
 
@@ -1920,17 +1881,14 @@ mod tests {
                 }
             }
             for id in self.slots.ids() {
-                let slot = self.slots.slot(id);
-                let want = if m.marked[slot.key as usize] {
-                    PROTECTED_MARK + m.pending[slot.key as usize]
+                let (key, mark) = (key_of(self.slots.hash(id)), self.slots.mark(id));
+                let want = if m.marked[key as usize] {
+                    PROTECTED_MARK + m.pending[key as usize]
                 } else {
                     0
                 };
-                if slot.mark != want {
-                    return Err(format!(
-                        "mark of {} is {}, model {want}",
-                        slot.key, slot.mark
-                    ));
+                if mark != want {
+                    return Err(format!("mark of {key} is {mark}, model {want}"));
                 }
             }
             for k in 0..KEYS {
@@ -2203,7 +2161,7 @@ mod tests {
             for k in 4..20 {
                 h.step(Op::Insert(k, 1)).unwrap();
             }
-            let kept = (0..4).filter(|&k| h.slots.find(k).is_some()).count();
+            let kept = (0..4).filter(|&k| find(&h.slots, k).is_some()).count();
             let expected = if start_percent < 50 { 4 } else { 0 };
             assert_eq!(kept, expected, "start {start_percent}%: early keys kept");
         }
@@ -2222,7 +2180,7 @@ mod tests {
         };
         let mut h = Harness::with(10, 0, 3, exact);
         let saturated_in = |h: &Harness, key: u8| {
-            let id = h.slots.find(key).unwrap();
+            let id = find(&h.slots, key).unwrap();
             node(&h.slots, id).saturated_in
         };
         h.policy.sketch.set_generation(1);
@@ -2289,20 +2247,20 @@ mod tests {
             assert_eq!(h.policy.sketch.frequency(key_hash(0)), 2);
             // Each attempt counts once: the candidate gets in at 3 + margin.
             let mut attempts = 0;
-            while h.slots.find(10).is_none() {
+            while find(&h.slots, 10).is_none() {
                 attempts += 1;
                 h.step(Op::Insert(10, 1)).unwrap();
                 assert!(attempts < 10, "margin {margin}: never admitted");
             }
             assert_eq!(attempts, 3 + u32::from(margin), "margin {margin}");
-            assert!(h.slots.find(0).is_none(), "the victim went");
+            assert!(find(&h.slots, 0).is_none(), "the victim went");
         }
         // A victim the sketch never counted (the sketch starts at full) loses to a newcomer
         // seen once, whatever the margin.
         let mut h = full(100, 3);
         assert_eq!(h.policy.sketch.frequency(key_hash(0)), 0);
         h.step(Op::Insert(10, 1)).unwrap();
-        assert!(h.slots.find(10).is_some() && h.slots.find(0).is_none());
+        assert!(find(&h.slots, 10).is_some() && find(&h.slots, 0).is_none());
         assert!(WTinyLfu::new().with_admission_margin(15).is_err());
     }
 
@@ -2361,7 +2319,7 @@ mod tests {
         for k in 20..KEYS {
             h.step(Op::Insert(k, 1)).unwrap();
         }
-        let kept = (0..20).filter(|&k| h.slots.find(k).is_some()).count();
+        let kept = (0..20).filter(|&k| find(&h.slots, k).is_some()).count();
         assert_eq!(kept, 19, "only the window's slot turned over");
     }
 }
