@@ -292,7 +292,10 @@ type ExpireAfter<K, V> = Arc<dyn Fn(&K, &V) -> Option<Duration> + Send + Sync>;
 
 /// Values written but not yet in the source of truth (a write-behind's dirty set): a leader
 /// takes its value from here instead of loading what the source still holds.
-pub(crate) type PendingWrites<K, V> = Arc<dyn Fn(&K) -> Option<V> + Send + Sync>;
+pub(crate) trait PendingWrites<K, V>: Send + Sync {
+    /// The value written for `key` and not yet flushed, if any.
+    fn pending(&self, key: &K) -> Option<V>;
+}
 
 pub(crate) struct Inner<K, V, P: EvictionPolicy> {
     pub(crate) cache: Cache<K, Slot<V>, P>,
@@ -300,7 +303,9 @@ pub(crate) struct Inner<K, V, P: EvictionPolicy> {
     pub(crate) settings: Settings,
     expire_after: Option<ExpireAfter<K, V>>,
     /// Write-behinds over this cache (see [`PendingWrites`]).
-    pending_writes: parking_lot::RwLock<Vec<PendingWrites<K, V>>>,
+    /// Held weakly: the cache must not keep a write-behind alive, and a dropped one's entry
+    /// goes at the next registration.
+    pub(crate) pending_writes: parking_lot::RwLock<Vec<std::sync::Weak<dyn PendingWrites<K, V>>>>,
     clock: Arc<dyn Clock>,
     pub(crate) stats: Counters,
     pub(crate) book: Book,
@@ -378,14 +383,16 @@ where
 
     /// Registers a write-behind's dirty set (see [`PendingWrites`]).
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
-    pub(crate) fn add_pending_writes(&self, pending: PendingWrites<K, V>) {
-        self.pending_writes.write().push(pending);
+    pub(crate) fn add_pending_writes(&self, pending: std::sync::Weak<dyn PendingWrites<K, V>>) {
+        let mut all = self.pending_writes.write();
+        all.retain(|p| p.strong_count() > 0);
+        all.push(pending);
     }
 
     /// A value written behind for `key` and not yet flushed, if any.
     fn pending_write(&self, key: &K) -> Option<V> {
         let pending = self.pending_writes.read();
-        pending.iter().find_map(|p| p(key))
+        pending.iter().find_map(|p| p.upgrade()?.pending(key))
     }
 
     /// A new leader whose key has a write still on its way to the source of truth installs

@@ -37,8 +37,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::ConfigError;
-use crate::aside::AsideCache;
 use crate::aside::load_async::CatchUnwind;
+use crate::aside::{AsideCache, PendingWrites};
 use crate::policy::{EvictionPolicy, WTinyLfu};
 
 impl<K, V, P> AsideCache<K, V, P>
@@ -530,16 +530,9 @@ where
             last_error: Mutex::new(None),
         });
         // Reads that would load a key still dirty take its dirty value instead: the source
-        // of truth does not have it yet. Weak: the cache must not keep the write-behind alive.
-        let dirty = Arc::downgrade(&shared);
-        shared
-            .cache
-            .inner
-            .add_pending_writes(Arc::new(move |k: &K| {
-                let shared = dirty.upgrade()?;
-                let d = shared.dirty.lock();
-                d.map.get(k).map(|(v, _)| v.clone())
-            }));
+        // of truth does not have it yet.
+        let weak = Arc::downgrade(&shared);
+        shared.cache.inner.add_pending_writes(weak);
         let flusher = handle.spawn(flusher(Arc::clone(&shared), self.sink));
         Ok(WriteBehind {
             shared,
@@ -850,6 +843,17 @@ where
     }
 }
 
+impl<K, V, P> PendingWrites<K, V> for Shared<K, V, P>
+where
+    K: Hash + Eq + Send + Sync,
+    V: Clone + Send + Sync,
+    P: EvictionPolicy,
+{
+    fn pending(&self, key: &K) -> Option<V> {
+        self.dirty.lock().map.get(key).map(|(v, _)| v.clone())
+    }
+}
+
 impl<K, V, P: EvictionPolicy> Drop for WriteBehind<K, V, P> {
     /// Without a `shutdown`, the flusher still flushes every dirty entry in the background
     /// (retrying) and then exits, as long as the runtime runs.
@@ -866,5 +870,38 @@ impl<K, V, P: EvictionPolicy> fmt::Debug for WriteBehind<K, V, P> {
             .field("dirty", &self.shared.dirty.lock().map.len())
             .field("capacity", &self.shared.settings.capacity)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache keeps one registration per live write-behind: a dropped one's dirty-set hook
+    /// goes when the next registers, so a cache that outlives many write-behinds does not
+    /// walk a growing list on every miss.
+    #[test]
+    fn dropped_write_behinds_leave_no_registration_behind() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cache: AsideCache<u32, u64> = AsideCache::builder().build().unwrap();
+            let sink = |_: Vec<(u32, u64)>| async { Ok::<_, std::io::Error>(()) };
+            for n in 0..3 {
+                let wb = WriteBehind::builder(cache.clone(), sink).build().unwrap();
+                wb.write(n, u64::from(n)).await.unwrap();
+                wb.shutdown().await.unwrap();
+            }
+            let live = WriteBehind::builder(cache.clone(), sink).build().unwrap();
+            assert_eq!(cache.inner.pending_writes.read().len(), 1);
+            // The live one's hook still answers: a dirty key is served from its dirty set.
+            live.write(7, 70).await.unwrap();
+            cache.invalidate(&7);
+            let loaded = cache.get_or_load(7, || async { Ok::<_, std::io::Error>(Some(0)) });
+            assert_eq!(loaded.await.unwrap(), Some(70));
+            live.shutdown().await.unwrap();
+        });
     }
 }
