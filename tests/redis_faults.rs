@@ -118,9 +118,16 @@ async fn invalidations_made_while_redis_hangs_are_replayed_when_it_resumes() {
     // The first few timed out, the rest found the breaker open: all queued.
     assert_eq!(during.pending_invalidations, KEYS, "{during:?}");
     assert_eq!(during.invalidation_overflows, 0);
+    // A flush cannot finish while Redis hangs: it reports what is still queued.
+    let limit = Duration::from_millis(100);
+    assert_eq!(a.flush_invalidations(limit).await, Err(KEYS as usize));
     server.signal("-CONT");
 
-    drained(&a).await;
+    // It returns as soon as the replay has emptied the queue.
+    a.flush_invalidations(Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(m(&a).pending_invalidations, 0);
     assert_eq!(left_in_redis(&server).await, 0);
     let fresh = tier(&server, 100_000).await;
     assert_eq!(

@@ -61,7 +61,8 @@
 //! open period, the connection is re-established, the queue drains
 //! (`pending_invalidations` back to 0), the backplane resubscribes. Pending invalidations
 //! are lost if the last clone of the tier is dropped first (Redis then serves the old value
-//! until its L2 TTL).
+//! until its L2 TTL): [`TieredCache::flush_invalidations`] waits, with a limit, until they
+//! have reached Redis.
 //!
 //! ## Panic and cancellation
 //! A panicking loader panics its caller (the L1's waiters get
@@ -817,11 +818,46 @@ where
         self.inner.instance
     }
 
+    /// Waits, for at most `limit`, until every invalidation that Redis did not take when it
+    /// was made (queued for replay, see [Degradation](self#degradation)) has reached it. Call
+    /// it before dropping the last clone of a tier that may have lost Redis: the replay stops
+    /// with the tier, and a deletion still queued then leaves the old value in Redis for
+    /// every other instance until its L2 TTL.
+    ///
+    /// # Errors
+    ///
+    /// The number of invalidations still queued when `limit` ran out (Redis still away): per-key
+    /// deletions, plus one for a prefix-wide clear, as
+    /// [`TierMetrics::pending_invalidations`] counts them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// # let l1: aside::AsideCache<u64, String> = aside::AsideCache::builder().build().unwrap();
+    /// let users = aside::tier::TieredCache::builder(l1, "redis://127.0.0.1:1/").build().await.unwrap();
+    /// // Nothing was invalidated: nothing to wait for.
+    /// assert_eq!(users.flush_invalidations(Duration::from_secs(5)).await, Ok(()));
+    /// # }
+    /// ```
+    pub async fn flush_invalidations(&self, limit: Duration) -> Result<(), usize> {
+        let replay = &self.inner.replay;
+        if tokio::time::timeout(limit, replay.drained()).await.is_ok() {
+            return Ok(());
+        }
+        match replay.len() {
+            0 => Ok(()),
+            pending => Err(pending),
+        }
+    }
+
     /// Stops the backplane subscriber (also stopped when the last clone is dropped). The
     /// cache still reads and writes through Redis afterwards but no longer hears other
     /// instances' invalidations, so call it when the instance is going away. The replay of
-    /// queued invalidations goes on until the last clone is dropped (check
-    /// [`TierMetrics::pending_invalidations`] before dropping it, if Redis was away).
+    /// queued invalidations goes on until the last clone is dropped, and what is still queued
+    /// then is lost: call [`flush_invalidations`](Self::flush_invalidations) first.
     ///
     /// # Example
     ///

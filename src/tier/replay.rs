@@ -201,6 +201,8 @@ pub(crate) struct Replay {
     /// `queue.len()`, so that the read path locks nothing while the queue is empty.
     pending: AtomicUsize,
     wake: Notify,
+    /// Wakes [`drained`](Self::drained) callers whenever the queue is left empty.
+    emptied: Notify,
 }
 
 impl Replay {
@@ -224,6 +226,7 @@ impl Replay {
             queue: Mutex::new(Queue::default()),
             pending: AtomicUsize::new(0),
             wake: Notify::new(),
+            emptied: Notify::new(),
         }
     }
 
@@ -231,8 +234,26 @@ impl Replay {
     fn with_queue<T>(&self, f: impl FnOnce(&mut Queue) -> T) -> T {
         let mut q = self.queue.lock();
         let out = f(&mut q);
-        self.pending.store(q.len(), Ordering::SeqCst);
+        let len = q.len();
+        self.pending.store(len, Ordering::SeqCst);
+        drop(q);
+        if len == 0 {
+            self.emptied.notify_waiters();
+        }
         out
+    }
+
+    /// Returns once the queue is empty (at once if it is).
+    pub(crate) async fn drained(&self) {
+        loop {
+            let mut emptied = std::pin::pin!(self.emptied.notified());
+            // Registered before the check: an emptying between the check and the wait wakes it.
+            emptied.as_mut().enable();
+            if self.len() == 0 {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     /// The number of pending invalidations (per-key deletions, plus one for a clear).
