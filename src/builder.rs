@@ -96,7 +96,7 @@ impl std::error::Error for ConfigError {}
 /// |---|---|
 /// | [`max_capacity`](Self::max_capacity) | unbounded (`u64::MAX`) |
 /// | [`policy`](Self::policy) | [`WTinyLfu`](crate::policy::WTinyLfu) |
-/// | [`shards`](Self::shards) | 4 × available parallelism, a power of two, halved until each shard holds ≥ [`MIN_SHARD_CAPACITY`] |
+/// | [`shards`](Self::shards) | 4 × available parallelism, a power of two, halved until each shard holds ≥ [`MIN_SHARD_CAPACITY`]; without a weigher, doubled while a shard would hold more than its entry limit (about 16.7 million) |
 /// | [`time_to_live`](Self::time_to_live) / [`time_to_idle`](Self::time_to_idle) | none |
 /// | [`ttl_jitter`](Self::ttl_jitter) | none |
 /// | [`weigher`](Self::weigher) | none: every entry weighs 1 |
@@ -498,7 +498,7 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
         }
         let shards = self
             .shards
-            .unwrap_or_else(|| default_shards(self.max_capacity));
+            .unwrap_or_else(|| default_shards(self.max_capacity, bounded));
         let seed = self
             .seed
             .unwrap_or_else(|| SmallRng::from_os_rng().next_u64());
@@ -522,8 +522,11 @@ impl<K, V, P, S> CacheBuilder<K, V, P, S> {
 }
 
 /// 4 × available parallelism rounded up to a power of two, halved while a shard would hold
-/// less than [`MIN_SHARD_CAPACITY`].
-fn default_shards(capacity: u64) -> usize {
+/// less than [`MIN_SHARD_CAPACITY`]; for a capacity in entries (`entries`), doubled while a
+/// shard would hold more than its entry limit. A capacity in weight units says nothing about
+/// the entry count, so it gets no more shards than the parallelism asks for: its shards
+/// evict at their entry limit, as an unbounded cache's do.
+fn default_shards(capacity: u64, entries: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut shards = (cores * 4).next_power_of_two().min(MAX_SHARDS);
     while shards > 1 && capacity / (shards as u64) < MIN_SHARD_CAPACITY {
@@ -531,7 +534,7 @@ fn default_shards(capacity: u64) -> usize {
     }
     // A shard's entry limit: larger caches get more shards (an unbounded one relies on the
     // limit's evictions instead).
-    while capacity != u64::MAX
+    while entries
         && shards < MAX_SHARDS
         && capacity.div_ceil(shards as u64) > crate::engine::shard::MAX_SHARD_ENTRIES as u64
     {
@@ -546,18 +549,22 @@ mod tests {
 
     #[test]
     fn default_shards_shrink_for_small_caches() {
-        let most = default_shards(u64::MAX);
-        assert_eq!(default_shards(0), 1);
-        assert_eq!(default_shards(2 * MIN_SHARD_CAPACITY - 1), 1);
-        assert_eq!(default_shards(2 * MIN_SHARD_CAPACITY), 2.min(most));
+        let most = default_shards(u64::MAX, false);
+        assert_eq!(default_shards(0, true), 1);
+        assert_eq!(default_shards(2 * MIN_SHARD_CAPACITY - 1, true), 1);
+        assert_eq!(default_shards(2 * MIN_SHARD_CAPACITY, true), 2.min(most));
         // The 1,011-key `loop` trace at capacity 1024 needs one shard to stay exact LRU.
-        assert_eq!(default_shards(1024), 1);
-        assert!(default_shards(u64::MAX).is_power_of_two());
+        assert_eq!(default_shards(1024, true), 1);
+        assert!(most.is_power_of_two());
         let limit = crate::engine::shard::MAX_SHARD_ENTRIES as u64;
         assert!(
-            default_shards(64 * limit) >= 64,
+            default_shards(64 * limit, true) >= 64,
             "a shard never exceeds its entry limit"
         );
+        // Weight units are not entries: a huge weight capacity gets no more shards than the
+        // parallelism asks for (the config fuzzer's `max_weight = 33333333333177` made 65,536
+        // shards and 2.5 GB of policy tables at `build`).
+        assert_eq!(default_shards(64 * limit, false), most);
         let err = Cache::<u32, u32>::builder()
             .max_capacity(2 * limit + 1)
             .shards(2)

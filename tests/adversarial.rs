@@ -421,3 +421,37 @@ fn entries_heavier_than_the_cache_are_turned_away() {
     heavy(WTinyLfu::new());
     heavy(S3Fifo::new());
 }
+
+/// A huge capacity allocates little until entries arrive. The config fuzzer's
+/// `max_weight = 33333333333177` built 65,536 shards (the default shard count doubled to keep
+/// each shard under its entry limit, as if weight units were entries) and 2.5 GB of W-TinyLFU
+/// count-min tables, all at `build`. A weight capacity now gets the parallelism's shard count,
+/// and the sketches come with each shard's first insert.
+#[test]
+fn a_huge_capacity_allocates_little_up_front() {
+    let _serial = serial();
+    let region = Region::new(GLOBAL);
+    let weighed: Cache<u64, u64> = Cache::builder()
+        .max_capacity(33_333_333_333_177)
+        .weigher(|_, v: &u64| (*v % 7) as u32)
+        .build()
+        .unwrap();
+    let unbounded: Cache<u64, u64> = Cache::builder().max_capacity(u64::MAX).build().unwrap();
+    assert_eq!(weighed.shard_count(), unbounded.shard_count());
+    weighed.insert(1, 1);
+    assert_eq!(weighed.get(&1), Some(1));
+    let bytes = net(&region);
+    assert!(bytes < 4 << 20, "{bytes} bytes for two caches and an entry");
+    // An entry capacity that a shard's entry limit cannot hold in the default shard count
+    // still gets the shards it needs.
+    let limit = 64 * (1 << 24);
+    let region = Region::new(GLOBAL);
+    let wide: Cache<u64, u64> = Cache::builder().max_capacity(limit).build().unwrap();
+    let shards = wide.shard_count();
+    assert!(shards >= 64, "{shards} shards");
+    let per_shard = net(&region) / shards as i64;
+    eprintln!("{shards} shards: {per_shard} bytes each");
+    // Reader stripes, table and the window tuner's simulations, but no count-min table yet
+    // (16 KB each, plus 2 KB for each of the tuner's eight simulations, before).
+    assert!(per_shard < 12 << 10, "{per_shard} bytes per empty shard");
+}

@@ -1027,9 +1027,10 @@ const WARM_CANDIDATE: u8 = 6;
 /// 10,000: about 86 µs under the shard lock at once, 9 µs per operation in steps of 1,000.
 const TRANSFER_LIMIT: u32 = 1_000;
 
-/// The sketch's initial size cap (in `u64` words, one per entry): larger shards grow it as they
-/// fill, so a huge capacity does not allocate a huge sketch up front.
-const INITIAL_SKETCH_WORDS: u64 = 1024;
+/// The sketch's initial size cap, in entries: the first insert sizes it for the shard's
+/// capacity up to this, and larger shards grow it as they fill, so a huge capacity does not
+/// allocate a huge sketch up front.
+const INITIAL_SKETCH_ENTRIES: u64 = 1024;
 
 impl EvictionPolicy for WTinyLfu {
     type State = WTinyLfuState;
@@ -1043,9 +1044,9 @@ impl EvictionPolicy for WTinyLfu {
         self.counting_from = part_of(shard.capacity, self.sketch_start);
         self.counting = self.counting_from == 0;
         self.resize(self.current_window_fraction());
+        // The table comes with the first insert: a cache of many shards allocates nothing per
+        // shard here, however large its capacity.
         self.sketch = Sketch::new(mix64(shard.seed ^ 0x7769_6e79_6c66_7521), shard.capacity);
-        self.sketch
-            .ensure(shard.capacity.min(INITIAL_SKETCH_WORDS) as usize);
         self.rng = shard.seed ^ 0x6164_6d69_7421_2121;
     }
 
@@ -1063,7 +1064,11 @@ impl EvictionPolicy for WTinyLfu {
     }
 
     fn on_insert(&mut self, id: EntryId, entries: &mut impl Entries<WTinyLfuState>) {
-        self.sketch.ensure(entries.len());
+        self.sketch.ensure(
+            entries
+                .len()
+                .max(self.capacity.min(INITIAL_SKETCH_ENTRIES) as usize),
+        );
         if self.sketch.take_wrapped() {
             self.forget_saturation(entries);
         }

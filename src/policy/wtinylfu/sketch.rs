@@ -150,8 +150,11 @@ impl Sketch {
         if words <= self.table.len() * BLOCK_WORDS {
             return;
         }
+        // Growing clears the counters, which may go down; the first table has none to clear.
+        if !self.table.is_empty() {
+            self.next_generation();
+        }
         self.table = vec![Block::default(); words / BLOCK_WORDS];
-        self.next_generation();
         self.additions = 0;
         self.sample = self.period(words);
     }
@@ -237,6 +240,14 @@ impl Sketch {
 
     pub(super) fn validate(&self) -> Result<(), String> {
         let blocks = self.table.len();
+        if blocks == 0 {
+            // Not allocated yet: nothing counted.
+            return if self.additions == 0 {
+                Ok(())
+            } else {
+                Err(format!("no table, {} additions", self.additions))
+            };
+        }
         if !blocks.is_power_of_two() || blocks * BLOCK_WORDS < MIN_SKETCH_WORDS {
             return Err(format!("sketch of {blocks} blocks"));
         }
