@@ -40,11 +40,6 @@ impl<S: Default> Simulated<S> {
 
 #[cfg(test)]
 impl<S> Simulated<S> {
-    /// The key hash.
-    pub(crate) fn hash(&self) -> u32 {
-        self.hash
-    }
-
     /// Sets the weight; returns the old one.
     pub(crate) fn set_weight(&mut self, weight: u32) -> u32 {
         std::mem::replace(&mut self.weight, weight)

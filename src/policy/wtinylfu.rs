@@ -1816,7 +1816,8 @@ mod tests {
         fn remove(&mut self, id: EntryId) {
             self.policy.on_remove(id, &mut self.slots);
             self.weight -= u64::from(self.slots.weight(id));
-            let key = key_of(self.slots.remove(id).hash());
+            let key = key_of(self.slots.hash(id));
+            self.slots.remove(id);
             self.model.remove(key);
         }
 
