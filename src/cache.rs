@@ -1050,3 +1050,45 @@ impl<K, V, P: EvictionPolicy, S> fmt::Debug for Cache<K, V, P, S> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(aside_shuttle)))]
+mod tests {
+    use super::*;
+
+    /// Two threads that miss on one key at once: the second one's lookup runs while the first
+    /// one's insert holds the shard's lock. It waits for that write and finds the key.
+    #[test]
+    fn a_miss_during_a_write_waits_for_it_and_sees_its_insert() {
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_capacity(100)
+            .shards(1)
+            .build()
+            .unwrap();
+        let (slot, fragment) = cache.locate(&7);
+        let mut write = slot.write.lock();
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| cache.get(&7));
+            // The reader's first look misses, finds the lock held and counts as no lookup
+            // before it waits: only then does the write store the key.
+            while slot.store.readers().uncounted() == 0 {
+                assert!(
+                    !reader.is_finished(),
+                    "the reader did not wait for the write"
+                );
+                std::thread::yield_now();
+            }
+            let mut out = Removed::new();
+            write.insert(&slot.store, fragment, 7, 70, 1, None, 0, false, &mut out);
+            write.reclaim(&slot.store, &mut out);
+            drop(write);
+            assert!(out.is_empty());
+            assert_eq!(reader.join().unwrap(), Some(70));
+        });
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 0), "one lookup, one hit");
+        // With no write in flight, a miss is a miss at once.
+        assert_eq!(cache.get(&8), None);
+        assert_eq!(cache.stats().misses, 1);
+        cache.validate().unwrap();
+    }
+}

@@ -82,6 +82,11 @@ mod explore {
                 guard: Some(guard),
             })
         }
+
+        /// Whether the lock is held at this moment (a try-lock that gives the lock back).
+        pub(crate) fn is_locked(&self) -> bool {
+            matches!(self.0.try_lock(), Err(TryLockError::WouldBlock))
+        }
     }
 
     impl<T> Deref for MutexGuard<'_, T> {

@@ -186,8 +186,10 @@ impl Drop for Tracked {
 
 /// The lock-free read path's protocol (src/engine/concurrent/): two readers look keys up and
 /// clone their values without the shard's lock while a writer replaces, evicts, removes and
-/// clears them. No schedule lets a writer drop a value a reader is still cloning, and every
-/// value read belongs to its key.
+/// clears them. No schedule lets a writer drop a value a reader is still cloning, every value
+/// read belongs to its key, and every lookup counts once, as a hit or a miss (a lookup that
+/// misses while the writer holds the lock waits for it and looks again, and only the second
+/// look counts).
 fn readers_against_a_writer<P: EvictionPolicy>(policy: P) {
     let cache: Cache<u32, Tracked, P> = Cache::builder()
         .max_capacity(2)
@@ -203,12 +205,15 @@ fn readers_against_a_writer<P: EvictionPolicy>(policy: P) {
         .map(|t| {
             let cache = cache.clone();
             thread::spawn(move || {
+                let mut hits = 0u64;
                 for i in 0..4 {
                     let key = (i + t) % 3;
                     if let Some(v) = cache.get(&key) {
                         assert_eq!(v.key, key);
+                        hits += 1;
                     }
                 }
+                hits
             })
         })
         .collect();
@@ -217,9 +222,9 @@ fn readers_against_a_writer<P: EvictionPolicy>(policy: P) {
         cache.invalidate(&((i + 1) % 3));
     }
     cache.invalidate_all();
-    for r in readers {
-        r.join().unwrap();
-    }
+    let hits: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (hits, 8 - hits));
     cache.validate().unwrap();
 }
 

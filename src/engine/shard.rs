@@ -96,6 +96,9 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
     /// `access`, a hit counts, slides a sliding deadline and is recorded for the policy as
     /// [`P::HIT`](EvictionPolicy::HIT) says; without it (`peek`), nothing changes and nothing
     /// counts.
+    ///
+    /// A lookup that misses while a write holds the shard's lock waits for that write and
+    /// looks once more (with `access`): see [`get_after_write`](Self::get_after_write).
     #[inline]
     pub(crate) fn get<Q, R>(
         &self,
@@ -109,11 +112,58 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.lookup(fragment, key, clock, access, access, f)
+    }
+
+    /// The second look of a lookup that missed while the shard's lock was held. The write
+    /// holding it may be storing this very key: two threads that miss on one key at once is
+    /// the common case (the second one's lookup runs while the first one's insert holds the
+    /// lock), and a lock-based cache's reader, waiting for the writer, would find it. A miss
+    /// is about to cost its caller a load, so waiting for one write costs it little and saves
+    /// the second load. The caller holds no shard lock (no code runs `get` under one: user
+    /// code never runs under a shard lock, and the engine never looks up through `get`).
+    #[cold]
+    #[inline(never)]
+    fn get_after_write<Q, R>(
+        &self,
+        fragment: u32,
+        key: &Q,
+        clock: &dyn Clock,
+        f: impl FnOnce(&V) -> R,
+    ) -> Lookup<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        drop(self.write.lock());
+        self.lookup(fragment, key, clock, true, false, f)
+    }
+
+    #[inline]
+    fn lookup<Q, R>(
+        &self,
+        fragment: u32,
+        key: &Q,
+        clock: &dyn Clock,
+        access: bool,
+        wait_for_writer: bool,
+        f: impl FnOnce(&V) -> R,
+    ) -> Lookup<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let reader = self.store.enter();
         if !access {
             reader.uncounted();
         }
         let Some(node) = reader.find(fragment, |k| k.borrow() == key) else {
+            if wait_for_writer && self.write.is_locked() {
+                // The second look counts the lookup; this one counts nothing.
+                reader.uncounted();
+                drop(reader);
+                return self.get_after_write(fragment, key, clock, f);
+            }
             if access {
                 reader.miss();
             }

@@ -301,6 +301,15 @@ impl Readers {
         n
     }
 
+    /// Read sections that were not lookups, over all stripes.
+    #[cfg(all(test, not(aside_shuttle)))]
+    pub(crate) fn uncounted(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.uncounted.load(Ordering::Acquire))
+            .sum()
+    }
+
     /// Lookups that missed, over all stripes.
     pub(crate) fn misses(&self) -> u64 {
         self.stripes
