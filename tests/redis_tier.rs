@@ -832,7 +832,12 @@ async fn per_entry_ttl_predicate_invalidation_iteration_and_borrowed_keys() {
         b.l1().get("t1:a").is_none() && b.l1().get("t1:b").is_none()
     })
     .await;
-    assert_eq!(b.l1().get("t2:a"), Some(20));
+    // What the predicate did not match stays readable on B. Not necessarily from B's L1:
+    // the message of A's own `put` of `t2:a` may reach B after B cached the new value, and
+    // a late invalidation drops a fresh copy by design (it costs a read from Redis), as does
+    // a resubscription after a missed ping on a loaded machine (a CI run failed on the L1
+    // check).
+    assert_eq!(b.get("t2:a").await, Some(20));
 }
 
 /// A TTL the L1's `expire_after` chooses for a value is its Redis lifetime too, for a loaded
