@@ -175,8 +175,9 @@ impl Queue {
 ///   128 entries) through eight small [`Simulation`](super::Simulation)s of this policy: fixed
 ///   windows of 0, 1%, 25% and 100%, each without and with the *ghost* below, and switches to
 ///   the choice whose recent hits, less what switching costs (0.1% of them plus 1% per unit
-///   of share moved), are the most, if they beat the current choice's. It starts at 1% without the ghost. Cost: about 50 KB per shard, and 8
-///   simulated requests per sampled request (1% of the keys in a shard of 12,500 entries). On
+///   of share moved), are the most, if they beat the current choice's. It starts at 1%
+///   without the ghost. Cost: about 50 KB per shard, and 8 simulated requests per sampled
+///   request (1% of the keys in a shard of 12,500 entries). On
 ///   the replayed traces it closes part of the gap to Belady's optimum that any fixed choice
 ///   leaves (`docs/benchmarks.md` has the figures).
 /// - **Ghost** (chosen by the tuner, never on with a fixed window): a candidate that loses its

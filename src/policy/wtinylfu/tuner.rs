@@ -10,11 +10,11 @@
 //! enter a score that loses an eighth every epoch. Switching to a choice costs 0.1% of the
 //! requests the scores cover plus 1% per unit of share moved (a switch costs in proportion to
 //! the entries it moves); the shard runs the choice whose score less that cost is the highest,
-//! the current one costing nothing. Epochs that end
-//! before every simulation is full are not scored: while filling, the cache that refuses
-//! nothing (LRU) always leads. (The first scored epoch is the one in which the last
-//! simulation fills: scoring only from the next one cost the short traces a decision, 2.8
-//! points on LIRS `zigzag` at 768 and 1.6 on `backf` at 256; see `docs/benchmarks.md`.) A
+//! the current one costing nothing. Epochs that end before every simulation is full are not
+//! scored: while filling, the cache that refuses nothing (LRU) always leads. (The first
+//! scored epoch is the one in which the last simulation fills: scoring only from the next one
+//! cost the short traces a decision, 2.8 points on LIRS `zigzag` at 768 and 1.6 on `backf` at
+//! 256; see `docs/benchmarks.md`.) A
 //! switch resizes the segments; the entries that no longer fit move to probation at most
 //! 1,000 per operation (Caffeine's transfer bound), so a switch in a shard of 12,500 entries
 //! takes about 10 operations instead of stalling one for ~86 µs.
@@ -74,8 +74,9 @@ const MIN_EPOCH: u64 = 256;
 const DECAY: u64 = 8;
 
 /// Switching to a choice costs `MARGIN + MARGIN_PER_SHARE × |share moved|` of the requests a
-/// score covers, so a challenger must lead by more than that: a switch costs in proportion to the entries it moves between the
-/// window and the main space, so 0 ↔ 1% needs a 0.11% lead and 1% → 100% a 1.1% lead. (A flat
+/// score covers, so a challenger must lead by more than that: a switch costs in proportion to
+/// the entries it moves between the window and the main space, so 0 ↔ 1% needs a 0.11% lead
+/// and 1% → 100% a 1.1% lead. (A flat
 /// 1% kept the 1% window where none was better by less: `loop` at 512, 49.94 vs 50.54; with
 /// this margin the mean gap to OPT went from 5.36 to 5.32 on the replayed traces.)
 const MARGIN: f64 = 0.001;
@@ -256,7 +257,7 @@ impl Tuner {
             return None;
         }
         self.switches += 1;
-        self.moved += (window_of(best) - window_of(self.current)).abs();
+        self.moved += self.share_moved(best);
         self.current = best;
         Some((window_of(best), ghost_of(best)))
     }
@@ -290,8 +291,12 @@ impl Tuner {
     /// The lead over the current choice that choice `i` needs: `MARGIN + MARGIN_PER_SHARE ×
     /// |share moved|` of the requests a score covers.
     fn switch_cost(&self, i: usize) -> f64 {
-        let moved = (window_of(i) - window_of(self.current)).abs();
-        (DECAY * self.epoch) as f64 * (MARGIN + MARGIN_PER_SHARE * moved)
+        (DECAY * self.epoch) as f64 * (MARGIN + MARGIN_PER_SHARE * self.share_moved(i))
+    }
+
+    /// The window share a switch to choice `i` moves.
+    fn share_moved(&self, i: usize) -> f64 {
+        (window_of(i) - window_of(self.current)).abs()
     }
 
     /// Checks every simulation.
