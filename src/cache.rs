@@ -436,7 +436,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (slot, fragment) = self.locate(key);
-        match slot.get(fragment, key, &*self.inner.clock, access, V::clone) {
+        match slot.get(fragment, key, &self.inner.clock, access, V::clone) {
             Lookup::Hit { value, drain } => {
                 if drain {
                     slot.try_drain();
@@ -514,7 +514,7 @@ where
     {
         let (slot, fragment) = self.locate(key);
         matches!(
-            slot.get(fragment, key, &*self.inner.clock, false, |_| ()),
+            slot.get(fragment, key, &self.inner.clock, false, |_| ()),
             Lookup::Hit { .. }
         )
     }

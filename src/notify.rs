@@ -86,7 +86,11 @@ impl<K, V> Removed<K, V> {
     }
 
     /// Moves every entry to the end of `other`, in order.
+    #[inline]
     pub(crate) fn append_to(self, other: &mut Self) {
+        if self.is_empty() {
+            return; // the common case: nothing rejected
+        }
         for (k, v, cause) in self.first.into_iter().chain(self.rest) {
             other.push(k, v, cause);
         }

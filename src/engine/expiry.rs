@@ -288,11 +288,16 @@ impl Expiration {
 
     /// The deadline of an entry written at `now` with the per-entry `ttl` (if any); `random`
     /// supplies the jitter.
-    pub(crate) fn deadline(&self, now: u64, ttl: Option<u64>, random: u64) -> Deadline {
+    pub(crate) fn deadline(
+        &self,
+        now: u64,
+        ttl: Option<u64>,
+        random: impl FnOnce() -> u64,
+    ) -> Deadline {
         let jitter = if self.jitter == 0 {
             0
         } else {
-            random % self.jitter
+            random() % self.jitter
         };
         match (ttl, self.ttl, self.tti) {
             (Some(ttl), _, _) | (None, Some(ttl), _) => {
@@ -361,10 +366,10 @@ mod tests {
             jitter: 100,
         };
         for r in 0..1000 {
-            let at = e.deadline(0, None, r).instant().unwrap();
+            let at = e.deadline(0, None, || r).instant().unwrap();
             assert!((1000..1100).contains(&at));
         }
-        let explicit = e.deadline(0, Some(5), 7).instant().unwrap();
+        let explicit = e.deadline(0, Some(5), || 7).instant().unwrap();
         assert_eq!(explicit, 12);
     }
 
@@ -375,10 +380,10 @@ mod tests {
             tti: Some(50),
             jitter: 0,
         };
-        let d = e.deadline(10, None, 0);
+        let d = e.deadline(10, None, || 0);
         assert!(d.is_sliding());
         assert_eq!(e.slide(d, 30).unwrap().instant(), Some(80));
-        let fixed = e.deadline(10, Some(5), 0);
+        let fixed = e.deadline(10, Some(5), || 0);
         assert!(e.slide(fixed, 12).is_none());
     }
 }

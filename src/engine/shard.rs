@@ -14,6 +14,7 @@
 //! `Hash`, and grows a few buckets per insert.
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
@@ -104,7 +105,7 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         &self,
         fragment: u32,
         key: &Q,
-        clock: &dyn Clock,
+        clock: &Arc<dyn Clock>,
         access: bool,
         f: impl FnOnce(&V) -> R,
     ) -> Lookup<R>
@@ -128,7 +129,7 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         &self,
         fragment: u32,
         key: &Q,
-        clock: &dyn Clock,
+        clock: &Arc<dyn Clock>,
         f: impl FnOnce(&V) -> R,
     ) -> Lookup<R>
     where
@@ -144,7 +145,7 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         &self,
         fragment: u32,
         key: &Q,
-        clock: &dyn Clock,
+        clock: &Arc<dyn Clock>,
         access: bool,
         wait_for_writer: bool,
         f: impl FnOnce(&V) -> R,
@@ -536,7 +537,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         self.maybe_sweep(store, now);
         // One clamp for the entry and the shard's total alike.
         let weight = weight.min(crate::engine::slab::MAX_WEIGHT);
-        let deadline = self.expiration.deadline(now, ttl, self.rng.next_u64());
+        let deadline = self.expiration.deadline(now, ttl, || self.rng.next_u64());
         if let Some(index) = store.find_for_write(&self.writer, fragment, |k| *k == key) {
             let node = store.get(&self.writer, index);
             let id = node.id();

@@ -76,6 +76,7 @@ impl Stripe {
 
     /// Whether no reader is inside phase `p` at one instant: `exits` is read first, so equal
     /// counts mean nobody was inside when `enters` was read.
+    #[inline]
     fn quiet(&self, p: usize) -> bool {
         let exits = self.exits[p].load(Ordering::SeqCst);
         self.enters[p].load(Ordering::SeqCst) == exits
@@ -216,9 +217,36 @@ impl Readers {
 
     /// Starts a read section: until the guard drops, nothing the shard's table reached can be
     /// freed. Never blocks.
-    #[inline]
+    ///
+    /// Inlined into every lookup: the common case (a thread with its own stripe, no phase flip
+    /// meanwhile) is a thread-local load, two loads of the phase and one locked increment.
+    #[inline(always)]
     pub(crate) fn enter(&self) -> ReadGuard<'_> {
         let slot = thread_index();
+        if slot < self.owned {
+            let stripe = &self.stripes[slot];
+            let p = self.phase.0.load(Ordering::SeqCst) & 1;
+            // Atomic even for the owner: the increment must be ordered before the table loads
+            // that follow (a store would need a full fence, which costs as much).
+            stripe.enters[p].fetch_add(1, Ordering::SeqCst);
+            if self.phase.0.load(Ordering::SeqCst) & 1 == p {
+                return ReadGuard {
+                    stripe,
+                    parity: p,
+                    owner: true,
+                };
+            }
+            // A writer flipped the phase meanwhile: leave, and enter in the new one.
+            bump(&stripe.exits[p], true);
+            bump(&stripe.uncounted, true);
+        }
+        self.enter_slow(slot)
+    }
+
+    /// [`enter`](Self::enter) for a thread past the owned stripes, or after a phase flip.
+    #[cold]
+    #[inline(never)]
+    fn enter_slow(&self, slot: usize) -> ReadGuard<'_> {
         let owner = slot < self.owned;
         let stripe = if owner {
             &self.stripes[slot]
@@ -228,8 +256,6 @@ impl Readers {
         };
         loop {
             let p = self.phase.0.load(Ordering::SeqCst) & 1;
-            // Atomic even for the owner: the increment must be ordered before the table loads
-            // that follow (a store would need a full fence, which costs as much).
             stripe.enters[p].fetch_add(1, Ordering::SeqCst);
             if self.phase.0.load(Ordering::SeqCst) & 1 == p {
                 return ReadGuard {
@@ -238,7 +264,6 @@ impl Readers {
                     owner,
                 };
             }
-            // A writer flipped the phase meanwhile: leave, and enter in the new one.
             bump(&stripe.exits[p], owner);
             bump(&stripe.uncounted, owner);
         }
@@ -256,6 +281,11 @@ impl Readers {
         // phase): a stripe seen with no reader inside either phase, phase 0 then phase 1, holds
         // no reader that entered before the unlink. Readers leave within a few spins; only a
         // stripe that stays busy (readers entering back to back) needs the flip.
+        //
+        // The common case, one pass with no spinning: every stripe quiet in both phases.
+        if self.stripes.iter().all(|s| s.quiet(0) && s.quiet(1)) {
+            return;
+        }
         let mut busy = None;
         for (i, stripe) in self.stripes.iter().enumerate() {
             let mut spins = 0u32;
@@ -366,6 +396,7 @@ impl Readers {
 /// [`miss`](Self::miss) or [`uncounted`](Self::uncounted) said otherwise.
 pub(crate) struct ReadGuard<'a> {
     stripe: &'a Stripe,
+    /// The phase the section counts in (its `enters` and `exits`).
     parity: usize,
     /// The stripe is this thread's own.
     owner: bool,
@@ -399,7 +430,8 @@ impl ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        bump(&self.stripe.exits[self.parity], self.owner);
+        // `& 1`: the parity is a phase bit; the mask spares the bounds check.
+        bump(&self.stripe.exits[self.parity & 1], self.owner);
     }
 }
 

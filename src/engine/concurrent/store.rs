@@ -139,15 +139,33 @@ type Slot<T> = UnsafeCell<MaybeUninit<T>>;
 
 const BASE_BITS: u32 = 4;
 const BASE: usize = 1 << BASE_BITS;
-/// Segments `0..SEGMENTS` hold indices up to `16 × (2^21 - 1)`, past [`MAX_NODES`] (checked
-/// below), including the jump past a segment cut to the shard's capacity.
-const SEGMENTS: usize = 21;
+/// Segment 0 is the flat part of the arena ([`flat_len`]); segments `1..SEGMENTS` follow it,
+/// 16 slots then twice as many each time, and hold indices up to `16 × (2^21 - 1)` past it,
+/// beyond [`MAX_NODES`] (checked below), including the jump past a segment cut to the shard's
+/// capacity.
+const SEGMENTS: usize = 22;
 /// Node indices a store can hand out: `node + 1` fits the bucket's 24 bits and never makes
 /// a tombstone.
 pub(crate) const MAX_NODES: u32 = (1 << 24) - 2;
-const _: () = assert!(BASE * ((1 << SEGMENTS) - 1) > MAX_NODES as usize);
+const _: () = assert!(BASE * ((1 << (SEGMENTS - 1)) - 1) > MAX_NODES as usize);
+/// The largest flat segment, in bytes (allocated on the first insert; the pages are touched
+/// only as nodes are written into them).
+const FLAT_BYTES: usize = 8 << 20;
 
-/// Segment and offset of node `index`.
+/// The slots of the arena's flat first segment for a store of `limit` slots of `slot` bytes:
+/// all of them when the bound is known and the segment stays within [`FLAT_BYTES`], that many
+/// bytes' worth when it is larger, none when the store is unbounded (a weigher, or no
+/// capacity), where the arena grows by doubling segments from 16 slots.
+fn flat_len(limit: usize, slot: usize) -> usize {
+    if limit == usize::MAX {
+        0
+    } else {
+        limit.min(FLAT_BYTES / slot.max(1))
+    }
+}
+
+/// Segment and offset of node `index` among the doubling segments (`index` counted from the
+/// end of the flat segment; segment numbers from 0 here, from 1 in the arena).
 #[inline]
 fn locate(index: u32) -> (usize, usize) {
     let q = (index >> BASE_BITS) + 1;
@@ -155,12 +173,13 @@ fn locate(index: u32) -> (usize, usize) {
     (s, index as usize + BASE - (BASE << s))
 }
 
-/// The first index of segment `s`.
+/// The first index of doubling segment `s`, counted from the end of the flat segment.
 fn segment_start(s: usize) -> usize {
     (BASE << s) - BASE
 }
 
-/// The slots segment `s` has: its full size, or less for the segment that crosses `limit`.
+/// The slots doubling segment `s` has: its full size, or less for the segment that crosses
+/// `limit` (counted from the end of the flat segment).
 fn segment_len(s: usize, limit: usize) -> usize {
     let (start, full) = (segment_start(s), BASE << s);
     if start < limit && limit < start + full {
@@ -270,6 +289,9 @@ pub(crate) struct Store<K, V> {
     segments: [AtomicPtr<Slot<Node<K, V>>>; SEGMENTS],
     /// The slot count the arena is cut to (the shard's capacity in entries, when known).
     limit: usize,
+    /// The slots of segment 0, the flat part of the arena ([`flat_len`]): a reader finds a
+    /// node in it with no segment arithmetic.
+    flat: usize,
     /// Pairs the store with its one [`Writer`].
     pair: u64,
     /// Owns nodes (drops them); `*mut` opts out of the automatic `Send`/`Sync`, given below.
@@ -286,6 +308,10 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Store<K, V> {}
 /// unlinked but not yet reclaimed. The shard keeps it under its lock.
 pub(crate) struct Writer<K, V> {
     pair: u64,
+    /// Where [`Store::find_for_write`] last found a node: its index, bucket array and
+    /// position, so that replacing or removing that node does not probe again
+    /// ([`Store::bucket_of`] checks the bucket still names it before using it).
+    found: Cell<(u32, *const Buckets, usize)>,
     /// The next never-used arena index.
     next: u32,
     free: Vec<u32>,
@@ -330,11 +356,13 @@ impl<K, V> Store<K, V> {
             tables: AtomicPtr::new(tables),
             segments: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
             limit: limit.max(1),
+            flat: flat_len(limit.max(1), size_of::<Slot<Node<K, V>>>()),
             pair,
             _owns: PhantomData,
         };
         let writer = Writer {
             pair,
+            found: Cell::new((u32::MAX, ptr::null(), 0)),
             next: 0,
             free: Vec::new(),
             live: Vec::new(),
@@ -375,14 +403,51 @@ impl<K, V> Store<K, V> {
     /// section, or the caller is the writer and the node's live bit is set.
     #[inline]
     unsafe fn node(&self, index: u32) -> &Node<K, V> {
-        let (s, off) = locate(index);
-        let segment = self.segments[s].load(Ordering::Acquire);
+        // The flat segment's pointer and length do not depend on `index`: their loads run
+        // alongside the bucket's, and a node in it costs one load after the bucket.
+        let (segment, off) = if (index as usize) < self.flat {
+            (self.segments[0].load(Ordering::Acquire), index as usize)
+        } else {
+            let (s, off) = self.locate(index);
+            (self.segments[s].load(Ordering::Acquire), off)
+        };
         // SAFETY: an initialized slot is in an allocated segment of at least `off + 1` slots
         // (the writer stores the segment pointer before any node in it is initialized, and
         // `alloc` never hands out an offset past the segment's length); the caller guarantees
         // the slot is initialized for the reference's lifetime, and nodes are only written
         // before they are published and read-only afterwards.
         unsafe { &*(*segment.add(off)).get().cast::<Node<K, V>>() }
+    }
+
+    /// Segment and offset of node `index`: segment 0 is the flat part, the doubling segments
+    /// follow it.
+    #[inline]
+    fn locate(&self, index: u32) -> (usize, usize) {
+        let i = index as usize;
+        if i < self.flat {
+            (0, i)
+        } else {
+            let (s, off) = locate(u32::try_from(i - self.flat).expect("below 2^24"));
+            (s + 1, off)
+        }
+    }
+
+    /// The first index of arena segment `s`.
+    fn segment_start(&self, s: usize) -> usize {
+        if s == 0 {
+            0
+        } else {
+            self.flat + segment_start(s - 1)
+        }
+    }
+
+    /// The slots arena segment `s` has.
+    fn segment_len(&self, s: usize) -> usize {
+        if s == 0 {
+            self.flat
+        } else {
+            segment_len(s - 1, self.limit - self.flat)
+        }
     }
 
     /// Looks `hash` up in one bucket array, inside a read section.
@@ -457,10 +522,10 @@ impl<K, V> Store<K, V> {
             }
             // SAFETY: a non-null table pointer is a live bucket array (the writer frees only
             // retired ones).
-            let buckets = unsafe { &*buckets };
-            let mut i = buckets.start(hash);
+            let array = unsafe { &*buckets };
+            let mut i = array.start(hash);
             loop {
-                let b = buckets.slots[i].load(Ordering::Relaxed);
+                let b = array.slots[i].load(Ordering::Relaxed);
                 if b == EMPTY {
                     break;
                 }
@@ -468,10 +533,11 @@ impl<K, V> Store<K, V> {
                     // SAFETY: full buckets name live nodes; the writer is borrowed.
                     let node = unsafe { self.node(node_of(b)) };
                     if node.hash == hash && eq(&node.key) {
+                        writer.found.set((node_of(b), buckets, i));
                         return Some(node_of(b));
                     }
                 }
-                i = (i + 1) & buckets.mask();
+                i = (i + 1) & array.mask();
             }
         }
         None
@@ -484,15 +550,15 @@ impl<K, V> Store<K, V> {
             return i;
         }
         let mut index = w.next;
-        let (mut s, off) = locate(index);
-        if off >= segment_len(s, self.limit) {
+        let (mut s, off) = self.locate(index);
+        if off >= self.segment_len(s) {
             s += 1;
-            index = u32::try_from(segment_start(s)).expect("arena index fits u32");
+            index = u32::try_from(self.segment_start(s)).expect("arena index fits u32");
         }
         assert!(index < MAX_NODES, "a shard holds fewer than 2^24 - 2 nodes");
-        let (s, off) = locate(index);
+        let (s, off) = self.locate(index);
         if off == 0 && self.segments[s].load(Ordering::Relaxed).is_null() {
-            let len = segment_len(s, self.limit);
+            let len = self.segment_len(s);
             let segment: Box<[Slot<Node<K, V>>]> = (0..len)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect();
@@ -524,7 +590,7 @@ impl<K, V> Store<K, V> {
     #[inline]
     fn write(&self, w: &mut Writer<K, V>, index: u32, node: Node<K, V>) {
         debug_assert!(!is_live(&w.live, index));
-        let (s, off) = locate(index);
+        let (s, off) = self.locate(index);
         let segment = self.segments[s].load(Ordering::Relaxed);
         // SAFETY: `alloc` returned `index`: its segment is allocated and long enough, and the
         // slot is vacant (never used, or reclaimed after a grace period), so no reader holds a
@@ -561,8 +627,23 @@ impl<K, V> Store<K, V> {
 
     /// The bucket array and position holding live node `index`.
     fn bucket_of(&self, w: &Writer<K, V>, index: u32) -> (&Buckets, usize) {
-        let hash = self.get(w, index).hash;
         let t = self.tables();
+        let (found, buckets, at) = w.found.get();
+        if found == index && (ptr::eq(buckets, t.cur) || ptr::eq(buckets, t.old)) {
+            // SAFETY: `buckets` is one of the live pair's arrays (just compared), valid while
+            // the writer is borrowed.
+            let array = unsafe { &*buckets };
+            // The array may be a new one at a freed one's address: the position is checked
+            // against its length, and a bucket naming `index` is the node's only bucket.
+            if array
+                .slots
+                .get(at)
+                .is_some_and(|b| b.load(Ordering::Relaxed) & 0x00FF_FFFF == index + 1)
+            {
+                return (array, at);
+            }
+        }
+        let hash = self.get(w, index).hash;
         for buckets in [t.cur, t.old] {
             if buckets.is_null() {
                 continue;
@@ -738,7 +819,7 @@ impl<K, V> Store<K, V> {
             debug_assert!(is_live(&w.live, index));
             set_live(&mut w.live, index, false);
             w.free.push(index);
-            let (s, off) = locate(index);
+            let (s, off) = self.locate(index);
             let segment = self.segments[s].load(Ordering::Relaxed);
             // SAFETY: the node was initialized (its live bit was set, now cleared so it is
             // read out once), it is unlinked, and the grace period above means no reader holds
@@ -763,7 +844,7 @@ impl<K, V> Store<K, V> {
     pub(crate) fn allocated_bytes(&self, w: &Writer<K, V>) -> usize {
         let slots: usize = (0..SEGMENTS)
             .filter(|&s| !self.segments[s].load(Ordering::Relaxed).is_null())
-            .map(|s| segment_len(s, self.limit))
+            .map(|s| self.segment_len(s))
             .sum();
         let t = self.tables();
         let mut buckets = 0;
@@ -896,7 +977,7 @@ impl<K, V> Drop for Store<K, V> {
             for slot in b.slots.iter() {
                 let v = slot.load(Ordering::Relaxed);
                 if v != EMPTY && v != TOMB {
-                    let (s, off) = locate(node_of(v));
+                    let (s, off) = self.locate(node_of(v));
                     let segment = *self.segments[s].get_mut();
                     // SAFETY: a full bucket names an initialized node, linked once.
                     unsafe {
@@ -911,7 +992,7 @@ impl<K, V> Drop for Store<K, V> {
         for s in 0..SEGMENTS {
             let segment = *self.segments[s].get_mut();
             if !segment.is_null() {
-                let len = segment_len(s, self.limit);
+                let len = self.segment_len(s);
                 // SAFETY: allocated in `alloc` as a boxed slice of this length; slots are
                 // `MaybeUninit`, so freeing drops nothing twice.
                 drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(segment, len)) });
@@ -1089,17 +1170,74 @@ mod tests {
     }
 
     #[test]
-    fn the_arena_stops_at_its_limit_then_grows_by_segments() {
+    fn the_arena_is_flat_up_to_its_limit_then_grows_by_segments() {
         let (store, mut w) = Store::<u64, u64>::new(20, 1);
         let indices: Vec<u32> = (0..40)
             .map(|k| store.insert(&mut w, Node::new(k, k, k as u32, EntryId::new(0), 0)))
             .collect();
         store.reclaim(&mut w, drop);
-        // 16 + 4 slots (the second segment cut to the limit of 20), then the third segment.
-        assert_eq!(&indices[..20], &(0..20).collect::<Vec<u32>>()[..]);
-        assert_eq!(indices[20], 48);
-        assert_eq!(segment_len(1, 20), 4);
+        // The 20 slots of the limit in the flat segment, then segments of 16 and 32.
+        assert_eq!(indices, (0..40).collect::<Vec<u32>>());
+        assert_eq!(
+            (store.flat, store.segment_len(1), store.segment_len(2)),
+            (20, 16, 32)
+        );
+        assert_eq!(store.locate(19), (0, 19));
+        assert_eq!(store.locate(20), (1, 0));
+        assert_eq!(store.locate(36), (2, 0));
         store.validate(&w).unwrap();
+    }
+
+    #[test]
+    fn an_unbounded_arena_grows_by_segments_from_the_start() {
+        let (store, mut w) = Store::<u64, u64>::new(usize::MAX, 1);
+        assert_eq!(store.flat, 0);
+        let indices: Vec<u32> = (0..50)
+            .map(|k| store.insert(&mut w, Node::new(k, k, k as u32, EntryId::new(0), 0)))
+            .collect();
+        assert_eq!(indices, (0..50).collect::<Vec<u32>>());
+        assert_eq!(store.locate(15), (1, 15));
+        assert_eq!(store.locate(16), (2, 0));
+        assert_eq!(store.locate(48), (3, 0));
+        store.reclaim(&mut w, drop);
+        store.validate(&w).unwrap();
+    }
+
+    /// Past the flat segment's byte bound, the doubling segments hold the rest of the limit,
+    /// the one that crosses it cut to size.
+    #[test]
+    #[cfg_attr(miri, ignore = "copies megabytes of keys")]
+    fn a_large_arena_is_flat_for_its_first_bytes_then_cut_to_its_limit() {
+        type Big = [u8; 1 << 16];
+        let slot = size_of::<Slot<Node<Big, u64>>>();
+        let flat = FLAT_BYTES / slot;
+        let (store, mut w) = Store::<Big, u64>::new(flat + 20, 1);
+        assert_eq!(store.flat, flat);
+        assert_eq!((store.segment_len(1), store.segment_len(2)), (16, 4));
+        let indices: Vec<u32> = (0..flat as u64 + 30)
+            .map(|k| {
+                let mut key = [0u8; 1 << 16];
+                key[..8].copy_from_slice(&k.to_le_bytes());
+                store.insert(&mut w, Node::new(key, k, k as u32, EntryId::new(0), 0))
+            })
+            .collect();
+        // Indices run on through the flat segment and the first two segments (the second cut
+        // to 4 slots), then jump to the start of the third.
+        let flat = flat as u32;
+        assert_eq!(
+            &indices[..flat as usize + 20],
+            &(0..flat + 20).collect::<Vec<u32>>()[..]
+        );
+        assert_eq!(indices[flat as usize + 20], flat + 48);
+        store.reclaim(&mut w, drop);
+        store.validate(&w).unwrap();
+    }
+
+    #[test]
+    fn the_flat_segment_is_the_limit_within_its_byte_bound_and_none_unbounded() {
+        assert_eq!(flat_len(1000, 32), 1000);
+        assert_eq!(flat_len(1 << 30, 32), FLAT_BYTES / 32);
+        assert_eq!(flat_len(usize::MAX, 32), 0);
     }
 
     #[test]
