@@ -2,7 +2,8 @@
 //! quick_cache and a `Mutex<lru::LruCache>`, on the same key streams, in interleaved rounds
 //! (A B C ... A B C ...), with medians and the ratios to quick_cache and to moka printed.
 //! `aside_default_exact` is the default policy with `with_exact_hits(true)` (every hit
-//! replayed in order), to show what marking hot entries' hits saves.
+//! replayed in order), to show what marking hot entries' hits saves; `aside_lru_exact` is
+//! `Lru::exact()` (every hit moves the entry), to show what moving once per period saves.
 //!
 //! Setup, per size N (10k, 100k, 1M keys; 10M with `ASIDE_BENCH_LONG=1`): every contender is
 //! built for 2N entries and filled with the N keys in order, so every `get` hits. Each thread
@@ -67,10 +68,11 @@ fn env_on(var: &str) -> bool {
 }
 
 /// The contenders, in the order the tables show them: the default policy first.
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "aside_default",
     "aside_default_exact",
     "aside_lru",
+    "aside_lru_exact",
     "aside_fifo",
     "aside_s3fifo",
     "aside_lfu",
@@ -109,6 +111,7 @@ impl Any {
                 Self::Default(aside(capacity, WTinyLfu::new().with_exact_hits(true)))
             }
             "aside_lru" => Self::Lru(aside(capacity, Lru::new())),
+            "aside_lru_exact" => Self::Lru(aside(capacity, Lru::exact())),
             "aside_fifo" => Self::Fifo(aside(capacity, Fifo::new())),
             "aside_s3fifo" => Self::S3Fifo(aside(capacity, S3Fifo::new())),
             "aside_lfu" => Self::Lfu(aside(capacity, Lfu::new())),

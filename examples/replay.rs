@@ -693,7 +693,7 @@ const SINGLE: &[&str] = &[
 fn run_single(name: &str, keys: &[u64], next: &[u32], capacity: usize) -> u64 {
     match name {
         "aside_lru" => aside_hits(keys, capacity, Lru::new(), None),
-        "aside_lru_1sh" => aside_hits(keys, capacity, Lru::new(), Some(1)),
+        "aside_lru_1sh" => aside_hits(keys, capacity, Lru::exact(), Some(1)),
         "aside_lfu" => aside_hits(keys, capacity, Lfu::new(), None),
         "aside_fifo" => aside_hits(keys, capacity, Fifo::new(), None),
         "aside_ttl" => aside_hits(keys, capacity, SampledTtl::new(), None),
@@ -1141,7 +1141,7 @@ fn main() -> ExitCode {
         println!();
     }
     println!(
-        "Columns: aside_* = aside with default sharding (aside_lru_1sh: `.shards(1)`), aside_ttl = SampledTtl; \
+        "Columns: aside_* = aside with default sharding (aside_lru_1sh: `Lru::exact()`, `.shards(1)`), aside_ttl = SampledTtl; \
          moka_tinylfu = moka default as its users run it (lazy maintenance; the headline), moka_tinylfu_eager = the same with run_pending_tasks() after every insert, moka_lru = EvictionPolicy::lru() (eager); exact_lru = `lru` crate; opt = Belady MIN."
     );
     println!();

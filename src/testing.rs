@@ -66,8 +66,11 @@ impl Op {
 /// Which built-in policy (and so which model) to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// [`Lru`]
+    /// [`Lru::exact`], against the exact LRU model.
     Lru,
+    /// [`Lru::new`] (an entry moves at most once per period): checked like
+    /// [`Kind::WTinyLfu`]; `lru.rs` has its decision-by-decision model test.
+    LruPeriod,
     /// [`Lfu`]
     Lfu,
     /// [`Fifo`]
@@ -84,8 +87,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests and fuzz targets that cover them all.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Lru,
+        Kind::LruPeriod,
         Kind::Lfu,
         Kind::Fifo,
         Kind::Ttl,
@@ -193,7 +197,7 @@ impl Model {
                 e.prio = age + e.freq;
                 e.tick = tick;
             }
-            Kind::Fifo | Kind::Ttl | Kind::WTinyLfu | Kind::S3Fifo => {}
+            Kind::Fifo | Kind::Ttl | Kind::WTinyLfu | Kind::S3Fifo | Kind::LruPeriod => {}
         }
         let _ = update;
     }
@@ -213,7 +217,7 @@ impl Model {
                 self.age = self.age.max(e.prio);
                 Some(k)
             }
-            Kind::Ttl | Kind::WTinyLfu | Kind::S3Fifo => None,
+            Kind::Ttl | Kind::WTinyLfu | Kind::S3Fifo | Kind::LruPeriod => None,
         }
     }
 
@@ -264,7 +268,8 @@ fn build<P: EvictionPolicy>(
 /// Never for valid setups (the TTL sample size used, 3, is valid).
 pub fn check(setup: Setup, ops: &[Op]) -> Result<(), String> {
     match setup.kind {
-        Kind::Lru => Checker::run(Lru::new(), setup, ops),
+        Kind::Lru => Checker::run(Lru::exact(), setup, ops),
+        Kind::LruPeriod => Checker::run(Lru::new(), setup, ops),
         Kind::Lfu => Checker::run(Lfu::new(), setup, ops),
         Kind::Fifo => Checker::run(Fifo::new(), setup, ops),
         Kind::Ttl => Checker::run(SampledTtl::with_samples(3).unwrap(), setup, ops),

@@ -49,6 +49,11 @@ proptest! {
     }
 
     #[test]
+    fn period_lru_keeps_the_cache_contract(s in setup(Kind::LruPeriod), ops in ops()) {
+        check(s, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
     fn lfu_matches_model(s in setup(Kind::Lfu), ops in ops()) {
         check(s, &ops).map_err(TestCaseError::fail)?;
     }

@@ -201,9 +201,17 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
                     !marked
                 }
                 HitAccess::Exclusive => true,
-                HitAccess::Ignore | HitAccess::Shared => false,
+                HitAccess::Ignore | HitAccess::Shared | HitAccess::Stamp => false,
             };
-        let drain = (recorded && reader.record(id)) || reader.migrating();
+        let filled = if access && P::HIT == HitAccess::Stamp {
+            // Without a branch on the stamp, which hot and cold hits mix unpredictably: a
+            // dropped hit writes the ring slot without taking it (see `record_if`).
+            let stamp = self.store.readers().stamp();
+            reader.record_if(id, stamp == 0 || tag.mark() != stamp)
+        } else {
+            recorded && reader.record(id)
+        };
+        let drain = filled || reader.migrating();
         let value = f(&node.value);
         drop(reader);
         if access && P::HIT == HitAccess::Shared {
@@ -488,7 +496,10 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// migration. Every writing method starts with it.
     pub(crate) fn drain(&mut self, store: &Store<K, V>) {
         store.migrate_step(&mut self.writer);
-        if !matches!(P::HIT, HitAccess::Exclusive | HitAccess::MarkOrRecord(_)) {
+        if !matches!(
+            P::HIT,
+            HitAccess::Exclusive | HitAccess::MarkOrRecord(_) | HitAccess::Stamp
+        ) {
             return;
         }
         let mut cursors = std::mem::take(&mut self.cursors);

@@ -305,6 +305,11 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
             .get(self.writer, self.slab.at(id).node)
             .set_mark(mark);
     }
+
+    #[inline]
+    fn set_stamp(&mut self, stamp: u8) {
+        self.store.readers().set_stamp(stamp);
+    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,17 @@ pub enum HitAccess {
     /// handle a recorded hit otherwise. A replayed hit may find the entry marked since (the
     /// policy marked it while replaying an earlier hit); it then counts as a marked hit.
     MarkOrRecord(u8),
+    /// `Exclusive`, but a hit on an entry whose [mark](Entries::mark) equals the shard's
+    /// current *stamp* (set with [`Entries::set_stamp`]; 0, the initial value, is no stamp) is
+    /// dropped: no record, no store. A policy that moves an entry at most once per period
+    /// (LRU moves an entry to the head once per quarter turn of its list) marks each entry it
+    /// moves with the period's stamp, so the hits of a hot set cost the readers nothing until
+    /// the period ends.
+    ///
+    /// The policy's `on_access` must apply the same rule (a [`Simulation`] and an
+    /// [`AnyPolicy`] call it for every hit), and must expect replayed hits on entries it has
+    /// stamped since they were recorded.
+    Stamp,
 }
 
 /// What a shard tells its policy when the policy is set up for it.
@@ -215,6 +226,11 @@ pub trait Entries<S> {
     ///
     /// If `id` is not a live entry.
     fn set_mark(&mut self, id: EntryId, mark: u8);
+    /// Sets the shard's stamp, the mark whose entries' hits readers drop under
+    /// [`HitAccess::Stamp`] (0: none). Nothing to do where no reader looks (the default).
+    fn set_stamp(&mut self, stamp: u8) {
+        let _ = stamp;
+    }
 }
 
 /// The largest [mark](Entries::mark) an entry holds.

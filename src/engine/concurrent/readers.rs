@@ -98,7 +98,7 @@ fn bump(counter: &AtomicU64, owner: bool) {
 /// The reader stripes of one shard and its phase.
 pub(crate) struct Readers {
     /// Bumped by every grace period that had to wait; readers count in phase `phase & 1`.
-    /// Alone in its line: readers only read it.
+    /// In its own line with the policy's stamp: readers only read them.
     phase: Phase,
     /// `owned` stripes, one per reader slot below `owned`, then the shared ones.
     stripes: Box<[Stripe]>,
@@ -106,7 +106,7 @@ pub(crate) struct Readers {
 }
 
 #[repr(align(128))]
-struct Phase(AtomicUsize);
+struct Phase(AtomicUsize, AtomicU32);
 
 /// [`thread_index`] before the thread's first lookup.
 const UNSET: usize = usize::MAX;
@@ -209,10 +209,21 @@ impl Readers {
         let owned = owned.max(1).next_power_of_two();
         let shared = (owned / 4).max(1);
         Self {
-            phase: Phase(AtomicUsize::new(0)),
+            phase: Phase(AtomicUsize::new(0), AtomicU32::new(0)),
             stripes: (0..owned + shared).map(|_| Stripe::new()).collect(),
             owned,
         }
+    }
+
+    /// The policy's stamp ([`HitAccess::Stamp`](crate::policy::HitAccess::Stamp)); 0: none.
+    #[inline]
+    pub(crate) fn stamp(&self) -> u8 {
+        self.phase.1.load(Ordering::Relaxed) as u8
+    }
+
+    /// Sets the stamp (the shard's writer).
+    pub(crate) fn set_stamp(&self, stamp: u8) {
+        self.phase.1.store(u32::from(stamp), Ordering::Relaxed);
     }
 
     /// Starts a read section: until the guard drops, nothing the shard's table reached can be
@@ -424,6 +435,21 @@ impl ReadGuard<'_> {
         let next = pos.wrapping_add(1);
         self.stripe.pos.store(next, Ordering::Release);
         (next as usize) % RING == 0
+    }
+
+    /// [`record`](Self::record) if `take`, without a branch on it: the slot is written either
+    /// way and taken only if `take`. An untaken write lands on the slot the next record takes,
+    /// which holds a record already replayed unless the ring overflowed (then that oldest
+    /// record is lost, as it would be to the next record, and the untaken id is replayed in
+    /// its place: only for [`HitAccess::Stamp`](crate::policy::HitAccess::Stamp) policies,
+    /// whose `on_access` ignores a stamped entry's hit).
+    #[inline]
+    pub(crate) fn record_if(&self, id: EntryId, take: bool) -> bool {
+        let pos = self.stripe.pos.load(Ordering::Relaxed);
+        self.stripe.ring[pos as usize % RING].store(id.encoded(), Ordering::Relaxed);
+        let next = pos.wrapping_add(u32::from(take));
+        self.stripe.pos.store(next, Ordering::Release);
+        take & ((next as usize) % RING == 0)
     }
 }
 

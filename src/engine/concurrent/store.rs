@@ -1070,6 +1070,12 @@ impl<K, V> Reader<'_, K, V> {
     pub(crate) fn record(&self, id: EntryId) -> bool {
         self.guard.record(id)
     }
+
+    /// See [`ReadGuard::record_if`].
+    #[inline]
+    pub(crate) fn record_if(&self, id: EntryId, take: bool) -> bool {
+        self.guard.record_if(id, take)
+    }
 }
 
 #[cfg(test)]
