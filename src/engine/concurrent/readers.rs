@@ -235,21 +235,9 @@ impl Readers {
     pub(crate) fn enter(&self) -> ReadGuard<'_> {
         let slot = thread_index();
         if slot < self.owned {
-            let stripe = &self.stripes[slot];
-            let p = self.phase.0.load(Ordering::SeqCst) & 1;
-            // Atomic even for the owner: the increment must be ordered before the table loads
-            // that follow (a store would need a full fence, which costs as much).
-            stripe.enters[p].fetch_add(1, Ordering::SeqCst);
-            if self.phase.0.load(Ordering::SeqCst) & 1 == p {
-                return ReadGuard {
-                    stripe,
-                    parity: p,
-                    owner: true,
-                };
+            if let Some(guard) = self.try_enter(&self.stripes[slot], true) {
+                return guard;
             }
-            // A writer flipped the phase meanwhile: leave, and enter in the new one.
-            bump(&stripe.exits[p], true);
-            bump(&stripe.uncounted, true);
         }
         self.enter_slow(slot)
     }
@@ -266,18 +254,30 @@ impl Readers {
             &self.stripes[self.owned + slot % shared]
         };
         loop {
-            let p = self.phase.0.load(Ordering::SeqCst) & 1;
-            stripe.enters[p].fetch_add(1, Ordering::SeqCst);
-            if self.phase.0.load(Ordering::SeqCst) & 1 == p {
-                return ReadGuard {
-                    stripe,
-                    parity: p,
-                    owner,
-                };
+            if let Some(guard) = self.try_enter(stripe, owner) {
+                return guard;
             }
-            bump(&stripe.exits[p], owner);
-            bump(&stripe.uncounted, owner);
         }
+    }
+
+    /// One attempt to enter through `stripe` in the current phase; `None` (having left again)
+    /// if a writer flipped the phase meanwhile.
+    #[inline(always)]
+    fn try_enter<'a>(&'a self, stripe: &'a Stripe, owner: bool) -> Option<ReadGuard<'a>> {
+        let p = self.phase.0.load(Ordering::SeqCst) & 1;
+        // Atomic even for the owner: the increment must be ordered before the table loads that
+        // follow (a store would need a full fence, which costs as much).
+        stripe.enters[p].fetch_add(1, Ordering::SeqCst);
+        if self.phase.0.load(Ordering::SeqCst) & 1 == p {
+            return Some(ReadGuard {
+                stripe,
+                parity: p,
+                owner,
+            });
+        }
+        bump(&stripe.exits[p], owner);
+        bump(&stripe.uncounted, owner);
+        None
     }
 
     /// Waits until no read section that may have seen what the caller unlinked before this call
@@ -568,6 +568,30 @@ mod tests {
         assert_eq!(g.parity, 1);
         drop(g);
         r.synchronize();
+    }
+
+    #[test]
+    fn record_if_takes_only_the_taken_hits() {
+        let r = Readers::new(1);
+        let mut cursors = Vec::new();
+        let g = r.enter();
+        // Untaken writes land on the next free slot, which the next record overwrites.
+        let filled: Vec<bool> = (0..2 * RING as u32 - 1)
+            .map(|i| g.record_if(EntryId::new(i), i % 2 == 0))
+            .collect();
+        assert_eq!(
+            filled.iter().filter(|&&f| f).count(),
+            1,
+            "the ring filled once"
+        );
+        assert!(filled[2 * RING - 2], "on the 64th taken hit");
+        let mut seen = Vec::new();
+        r.drain(&mut cursors, |id| seen.push(id.raw()));
+        assert_eq!(seen, (0..2 * RING as u32).step_by(2).collect::<Vec<_>>());
+        // After a drain, an untaken write lands on a replayed slot: nothing more to replay.
+        assert!(!g.record_if(EntryId::new(7), false));
+        drop(g);
+        r.drain(&mut cursors, |_| panic!("an untaken hit was replayed"));
     }
 
     #[test]

@@ -148,19 +148,19 @@ const SEGMENTS: usize = 22;
 /// a tombstone.
 pub(crate) const MAX_NODES: u32 = (1 << 24) - 2;
 const _: () = assert!(BASE * ((1 << (SEGMENTS - 1)) - 1) > MAX_NODES as usize);
-/// The largest flat segment, in bytes (allocated on the first insert; the pages are touched
-/// only as nodes are written into them).
+/// The largest flat segment, in bytes (allocated whole on the first insert; its pages are
+/// touched only as nodes are written into them).
 const FLAT_BYTES: usize = 8 << 20;
 
 /// The slots of the arena's flat first segment for a store of `limit` slots of `slot` bytes:
-/// all of them when the bound is known and the segment stays within [`FLAT_BYTES`], that many
-/// bytes' worth when it is larger, none when the store is unbounded (a weigher, or no
-/// capacity), where the arena grows by doubling segments from 16 slots.
+/// all of them when the bound fits in [`FLAT_BYTES`], none otherwise (an unbounded store, a
+/// weigher, or a shard larger than that), where the arena grows by doubling segments from 16
+/// slots. A sparse cache with a huge bound thus reserves nothing up front.
 fn flat_len(limit: usize, slot: usize) -> usize {
-    if limit == usize::MAX {
-        0
+    if limit <= FLAT_BYTES / slot.max(1) {
+        limit
     } else {
-        limit.min(FLAT_BYTES / slot.max(1))
+        0
     }
 }
 
@@ -1209,40 +1209,40 @@ mod tests {
         store.validate(&w).unwrap();
     }
 
-    /// Past the flat segment's byte bound, the doubling segments hold the rest of the limit,
-    /// the one that crosses it cut to size.
+    /// Past the flat segment's byte bound the arena has no flat segment: doubling segments
+    /// from the start, the one that crosses the limit cut to size.
     #[test]
-    #[cfg_attr(miri, ignore = "copies megabytes of keys")]
-    fn a_large_arena_is_flat_for_its_first_bytes_then_cut_to_its_limit() {
-        type Big = [u8; 1 << 16];
+    fn an_arena_larger_than_the_flat_bound_grows_by_segments() {
+        type Big = [u8; 1 << 12];
         let slot = size_of::<Slot<Node<Big, u64>>>();
-        let flat = FLAT_BYTES / slot;
-        let (store, mut w) = Store::<Big, u64>::new(flat + 20, 1);
-        assert_eq!(store.flat, flat);
-        assert_eq!((store.segment_len(1), store.segment_len(2)), (16, 4));
-        let indices: Vec<u32> = (0..flat as u64 + 30)
+        let (store, mut w) = Store::<Big, u64>::new(FLAT_BYTES / slot + 1, 1);
+        assert_eq!(store.flat, 0);
+        let limit = FLAT_BYTES / slot + 1;
+        // Segments of 16, 32, 64, ... from index 0; the one that crosses `limit` is cut.
+        let crossing = (0..SEGMENTS - 1)
+            .find(|&s| segment_start(s) + (BASE << s) > limit)
+            .unwrap();
+        assert_eq!(
+            store.segment_len(crossing + 1),
+            limit - segment_start(crossing)
+        );
+        let indices: Vec<u32> = (0..40u64)
             .map(|k| {
-                let mut key = [0u8; 1 << 16];
+                let mut key = [0u8; 1 << 12];
                 key[..8].copy_from_slice(&k.to_le_bytes());
                 store.insert(&mut w, Node::new(key, k, k as u32, EntryId::new(0), 0))
             })
             .collect();
-        // Indices run on through the flat segment and the first two segments (the second cut
-        // to 4 slots), then jump to the start of the third.
-        let flat = flat as u32;
-        assert_eq!(
-            &indices[..flat as usize + 20],
-            &(0..flat + 20).collect::<Vec<u32>>()[..]
-        );
-        assert_eq!(indices[flat as usize + 20], flat + 48);
+        assert_eq!(indices, (0..40).collect::<Vec<u32>>());
         store.reclaim(&mut w, drop);
         store.validate(&w).unwrap();
     }
 
     #[test]
-    fn the_flat_segment_is_the_limit_within_its_byte_bound_and_none_unbounded() {
+    fn the_flat_segment_is_the_limit_within_its_byte_bound_and_none_past_it() {
         assert_eq!(flat_len(1000, 32), 1000);
-        assert_eq!(flat_len(1 << 30, 32), FLAT_BYTES / 32);
+        assert_eq!(flat_len(FLAT_BYTES / 32, 32), FLAT_BYTES / 32);
+        assert_eq!(flat_len(FLAT_BYTES / 32 + 1, 32), 0);
         assert_eq!(flat_len(usize::MAX, 32), 0);
     }
 
