@@ -187,7 +187,8 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         }
         let tag = node.tag();
         let id = tag.id();
-        let recorded = access
+        // Whether this hit filled the reader's ring (which asks for a replay).
+        let filled = access
             && match P::HIT {
                 HitAccess::Mark(max) => {
                     node.raise_mark(tag, max);
@@ -198,19 +199,17 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
                     if marked {
                         node.raise_mark(tag, max);
                     }
-                    !marked
+                    !marked && reader.record(id)
                 }
-                HitAccess::Exclusive => true,
-                HitAccess::Ignore | HitAccess::Shared | HitAccess::Stamp => false,
+                HitAccess::Exclusive => reader.record(id),
+                HitAccess::Stamp => {
+                    // Without a branch on the stamp, which hot and cold hits mix
+                    // unpredictably: a dropped hit writes the ring slot without taking it.
+                    let stamp = self.store.readers().stamp();
+                    reader.record_if(id, stamp == 0 || tag.mark() != stamp)
+                }
+                HitAccess::Ignore | HitAccess::Shared => false,
             };
-        let filled = if access && P::HIT == HitAccess::Stamp {
-            // Without a branch on the stamp, which hot and cold hits mix unpredictably: a
-            // dropped hit writes the ring slot without taking it (see `record_if`).
-            let stamp = self.store.readers().stamp();
-            reader.record_if(id, stamp == 0 || tag.mark() != stamp)
-        } else {
-            recorded && reader.record(id)
-        };
         let drain = filled || reader.migrating();
         let value = f(&node.value);
         drop(reader);

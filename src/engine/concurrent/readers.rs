@@ -430,11 +430,7 @@ impl ReadGuard<'_> {
     /// the caller should then try to replay the rings (after leaving the section).
     #[inline]
     pub(crate) fn record(&self, id: EntryId) -> bool {
-        let pos = self.stripe.pos.load(Ordering::Relaxed);
-        self.stripe.ring[pos as usize % RING].store(id.encoded(), Ordering::Relaxed);
-        let next = pos.wrapping_add(1);
-        self.stripe.pos.store(next, Ordering::Release);
-        (next as usize) % RING == 0
+        self.record_if(id, true)
     }
 
     /// [`record`](Self::record) if `take`, without a branch on it: the slot is written either
