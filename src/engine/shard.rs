@@ -214,7 +214,7 @@ impl<K, V, P: EvictionPolicy> ShardSlot<K, V, P> {
         let value = f(&node.value);
         drop(reader);
         if access && P::HIT == HitAccess::Shared {
-            self.write.lock().access_shared(id, fragment);
+            self.write.lock().access_shared(&self.store, id, fragment);
         }
         Lookup::Hit { value, drain }
     }
@@ -280,9 +280,24 @@ pub(crate) struct Shard<K, V, P: EvictionPolicy> {
     writes_since_sweep: u32,
     /// Bumped by every insert and value replacement; lets `retain` detect concurrent writes.
     generation: u64,
-    /// Every entry weighs 1 (no weigher): a replacement knows the old weight without loading
-    /// the entry's record, which is often a cache miss.
+    /// Each entry's weight, indexed like the slab (and the states); empty when every entry
+    /// weighs 1 (no weigher), which saves 4 bytes per entry and a load per replacement.
+    weights: Vec<u32>,
+    /// Every entry weighs 1 (no weigher).
     unit_weights: bool,
+}
+
+/// Stores `value` at slot `id` of a vector indexed like the slab, which fills its slots in
+/// order: a slot past the end is the next one.
+#[inline]
+fn set_slot<T>(v: &mut Vec<T>, id: EntryId, value: T, limit: usize) {
+    let i = id.index();
+    if i < v.len() {
+        v[i] = value;
+    } else {
+        debug_assert_eq!(i, v.len(), "the slab fills its slots in order");
+        push_within(v, value, limit);
+    }
 }
 
 /// Replays one recorded hit. A ring may hold an id whose entry is gone (a record stored while
@@ -368,6 +383,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             rng: SmallRng::seed_from_u64(ctx.seed),
             writes_since_sweep: 0,
             generation: 0,
+            weights: Vec::new(),
             unit_weights,
         }
     }
@@ -402,6 +418,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             &mut self.policy,
             View {
                 slab: &self.slab,
+                weights: &self.weights,
                 store,
                 writer: &self.writer,
                 states: &mut self.states,
@@ -409,10 +426,20 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         )
     }
 
+    /// The weight of live entry `id`.
+    #[inline]
+    fn weight_of(&self, id: EntryId) -> u32 {
+        if self.unit_weights {
+            1
+        } else {
+            self.weights[id.index()]
+        }
+    }
+
     /// The node of entry `id`.
     #[inline]
     fn node<'a>(&'a self, store: &'a Store<K, V>, id: EntryId) -> &'a Node<K, V> {
-        store.get(&self.writer, self.slab.at(id).node)
+        store.get(&self.writer, self.slab.at(id).node())
     }
 
     #[inline]
@@ -431,8 +458,13 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
 
     /// A hit for a [`HitAccess::Shared`] policy, after the reader left its section: `id` may
     /// have been removed (or reused) since, so the hash must still match.
-    pub(crate) fn access_shared(&mut self, id: EntryId, fragment: u32) {
-        if self.slab.get(id).is_some_and(|m| m.hash == fragment) {
+    pub(crate) fn access_shared(&mut self, store: &Store<K, V>, id: EntryId, fragment: u32) {
+        let writer = &self.writer;
+        if self
+            .slab
+            .get(id)
+            .is_some_and(|m| store.get(writer, m.node()).hash == fragment)
+        {
             self.policy.on_access_shared(&self.states[id.index()]);
         }
     }
@@ -445,7 +477,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     {
         self.slab
             .iter()
-            .map(|(id, m)| (id, store.get(&self.writer, m.node)))
+            .map(|(id, m)| (id, store.get(&self.writer, m.node())))
             .filter(|(_, n)| !Deadline::from_raw(n.deadline_bits()).is_expired(now))
             .map(|(id, n)| (id, n.key.clone(), n.value.clone()))
             .collect()
@@ -583,21 +615,19 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     ) {
         // With unit weights the record is rewritten whole, never loaded.
         let old_weight = if self.unit_weights {
-            debug_assert_eq!(self.slab.at(id).weight(), 1);
             debug_assert_eq!(weight, 1);
             1
         } else {
-            self.slab.at(id).weight()
+            std::mem::replace(&mut self.weights[id.index()], weight)
         };
-        debug_assert_eq!(self.slab.at(id).hash, fragment);
+        debug_assert_eq!(store.get(&self.writer, old_node).hash, fragment);
         let was_volatile = !current.is_never();
         let node = Node::new(key, value, fragment, id, deadline.raw());
         // The mark belongs to the entry, not to its value.
         node.set_mark(store.get(&self.writer, old_node).mark());
         let new_node = store.replace(&mut self.writer, old_node, node);
         self.causes.push(RemovalCause::Replaced);
-        self.slab
-            .overwrite(id, Meta::new(new_node, fragment, weight));
+        self.slab.overwrite(id, Meta::new(new_node));
         self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
         self.volatile =
             self.volatile - usize::from(was_volatile) + usize::from(!deadline.is_never());
@@ -628,23 +658,20 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
             return;
         }
         // The record first, for its id; its node index is set once the node is stored.
-        let id = self.slab.insert(Meta::new(0, fragment, weight));
+        let id = self.slab.insert(Meta::new(0));
         let node = store.insert(
             &mut self.writer,
             Node::new(key, value, fragment, id, deadline.raw()),
         );
-        self.slab.at_mut(id).node = node;
+        *self.slab.at_mut(id) = Meta::new(node);
         self.weight += u64::from(weight);
         self.volatile += usize::from(!deadline.is_never());
         self.writes.inserts += 1;
         self.generation += 1;
         let limit = self.slab.limit();
-        let i = id.index();
-        if i < self.states.len() {
-            self.states[i] = P::State::default();
-        } else {
-            debug_assert_eq!(i, self.states.len(), "the slab fills its slots in order");
-            push_within(&mut self.states, P::State::default(), limit);
+        set_slot(&mut self.states, id, P::State::default(), limit);
+        if !self.unit_weights {
+            set_slot(&mut self.weights, id, weight, limit);
         }
         let (policy, mut view) = self.parts(store);
         policy.on_insert(id, &mut view);
@@ -670,10 +697,11 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         let (policy, mut view) = self.parts(store);
         policy.on_remove(id, &mut view);
         let volatile = !self.deadline(store, id).is_never();
+        let weight = self.weight_of(id);
         let meta = self.slab.remove(id);
-        store.remove(&mut self.writer, meta.node);
+        store.remove(&mut self.writer, meta.node());
         self.causes.push(cause);
-        self.weight -= u64::from(meta.weight());
+        self.weight -= u64::from(weight);
         self.volatile -= usize::from(volatile);
         match cause {
             RemovalCause::Capacity => self.writes.evicted_capacity += 1,
@@ -823,18 +851,19 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         }
         let (mut weight, mut volatile) = (0u64, 0usize);
         for (id, m) in slab.iter() {
-            weight += u64::from(m.weight());
-            let node = store.get(&self.writer, m.node);
+            weight += u64::from(self.weight_of(id));
+            let node = store.get(&self.writer, m.node());
             volatile += usize::from(!Deadline::from_raw(node.deadline_bits()).is_never());
-            if node.id() != id || node.hash != m.hash {
+            if node.id() != id {
                 return Err(format!(
                     "{id:?}'s node {} belongs to {:?}",
-                    m.node,
+                    m.node(),
                     node.id()
                 ));
             }
-            let found = store.find_for_write(&self.writer, m.hash, |k| std::ptr::eq(k, &node.key));
-            if found != Some(m.node) {
+            let found =
+                store.find_for_write(&self.writer, node.hash, |k| std::ptr::eq(k, &node.key));
+            if found != Some(m.node()) {
                 return Err(format!("{id:?} is not in the table under its hash"));
             }
         }
@@ -863,15 +892,27 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
                 slab.slots()
             ));
         }
+        if (self.unit_weights && !self.weights.is_empty())
+            || (!self.unit_weights && self.weights.len() < slab.slots())
+        {
+            return Err(format!(
+                "{} weights for {} slab slots (unit weights: {})",
+                self.weights.len(),
+                slab.slots(),
+                self.unit_weights
+            ));
+        }
         let (policy, view) = self.parts(store);
         policy.validate(&view)
     }
 
     /// Bytes the shard's own structures allocate: store (arena, buckets, reader stripes),
-    /// slab and policy states (the policy's own structures, such as LFU's heap, excluded).
+    /// slab, policy states and weights (the policy's own structures, such as LFU's heap,
+    /// excluded).
     pub(crate) fn allocated_bytes(&self, store: &Store<K, V>) -> usize {
         store.allocated_bytes(&self.writer)
             + self.slab.allocated_bytes()
             + self.states.capacity() * size_of::<P::State>()
+            + self.weights.capacity() * size_of::<u32>()
     }
 }

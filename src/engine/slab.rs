@@ -5,8 +5,8 @@
 //! Policies link entries through these `u32` indices, which keeps every list and heap free of
 //! `unsafe` and half the size of pointers.
 //!
-//! `Option<Meta>` costs no tag: the weight is stored as `NonZeroU32` (weight + 1), whose zero
-//! niche encodes `None`.
+//! `Option<Meta>` costs no tag: the node index is stored as `NonZeroU32` (index + 1), whose
+//! zero niche encodes `None`.
 
 use std::num::NonZeroU32;
 
@@ -18,34 +18,27 @@ use crate::policy::{Entries, EntryId};
 pub(crate) const MAX_WEIGHT: u32 = u32::MAX - 1;
 
 /// One entry's slab record, what the writer side keeps about it: where its node is (the key,
-/// value and deadline, which readers reach without the lock, live in the store's arena), its
-/// hash fragment and its weight. 12 bytes; `Option<Meta>` costs no tag.
+/// value, hash fragment and deadline, which readers reach without the lock, live in the store's
+/// arena). 4 bytes; `Option<Meta>` costs no tag. Weights are not here: without a weigher
+/// every entry weighs 1, and with one the shard keeps them in an array beside the policy's
+/// states.
 pub(crate) struct Meta {
-    /// The node's index in the store's arena.
-    pub(crate) node: u32,
-    /// The key's 32-bit hash fragment.
-    pub(crate) hash: u32,
-    weight_plus_one: NonZeroU32,
+    /// The node's index in the store's arena, plus one (node indices are below 2^24).
+    node_plus_one: NonZeroU32,
 }
 
 impl Meta {
-    pub(crate) fn new(node: u32, hash: u32, weight: u32) -> Self {
+    pub(crate) fn new(node: u32) -> Self {
         Self {
-            node,
-            hash,
-            weight_plus_one: weight_nz(weight),
+            node_plus_one: NonZeroU32::MIN.saturating_add(node),
         }
     }
 
+    /// The node's index in the store's arena.
     #[inline]
-    pub(crate) fn weight(&self) -> u32 {
-        self.weight_plus_one.get() - 1
+    pub(crate) fn node(&self) -> u32 {
+        self.node_plus_one.get() - 1
     }
-}
-
-#[inline]
-fn weight_nz(weight: u32) -> NonZeroU32 {
-    NonZeroU32::MIN.saturating_add(weight.min(MAX_WEIGHT))
 }
 
 /// Pushes `value`, growing `v` by doubling as `Vec` would, but never past `limit` elements
@@ -240,6 +233,8 @@ impl<T> Slab<T> {
 /// few cache lines: an LRU relink reads 8-byte links, not whole entries.
 pub(crate) struct View<'a, K, V, S> {
     pub(crate) slab: &'a Slab<Meta>,
+    /// Each entry's weight, indexed like the slab; empty when every entry weighs 1.
+    pub(crate) weights: &'a [u32],
     pub(crate) store: &'a Store<K, V>,
     pub(crate) writer: &'a Writer<K, V>,
     /// At least as long as the slab has slots; a vacant slot's state is stale.
@@ -261,17 +256,22 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
 
     #[inline]
     fn hash(&self, id: EntryId) -> u32 {
-        self.slab.at(id).hash
+        self.store.get(self.writer, self.slab.at(id).node()).hash
     }
 
     #[inline]
     fn weight(&self, id: EntryId) -> u32 {
-        self.slab.at(id).weight()
+        debug_assert!(self.slab.contains(id), "weight of vacant slot {id:?}");
+        if self.weights.is_empty() {
+            1
+        } else {
+            self.weights[id.index()]
+        }
     }
 
     #[inline]
     fn expires_at(&self, id: EntryId) -> Option<u64> {
-        let node = self.store.get(self.writer, self.slab.at(id).node);
+        let node = self.store.get(self.writer, self.slab.at(id).node());
         Deadline::from_raw(node.deadline_bits()).instant()
     }
 
@@ -296,13 +296,13 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
 
     #[inline]
     fn mark(&self, id: EntryId) -> u8 {
-        self.store.get(self.writer, self.slab.at(id).node).mark()
+        self.store.get(self.writer, self.slab.at(id).node()).mark()
     }
 
     #[inline]
     fn set_mark(&mut self, id: EntryId, mark: u8) {
         self.store
-            .get(self.writer, self.slab.at(id).node)
+            .get(self.writer, self.slab.at(id).node())
             .set_mark(mark);
     }
 
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn option_meta_has_no_tag() {
         assert_eq!(size_of::<Option<Meta>>(), size_of::<Meta>());
-        assert_eq!(size_of::<Meta>(), 12);
+        assert_eq!(size_of::<Meta>(), 4);
     }
 
     #[test]
@@ -361,10 +361,9 @@ mod tests {
     }
 
     #[test]
-    fn weight_round_trips_and_clamps() {
-        assert_eq!(Meta::new(1, 2, 0).weight(), 0);
-        assert_eq!(Meta::new(1, 2, 7).weight(), 7);
-        assert_eq!(Meta::new(1, 2, u32::MAX).weight(), MAX_WEIGHT);
+    fn node_index_round_trips() {
+        assert_eq!(Meta::new(0).node(), 0);
+        assert_eq!(Meta::new((1 << 24) - 1).node(), (1 << 24) - 1);
     }
 
     #[test]
