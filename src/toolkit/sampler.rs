@@ -42,7 +42,7 @@
 //! relaxed atomics per shard and takes no lock that a cache operation waits on for long (each
 //! shard's lock, shared, to read its write counters).
 //!
-//! With the `async` feature, [`MetricsSampler::spawn`] samples on an interval in a tokio task.
+//! With the `async` feature, `MetricsSampler::spawn` samples on an interval in a tokio task.
 //!
 //! # Example
 //!
