@@ -14,7 +14,7 @@
 //! | [`Fifo`] | `fifo.rs` | nothing | oldest insert | 8 bytes |
 //! | [`S3Fifo`] | `s3fifo.rs` | a mark raised in the entry, no lock, no record | small queue's oldest unless hit twice, else main queue by CLOCK | 12 bytes, plus the ghost |
 //! | [`SampledTtl`] | `ttl.rs` | nothing | soonest deadline of a random sample | 0 bytes |
-//! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1); a mark in the entry for hot protected entries | window LRU or probation LRU, whichever a frequency sketch rates lower (a candidate turned away and back soon wins, when the tuner keeps a ghost); window share and ghost tuned by [`Simulation`] | 12 bytes, plus 16 to 32 in the sketch, plus 14 to 29 while the tuner keeps a ghost of turned-away candidates, plus about 50 KB per shard for the tuner |
+//! | [`WTinyLfu`] | `wtinylfu.rs` | buffered, O(1); a mark in the entry for hot protected entries | window LRU or probation LRU, whichever a frequency sketch rates lower (a candidate turned away and back soon wins, when the tuner keeps a ghost); window share and ghost tuned by [`Simulation`] | 12 bytes, plus 16 to 32 in the sketch, plus 14 to 29 while the tuner keeps a ghost of turned-away candidates, plus about 25 KB per shard for the tuner |
 //! | [`AnyPolicy`] | `any.rs` | buffered, then as the policy it holds | as the policy it holds, chosen at run time | 16 bytes |
 
 use std::fmt;

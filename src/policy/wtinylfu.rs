@@ -172,12 +172,12 @@ impl Queue {
 /// - **Adaptive window** ([`new`](Self::new), the default): the best share depends on the
 ///   workload (none for loops and scans, all of it for short-reuse patterns where LRU is
 ///   optimal), so each shard replays a hash-sampled slice of its requests (all of them up to
-///   128 entries) through eight small [`Simulation`](super::Simulation)s of this policy: fixed
+///   64 entries) through eight small [`Simulation`](super::Simulation)s of this policy: fixed
 ///   windows of 0, 1%, 25% and 100%, each without and with the *ghost* below, and switches to
 ///   the choice whose recent hits, less what switching costs (0.1% of them plus 1% per unit
 ///   of share moved), are the most, if they beat the current choice's. It starts at 1%
-///   without the ghost. Cost: about 50 KB per shard, and 8 simulated requests per sampled
-///   request (1% of the keys in a shard of 12,500 entries). On
+///   without the ghost. Cost: about 25 KB per shard, and 8 simulated requests per sampled
+///   request (0.5% of the keys in a shard of 12,500 entries). On
 ///   the replayed traces it closes part of the gap to Belady's optimum that any fixed choice
 ///   leaves (`docs/benchmarks.md` has the figures).
 /// - **Ghost** (chosen by the tuner, never on with a fixed window): a candidate that loses its
