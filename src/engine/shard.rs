@@ -25,7 +25,7 @@ use crate::engine::expiry::{
     SWEEP_SAMPLE,
 };
 use crate::engine::protocol::{self, Admission, Residence};
-use crate::engine::slab::{Meta, Slab, View, push_within};
+use crate::engine::slab::{Meta, Slab, View, push_within, weight_at};
 use crate::metrics::WriteCounters;
 use crate::notify::{RemovalCause, Removed};
 use crate::policy::{EntryId, EvictionPolicy, HitAccess, ShardContext};
@@ -429,11 +429,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
     /// The weight of live entry `id`.
     #[inline]
     fn weight_of(&self, id: EntryId) -> u32 {
-        if self.unit_weights {
-            1
-        } else {
-            self.weights[id.index()]
-        }
+        weight_at(&self.weights, id)
     }
 
     /// The node of entry `id`.
@@ -613,7 +609,7 @@ impl<K, V, P: EvictionPolicy> Shard<K, V, P> {
         deadline: Deadline,
         now: u64,
     ) {
-        // With unit weights the record is rewritten whole, never loaded.
+        // With unit weights the old weight is known without a load.
         let old_weight = if self.unit_weights {
             debug_assert_eq!(weight, 1);
             1

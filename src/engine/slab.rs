@@ -41,6 +41,17 @@ impl Meta {
     }
 }
 
+/// The weight of live entry `id`, given the shard's weights array (indexed like the slab;
+/// empty when every entry weighs 1).
+#[inline]
+pub(crate) fn weight_at(weights: &[u32], id: EntryId) -> u32 {
+    if weights.is_empty() {
+        1
+    } else {
+        weights[id.index()]
+    }
+}
+
 /// Pushes `value`, growing `v` by doubling as `Vec` would, but never past `limit` elements
 /// (past it, `Vec`'s own growth applies: a weigher lets entries outnumber the capacity).
 pub(crate) fn push_within<T>(v: &mut Vec<T>, value: T, limit: usize) {
@@ -262,11 +273,7 @@ impl<K, V, S> Entries<S> for View<'_, K, V, S> {
     #[inline]
     fn weight(&self, id: EntryId) -> u32 {
         debug_assert!(self.slab.contains(id), "weight of vacant slot {id:?}");
-        if self.weights.is_empty() {
-            1
-        } else {
-            self.weights[id.index()]
-        }
+        weight_at(self.weights, id)
     }
 
     #[inline]
