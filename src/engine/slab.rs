@@ -3,7 +3,7 @@
 //! Records live in a `Vec<Option<Meta>>` indexed by [`EntryId`]; freed slots are kept on a
 //! free stack and reused first, so the slab stays dense and a random index is a fair sample.
 //! Policies link entries through these `u32` indices, which keeps every list and heap free of
-//! `unsafe` and half the size of pointers.
+//! raw pointers and half their size.
 //!
 //! `Option<Meta>` costs no tag: the node index is stored as `NonZeroU32` (index + 1), whose
 //! zero niche encodes `None`.
